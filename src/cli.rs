@@ -1,0 +1,77 @@
+//! The command line: the one source of `--help`, the man page and the shell completions.
+
+use std::ffi::OsString;
+
+use clap::{ArgAction, Parser};
+
+pub const DEFAULT_POOL: &str = "10.200.0.0/16";
+
+const AFTER_HELP: &str = "\
+Examples:
+  sudo nsrun -- curl http://198.51.100.1/       run a command with its own address, NAT through the host
+  sudo nsrun --no-net -- cargo test             offline: only loopback, up
+  nsrun --no-net -- make check                  the same as an ordinary user (user namespaces)
+  sudo nsrun --dns 192.0.2.53 -- getent hosts db.internal
+  sudo nsrun --block-lan -- ./untrusted-tool    internet only: no host, no LAN, no metadata service
+  sudo nsrun --hostname build1 --user builder -- ./service
+
+Exit status: the command's own; 128+N if it was killed by signal N; 126 if it could not
+be executed; 127 if it was not found; 125 if nsrun itself failed.";
+
+/// Run a command in its own network, mount and PID namespaces.
+///
+/// nsrun gives COMMAND a private network stack: a veth pair to the host, a private
+/// address and default route, NAT through the host's uplink, a private resolv.conf,
+/// and a firewall that keeps it away from the host, other sandboxes and link-local
+/// services. The command runs as the invoking user with no capabilities, and every
+/// process of the sandbox ends when the command does, or when nsrun is killed.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nsrun",
+    version,
+    about = "Run a command in its own network, mount and PID namespaces",
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// No network: the sandbox has only `lo`, up. Works without root where the kernel allows
+    /// unprivileged user namespaces.
+    #[arg(long, conflicts_with_all = ["allow_host", "block_lan", "pool", "dns"])]
+    pub no_net: bool,
+
+    /// Run the command as USER (and GROUP), by name or number, e.g. `--user nobody` or
+    /// `--user 1000:1000`. Default: the invoking user (SUDO_UID/SUDO_GID under sudo).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// Give the sandbox its own UTS namespace with this host name; NAME also resolves
+    /// inside the sandbox through a private /etc/hosts.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Nameserver for the sandbox's /etc/resolv.conf, instead of the host's (repeatable),
+    /// e.g. `--dns 192.0.2.53`.
+    #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
+    pub dns: Vec<String>,
+
+    /// Let the sandbox open connections to the host's own addresses (blocked by default).
+    #[arg(long)]
+    pub allow_host: bool,
+
+    /// Also block the LAN: private ranges (10/8, 172.16/12, 192.168/16, 100.64/10).
+    /// The sandbox's nameservers stay reachable.
+    #[arg(long)]
+    pub block_lan: bool,
+
+    /// IPv4 pool the sandbox's /30 subnet is taken from, e.g. `--pool 10.200.0.0/16`.
+    #[arg(long, value_name = "CIDR", default_value = DEFAULT_POOL)]
+    pub pool: String,
+
+    /// Say what nsrun sets up, on stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// The command to run and its arguments, passed verbatim.
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}

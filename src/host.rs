@@ -1,0 +1,89 @@
+//! Facts about the host, read before nsrun changes anything: credentials, users, the
+//! addresses and routes in use, and the uplink.
+
+use anyhow::{Context, Result};
+use caps::{CapSet, Capability};
+
+use crate::addr::Ipv4Net;
+use crate::netlink::Socket;
+use crate::netlink::route::{self, Link, RT_TABLE_MAIN, RTN_UNICAST};
+use crate::plan::Creds;
+
+pub fn creds() -> Creds {
+    let res_uid = nix::unistd::getresuid().ok();
+    let res_gid = nix::unistd::getresgid().ok();
+    let has = |cap| caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false);
+    Creds {
+        ruid: res_uid.map(|r| r.real.as_raw()).unwrap_or(u32::MAX),
+        euid: res_uid.map(|r| r.effective.as_raw()).unwrap_or(u32::MAX),
+        rgid: res_gid.map(|r| r.real.as_raw()).unwrap_or(u32::MAX),
+        net_admin: has(Capability::CAP_NET_ADMIN),
+        sys_admin: has(Capability::CAP_SYS_ADMIN),
+        setpcap: has(Capability::CAP_SETPCAP),
+    }
+}
+
+pub fn current_groups() -> Vec<u32> {
+    nix::unistd::getgroups()
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_default()
+}
+
+pub fn read_etc(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// What the sandbox's addressing must respect.
+#[derive(Debug, Default)]
+pub struct NetFacts {
+    /// Every IPv4 prefix on the host: addresses and main-table routes (default excluded).
+    pub used: Vec<Ipv4Net>,
+    /// The link of the default route with the lowest metric.
+    pub uplink: Option<Link>,
+}
+
+pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
+    let links: Vec<Link> = rtnl
+        .dump(route::dump_links(), "RTM_GETLINK dump")?
+        .iter()
+        .filter_map(|(_, p)| route::parse_link(p))
+        .collect();
+    let addrs = rtnl.dump(route::dump_addrs(), "RTM_GETADDR dump")?;
+    let routes: Vec<route::Route> = rtnl
+        .dump(route::dump_routes(), "RTM_GETROUTE dump")?
+        .iter()
+        .filter_map(|(_, p)| route::parse_route(p))
+        .collect();
+    let mut used: Vec<Ipv4Net> = addrs
+        .iter()
+        .filter_map(|(_, p)| route::parse_addr(p))
+        .map(|a| a.net)
+        .collect();
+    used.extend(
+        routes
+            .iter()
+            .filter(|r| r.table == u32::from(RT_TABLE_MAIN) && r.dst.prefix > 0)
+            .map(|r| r.dst),
+    );
+    let uplink = routes
+        .iter()
+        .filter(|r| {
+            r.table == u32::from(RT_TABLE_MAIN) && r.dst.prefix == 0 && r.rtype == RTN_UNICAST
+        })
+        .filter_map(|r| Some((r.priority, r.oif?)))
+        .min()
+        .and_then(|(_, oif)| links.iter().find(|l| l.index as u32 == oif).cloned());
+    Ok(NetFacts { used, uplink })
+}
+
+/// Sets `net.ipv4.conf.<link>.forwarding` to 1 through /proc (no sysctl binary).
+/// Returns whether it changed.
+pub fn enable_forwarding(link: &str) -> Result<bool> {
+    let path = format!("/proc/sys/net/ipv4/conf/{link}/forwarding");
+    let was = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    if was.trim() == "1" {
+        return Ok(false);
+    }
+    std::fs::write(&path, "1").with_context(|| format!("enable forwarding: write {path}"))?;
+    Ok(true)
+}

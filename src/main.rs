@@ -1,0 +1,73 @@
+//! nsrun: parse, plan, run; print an error once, as one line; map the outcome to an exit code.
+
+mod addr;
+mod child;
+mod cli;
+mod dns;
+mod firewall;
+mod host;
+mod netlink;
+mod plan;
+mod relay;
+mod sandbox;
+mod supervise;
+mod sys;
+mod users;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use crate::supervise::EXIT_NSRUN_FAILED;
+
+fn main() {
+    let code = match cli::Cli::try_parse() {
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            0
+        }
+        Err(e) => {
+            eprintln!("nsrun: {}", usage_error(&e));
+            EXIT_NSRUN_FAILED
+        }
+        Ok(cli) => match plan::from_cli(cli).and_then(sandbox::run) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("nsrun: {}", one_line(&format!("{e:#}")));
+                EXIT_NSRUN_FAILED
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+/// clap's multi-line usage errors, as one line that says what to do.
+fn usage_error(e: &clap::Error) -> String {
+    let rendered = e.to_string();
+    let first = rendered
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ");
+    match e.kind() {
+        ErrorKind::MissingRequiredArgument => {
+            "missing COMMAND: give the program to run after '--', e.g. 'nsrun -- curl http://198.51.100.1/' (see 'nsrun --help')".into()
+        }
+        ErrorKind::UnknownArgument => {
+            let tip = rendered
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("tip: "))
+                .map(|t| format!("; {t}"))
+                .unwrap_or_default();
+            format!("{first}{tip}; put the command after '--' if the option is its own, e.g. 'nsrun -- ls -l' (see 'nsrun --help')")
+        }
+        _ => format!("{}; see 'nsrun --help'", one_line(first)),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

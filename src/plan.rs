@@ -1,0 +1,477 @@
+//! PURE: what the user typed (Cli) and what the host is (HostFacts) become a Plan.
+//! Every validation lives here, before nsrun touches anything.
+
+use std::ffi::CString;
+use std::net::Ipv4Addr;
+use std::os::unix::ffi::OsStrExt;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::addr::{Ipv4Net, SANDBOX_PREFIX};
+use crate::cli::Cli;
+use crate::users::{self, GroupEntry, Identity, PasswdEntry};
+
+/// What nsrun will do, validated.
+#[derive(Debug)]
+pub struct Plan {
+    pub command: Vec<CString>,
+    /// None with `--no-net`.
+    pub network: Option<NetPlan>,
+    /// Nameservers given with `--dns`; empty means "as the host resolves".
+    pub dns: Vec<Ipv4Addr>,
+    pub hostname: Option<String>,
+    pub user: Option<String>,
+    pub verbose: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetPlan {
+    pub pool: Ipv4Net,
+    pub allow_host: bool,
+    pub block_lan: bool,
+}
+
+/// The private ranges `--block-lan` closes.
+pub const LAN_RANGES: [&str; 4] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+];
+
+pub fn from_cli(cli: Cli) -> Result<Plan> {
+    let command = cli
+        .command
+        .iter()
+        .map(|a| {
+            CString::new(a.as_bytes())
+                .map_err(|_| anyhow!("COMMAND: an argument contains a NUL byte"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if command.first().is_none_or(|c| c.as_bytes().is_empty()) {
+        bail!(
+            "COMMAND is empty: give the program to run after '--', e.g. 'nsrun -- sh -c \"echo hi\"'"
+        );
+    }
+    let network = if cli.no_net {
+        None
+    } else {
+        Some(NetPlan {
+            pool: parse_pool(&cli.pool)?,
+            allow_host: cli.allow_host,
+            block_lan: cli.block_lan,
+        })
+    };
+    let dns = cli
+        .dns
+        .iter()
+        .map(|d| parse_dns(d))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(name) = &cli.hostname {
+        validate_hostname(name)?;
+    }
+    if let Some(spec) = &cli.user {
+        users::validate_spec(spec)?;
+    }
+    Ok(Plan {
+        command,
+        network,
+        dns,
+        hostname: cli.hostname,
+        user: cli.user,
+        verbose: cli.verbose,
+    })
+}
+
+pub fn parse_pool(s: &str) -> Result<Ipv4Net> {
+    let pool: Ipv4Net = s.parse().map_err(|e| {
+        anyhow!("--pool {s:?}: {e}; give an IPv4 prefix, e.g. '--pool 10.200.0.0/16'")
+    })?;
+    if pool.prefix > SANDBOX_PREFIX {
+        bail!(
+            "--pool {pool}: too small for one sandbox, which needs a /30; e.g. '--pool 10.200.0.0/16'"
+        );
+    }
+    if pool.addr != pool.network() {
+        bail!(
+            "--pool {pool}: host bits are set; did you mean '--pool {}/{}'?",
+            pool.network(),
+            pool.prefix
+        );
+    }
+    if pool.addr.is_loopback()
+        || pool.addr.is_multicast()
+        || pool.addr.is_link_local()
+        || pool.prefix < 8
+    {
+        bail!("--pool {pool}: not a usable private range; e.g. '--pool 10.200.0.0/16'");
+    }
+    Ok(pool)
+}
+
+pub fn parse_dns(s: &str) -> Result<Ipv4Addr> {
+    let shown = s.escape_debug();
+    let ip: Ipv4Addr = s.parse().map_err(|_| {
+        anyhow!("--dns \"{shown}\" is not an IPv4 address; e.g. '--dns 192.0.2.53'")
+    })?;
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+        bail!("--dns {ip} cannot be a nameserver; e.g. '--dns 192.0.2.53'");
+    }
+    Ok(ip)
+}
+
+/// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens, at most
+/// 64 bytes (the kernel's limit for the UTS name).
+pub fn validate_hostname(name: &str) -> Result<()> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() > 64 {
+        bail!(
+            "--hostname: {} bytes is too long (at most 64); e.g. '--hostname build1'",
+            name.len()
+        );
+    }
+    if !name.split('.').all(label_ok) {
+        bail!(
+            "--hostname \"{}\" is not a host name (letters, digits, inner '-' and '.'); e.g. '--hostname build1'",
+            name.escape_debug()
+        );
+    }
+    Ok(())
+}
+
+/// How nsrun holds the power it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    /// Real and effective uid 0 with CAP_SYS_ADMIN and CAP_NET_ADMIN.
+    Root,
+    /// An ordinary user running a binary with file capabilities: trusts nothing from the
+    /// environment.
+    FileCaps,
+    /// No privilege: only `--no-net`, through a user namespace.
+    UserNamespace,
+}
+
+/// What the running process has, as read from the kernel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Creds {
+    pub ruid: u32,
+    pub euid: u32,
+    pub rgid: u32,
+    pub net_admin: bool,
+    pub sys_admin: bool,
+    pub setpcap: bool,
+}
+
+pub const SETCAP_HINT: &str = "run with sudo, or install with 'sudo setcap cap_net_admin,cap_sys_admin,cap_setpcap+ep $(command -v nsrun)'";
+
+pub fn privilege(creds: &Creds, network: bool) -> Result<Privilege> {
+    let admin = creds.net_admin && creds.sys_admin;
+    if creds.euid == 0 && creds.ruid == 0 && admin && creds.setpcap {
+        return Ok(Privilege::Root);
+    }
+    if admin && creds.setpcap && creds.euid != 0 {
+        return Ok(Privilege::FileCaps);
+    }
+    if !network {
+        return Ok(Privilege::UserNamespace);
+    }
+    let mut missing = Vec::new();
+    if !creds.net_admin {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if !creds.sys_admin {
+        missing.push("CAP_SYS_ADMIN");
+    }
+    if !creds.setpcap {
+        missing.push("CAP_SETPCAP");
+    }
+    if missing.is_empty() {
+        // Effective uid 0 without real uid 0 (a set-user-ID install): not supported.
+        bail!("need real uid 0 or file capabilities, not a set-user-ID root binary: {SETCAP_HINT}");
+    }
+    bail!(
+        "need {} to set up a network: {SETCAP_HINT}; or use --no-net",
+        missing.join(" and ")
+    )
+}
+
+/// Where SUDO_UID and friends pointed, when they can be trusted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SudoCaller {
+    pub uid: u32,
+    pub gid: u32,
+    pub user: Option<String>,
+}
+
+/// Who the command runs as: `--user` when given; under sudo the caller; otherwise the
+/// invoking user. With file capabilities the environment is not trusted, and the command
+/// can only run as the caller.
+pub fn choose_identity(
+    privilege: Privilege,
+    creds: &Creds,
+    current_groups: &[u32],
+    sudo: Option<&SudoCaller>,
+    user_spec: Option<&str>,
+    passwd: &[PasswdEntry],
+    groups: &[GroupEntry],
+) -> Result<Identity> {
+    let caller = Identity {
+        uid: creds.ruid,
+        gid: creds.rgid,
+        groups: current_groups.to_vec(),
+    };
+    if let Some(spec) = user_spec {
+        let id = users::resolve_spec(spec, passwd, groups)?;
+        if privilege != Privilege::Root && (id.uid != caller.uid || id.gid != caller.gid) {
+            bail!(
+                "--user {spec}: only root may run the command as another user; drop --user or run with sudo"
+            );
+        }
+        return Ok(id);
+    }
+    match (privilege, sudo) {
+        (Privilege::Root, Some(s)) => {
+            let groups = match &s.user {
+                Some(name) => users::supplementary(name, s.gid, groups),
+                None => vec![s.gid],
+            };
+            Ok(Identity {
+                uid: s.uid,
+                gid: s.gid,
+                groups,
+            })
+        }
+        _ => Ok(caller),
+    }
+}
+
+/// Reads SUDO_UID, SUDO_GID and SUDO_USER from an environment lookup.
+pub fn sudo_caller(get: impl Fn(&str) -> Option<String>) -> Result<Option<SudoCaller>> {
+    let (Some(uid), Some(gid)) = (get("SUDO_UID"), get("SUDO_GID")) else {
+        return Ok(None);
+    };
+    let uid = uid.parse().context("SUDO_UID is not a number")?;
+    let gid = gid.parse().context("SUDO_GID is not a number")?;
+    let user = get("SUDO_USER").filter(|u| users::validate_spec(u).is_ok() && !u.contains(':'));
+    Ok(Some(SudoCaller { uid, gid, user }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn plan(args: &[&str]) -> Result<Plan> {
+        let cli = Cli::try_parse_from(std::iter::once("nsrun").chain(args.iter().copied()))?;
+        from_cli(cli)
+    }
+
+    #[test]
+    fn command_is_verbatim_after_double_dash() {
+        let p = plan(&["--", "printf", "%s", "--no-net"]).unwrap();
+        assert_eq!(p.command, [c"printf", c"%s", c"--no-net"]);
+        assert!(p.network.is_some());
+        let p = plan(&["--no-net", "sh", "-c", "exit 3"]).unwrap();
+        assert_eq!(p.command, [c"sh", c"-c", c"exit 3"]);
+        assert!(p.network.is_none());
+    }
+
+    #[test]
+    fn missing_or_empty_command_is_rejected() {
+        assert!(plan(&[]).is_err());
+        assert!(plan(&["--no-net"]).is_err());
+        let e = plan(&["--", ""]).unwrap_err().to_string();
+        assert!(e.contains("COMMAND is empty"), "{e}");
+    }
+
+    #[test]
+    fn dns_must_be_one_ipv4_address() {
+        let p = plan(&["--dns", "192.0.2.53", "--dns", "198.51.100.1", "true"]).unwrap();
+        assert_eq!(p.dns.len(), 2);
+        let e = plan(&["--dns", "1.1.1.1\nsearch evil", "true"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--dns \"1.1.1.1\\nsearch evil\" is not an IPv4 address"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        assert!(plan(&["--dns", "0.0.0.0", "true"]).is_err());
+        assert!(plan(&["--dns", "example", "true"]).is_err());
+    }
+
+    #[test]
+    fn pool_is_validated() {
+        assert_eq!(
+            parse_pool("10.201.0.0/24").unwrap().to_string(),
+            "10.201.0.0/24"
+        );
+        let e = parse_pool("10.201.0.1/24").unwrap_err().to_string();
+        assert!(e.contains("did you mean '--pool 10.201.0.0/24'"), "{e}");
+        assert!(parse_pool("10.201.0.0/31").is_err());
+        assert!(parse_pool("127.0.0.0/8").is_err());
+        assert!(parse_pool("169.254.0.0/16").is_err());
+        assert!(parse_pool("10.0.0.0").is_err());
+        assert!(parse_pool("0.0.0.0/0").is_err());
+    }
+
+    #[test]
+    fn hostname_is_validated() {
+        validate_hostname("build1").unwrap();
+        validate_hostname("a.b-c.d").unwrap();
+        for bad in ["", "-a", "a-", "a..b", "a b", "a\nb", &"x".repeat(65)] {
+            assert!(validate_hostname(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn no_net_conflicts_with_network_flags() {
+        assert!(plan(&["--no-net", "--allow-host", "true"]).is_err());
+        assert!(plan(&["--no-net", "--dns", "192.0.2.1", "true"]).is_err());
+    }
+
+    fn creds(uid: u32, caps: bool) -> Creds {
+        Creds {
+            ruid: uid,
+            euid: uid,
+            rgid: uid,
+            net_admin: caps,
+            sys_admin: caps,
+            setpcap: caps,
+        }
+    }
+
+    #[test]
+    fn privilege_modes() {
+        assert_eq!(privilege(&creds(0, true), true).unwrap(), Privilege::Root);
+        assert_eq!(
+            privilege(&creds(1000, true), true).unwrap(),
+            Privilege::FileCaps
+        );
+        assert_eq!(
+            privilege(&creds(1000, false), false).unwrap(),
+            Privilege::UserNamespace
+        );
+        let e = privilege(&creds(1000, false), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("need CAP_NET_ADMIN and CAP_SYS_ADMIN and CAP_SETPCAP"),
+            "{e}"
+        );
+        assert!(e.contains("setcap") && e.contains("--no-net"), "{e}");
+        // root in a container without CAP_SYS_ADMIN
+        let mut c = creds(0, true);
+        c.sys_admin = false;
+        assert!(privilege(&c, true).is_err());
+        assert_eq!(privilege(&c, false).unwrap(), Privilege::UserNamespace);
+    }
+
+    #[test]
+    fn identity_follows_sudo_user_and_trust() {
+        let passwd =
+            users::parse_passwd("alice:x:1000:1000::/:/bin/sh\nbob:x:1001:1001::/:/bin/sh\n");
+        let groups = users::parse_group("wheel:x:10:alice\n");
+        let sudo = SudoCaller {
+            uid: 1000,
+            gid: 1000,
+            user: Some("alice".into()),
+        };
+        let root = creds(0, true);
+        let id = choose_identity(
+            Privilege::Root,
+            &root,
+            &[0],
+            Some(&sudo),
+            None,
+            &passwd,
+            &groups,
+        )
+        .unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000, 10]
+            }
+        );
+        let id =
+            choose_identity(Privilege::Root, &root, &[0], None, None, &passwd, &groups).unwrap();
+        assert_eq!(id.uid, 0);
+        let id = choose_identity(
+            Privilege::Root,
+            &root,
+            &[0],
+            Some(&sudo),
+            Some("bob"),
+            &passwd,
+            &groups,
+        )
+        .unwrap();
+        assert_eq!(id.uid, 1001);
+        // File capabilities: SUDO_* is ignored, --user may only name the caller.
+        let user = creds(1001, true);
+        let id = choose_identity(
+            Privilege::FileCaps,
+            &user,
+            &[1001, 7],
+            Some(&sudo),
+            None,
+            &passwd,
+            &groups,
+        )
+        .unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                uid: 1001,
+                gid: 1001,
+                groups: vec![1001, 7]
+            }
+        );
+        assert!(
+            choose_identity(
+                Privilege::FileCaps,
+                &user,
+                &[],
+                None,
+                Some("alice"),
+                &passwd,
+                &groups
+            )
+            .is_err()
+        );
+        assert!(
+            choose_identity(
+                Privilege::FileCaps,
+                &user,
+                &[],
+                None,
+                Some("bob"),
+                &passwd,
+                &groups
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn sudo_variables_are_parsed_strictly() {
+        let env = |k: &str| match k {
+            "SUDO_UID" => Some("1000".to_string()),
+            "SUDO_GID" => Some("1000".to_string()),
+            "SUDO_USER" => Some("alice".to_string()),
+            _ => None,
+        };
+        assert_eq!(sudo_caller(env).unwrap().unwrap().uid, 1000);
+        assert!(sudo_caller(|_| None).unwrap().is_none());
+        assert!(sudo_caller(|k| (k != "SUDO_USER").then(|| "x".to_string())).is_err());
+    }
+}

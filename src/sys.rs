@@ -1,0 +1,221 @@
+//! The only `unsafe` in nsrun: raw syscalls that `nix` does not wrap. Each error names
+//! the call and keeps the errno.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+fn check(ret: libc::c_long, what: &str) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        Err(io::Error::new(err.kind(), format!("{what}: {err}")))
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `clone(flags | SIGCHLD)` with no new stack: like fork, but into new namespaces.
+/// Returns `None` in the child.
+pub fn clone_into(flags: CloneFlags) -> io::Result<Option<Pid>> {
+    let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: with a NULL stack, clone behaves like fork: the child gets a copy of the
+    // address space. nsrun is single-threaded here, so no lock can be held by another
+    // thread in the copy.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    let ret = check(ret, "clone")?;
+    Ok((ret != 0).then(|| Pid::from_raw(ret as i32)))
+}
+
+/// `fork()`. Returns `None` in the child.
+pub fn fork() -> io::Result<Option<Pid>> {
+    clone_into(CloneFlags::empty())
+}
+
+pub fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+    check(ret.into(), "prctl(PR_SET_PDEATHSIG)").map(drop)
+}
+
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    check(ret.into(), "prctl(PR_SET_NO_NEW_PRIVS)").map(drop)
+}
+
+/// Empties the capability bounding set, whatever the kernel's last capability is.
+pub fn drop_bounding_set() -> io::Result<()> {
+    for cap in 0..64 {
+        // SAFETY: prctl with integer arguments only.
+        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                break; // past the kernel's last capability
+            }
+            return Err(io::Error::new(
+                err.kind(),
+                format!("prctl(PR_CAPBSET_DROP, {cap}): {err}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Marks every fd from `first` up close-on-exec, so only 0, 1 and 2 survive exec.
+pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range takes integers; CLOSE_RANGE_CLOEXEC closes nothing now.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    check(ret, "close_range(CLOEXEC)").map(drop)
+}
+
+/// Gives the command SIGPIPE's default action: Rust's runtime ignores it, and an ignored
+/// signal stays ignored across exec (`yes | head` would never end). Other signals keep
+/// the dispositions nsrun inherited, as they would without nsrun.
+pub fn default_sigpipe() {
+    // SAFETY: installing SIG_DFL has no handler to be unsafe about.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// A detached tmpfs mount (`fsopen` + `fsmount`), attached nowhere: files written into it
+/// never touch the host's filesystem.
+pub fn detached_tmpfs() -> io::Result<OwnedFd> {
+    let fs = cstr_fd(
+        c"tmpfs",
+        |name| {
+            // SAFETY: fsopen reads a NUL-terminated name.
+            unsafe {
+                libc::syscall(libc::SYS_fsopen, name.as_ptr(), 1 /* FSOPEN_CLOEXEC */)
+            }
+        },
+        "fsopen(tmpfs)",
+    )?;
+    for (key, value) in [(c"size", c"64k"), (c"mode", c"0755")] {
+        // SAFETY: fsconfig(FSCONFIG_SET_STRING) reads two NUL-terminated strings.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                1,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        };
+        check(ret, "fsconfig(tmpfs)")?;
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no pointers.
+    let ret = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), 6, 0usize, 0usize, 0) };
+    check(ret, "fsconfig(tmpfs, CREATE)")?;
+    // SAFETY: fsmount takes integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            1, /* FSMOUNT_CLOEXEC */
+            0,
+        )
+    };
+    let fd = check(ret, "fsmount(tmpfs)")?;
+    // SAFETY: fsmount returned a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn cstr_fd(
+    arg: &CStr,
+    call: impl FnOnce(&CStr) -> libc::c_long,
+    what: &str,
+) -> io::Result<OwnedFd> {
+    let fd = check(call(arg), what)?;
+    // SAFETY: the call returned a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Mounts the file `name` of the detached mount `from` onto `target`, without following a
+/// symlink at `target`: a link such as /etc/resolv.conf -> ../run/... is covered itself,
+/// dangling or not, and the host's file is never touched.
+pub fn mount_file_over(from: BorrowedFd<'_>, name: &CStr, target: &CStr) -> io::Result<()> {
+    // SAFETY: open_tree reads a NUL-terminated path relative to a valid fd.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            from.as_raw_fd(),
+            name.as_ptr(),
+            1 | libc::O_CLOEXEC, /* OPEN_TREE_CLONE */
+        )
+    };
+    let what = format!("open_tree {}", name.to_string_lossy());
+    let tree = check(tree, &what)?;
+    // SAFETY: open_tree returned a new fd that we own.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    // SAFETY: move_mount reads two NUL-terminated paths; MOVE_MOUNT_F_EMPTY_PATH (4) uses
+    // the fd itself as the source, and without MOVE_MOUNT_T_SYMLINKS the target is not
+    // followed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            4,
+        )
+    };
+    check(
+        ret,
+        &format!("move_mount onto {}", target.to_string_lossy()),
+    )
+    .map(drop)
+}
+
+/// `setsockopt` with an int value, for options nix does not wrap (NETLINK_EXT_ACK, ...).
+pub fn setsockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    opt: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the value pointer and length describe a live c_int.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(ret.into(), &format!("setsockopt({level}, {opt})")).map(drop)
+}
+
+/// `_exit`: leaves at once, without running destructors or flushing the parent's buffers
+/// that a forked child shares a copy of.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// Takes ownership of an fd that a syscall just returned.
+pub fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass only fresh fds returned to them, owned by no one else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

@@ -1,0 +1,232 @@
+//! The core: namespaces, exit codes, privileges, signals, nothing outliving the sandbox.
+//! Every test runs in a throwaway world (tests/world.sh).
+
+mod common;
+use common::world;
+
+#[test]
+fn exit_codes_follow_env_and_timeout() {
+    world(
+        r#"
+        snapshot
+        expect_code 0 $NSRUN --no-net -- true
+        expect_code 3 $NSRUN --no-net -- sh -c 'exit 3'
+        expect_code 126 $NSRUN --no-net -- /etc/passwd
+        expect_contains "$ERR" "nsrun: exec /etc/passwd: Permission denied (os error 13)" "126 message"
+        expect_code 127 $NSRUN --no-net -- no-such-command-here
+        expect_contains "$ERR" "nsrun: exec no-such-command-here: No such file or directory (os error 2)" "127 message"
+        expect_code 137 $NSRUN --no-net -- sh -c 'kill -9 $$'
+        expect_code 143 $NSRUN --no-net -- sh -c 'kill -TERM $$'
+        expect_code 125 $NSRUN --no-such-flag -- true
+        expect_eq "$(echo "$ERR" | wc -l)" 1 "usage error is one line"
+        expect_code 125 $NSRUN --no-net
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn argv_reaches_the_command_verbatim() {
+    world(
+        r#"
+        expect_code 0 $NSRUN --no-net -- printf '%s|' --no-net -v '' 'a b' '--' "\$HOME"
+        expect_eq "$OUT" '--no-net|-v||a b|--|$HOME|' "argv"
+        expect_code 0 $NSRUN --no-net printf '%s' --verbose
+        expect_eq "$OUT" '--verbose' "options after the command are the command's"
+        "#,
+    );
+}
+
+#[test]
+fn no_net_has_only_loopback_up_and_working() {
+    world(
+        r#"
+        snapshot
+        expect_code 0 $NSRUN --no-net -- sh -c 'ls /sys/class/net; ip -o link show lo'
+        expect_eq "$(echo "$OUT" | head -1)" "lo" "only lo in /sys/class/net"
+        expect_eq "$(echo "$OUT" | grep -c .)" 2 "nothing but lo"
+        expect_contains "$OUT" "state UNKNOWN" "lo is up"
+        expect_contains "$OUT" "LOWER_UP" "lo is up"
+        expect_code 0 $NSRUN --no-net -- python3 -c '
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+c.sendall(b"ping"); print(a.recv(4).decode())'
+        expect_eq "$OUT" "ping" "loopback carries data"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn the_command_has_no_capabilities_and_no_new_privs() {
+    world(
+        r#"
+        for mode in --no-net ""; do
+          expect_code 0 $NSRUN $mode -- grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' /proc/self/status
+          expect_eq "$(echo "$OUT" | grep -c ':[[:space:]]*0000000000000000$')" 5 "all five capability sets empty ($mode)"
+          expect_contains "$OUT" "NoNewPrivs:	1" "no_new_privs ($mode)"
+        done
+        # The same for an ordinary user without privilege (user namespace).
+        expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN --no-net -- grep -E '^(Cap|NoNewPrivs)' /proc/self/status
+        expect_eq "$(echo "$OUT" | grep -c ':[[:space:]]*0000000000000000$')" 5 "all empty for an unprivileged user"
+        expect_contains "$OUT" "NoNewPrivs:	1" "no_new_privs for an unprivileged user"
+        "#,
+    );
+}
+
+#[test]
+fn runs_as_the_sudo_caller_or_the_user_asked_for() {
+    world(
+        r#"
+        expect_code 0 env SUDO_UID=65534 SUDO_GID=65534 SUDO_USER=nobody $NSRUN --no-net -- id -u
+        expect_eq "$OUT" 65534 "uid under sudo"
+        expect_code 0 env SUDO_UID=65534 SUDO_GID=65534 SUDO_USER=nobody $NSRUN --no-net -- id -g
+        expect_eq "$OUT" 65534 "gid under sudo"
+        expect_code 0 env -u SUDO_UID -u SUDO_GID $NSRUN --no-net -- id -u
+        expect_eq "$OUT" 0 "root without sudo stays root (with no capabilities)"
+        expect_code 0 env SUDO_UID=65534 SUDO_GID=65534 $NSRUN --no-net --user 4242:4343 -- id
+        expect_eq "$OUT" "uid=4242 gid=4343 groups=4343" "--user overrides sudo"
+        expect_code 0 $NSRUN --no-net --user nobody -- id -un
+        expect_eq "$OUT" nobody "--user by name"
+        expect_code 125 $NSRUN --no-net --user no-such-user-x -- true
+        expect_contains "$ERR" "--user: no user 'no-such-user-x'" "unknown user"
+        "#,
+    );
+}
+
+#[test]
+fn file_capabilities_trust_nothing_from_the_environment() {
+    if !common::which("setcap") {
+        eprintln!("skipped: setcap (libcap2-bin) is missing");
+        return;
+    }
+    world(
+        r#"
+        cp $NSRUN "$WORK/nsrun"
+        setcap cap_net_admin,cap_sys_admin,cap_setpcap+ep "$WORK/nsrun"
+        snapshot
+        expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups env SUDO_UID=0 SUDO_GID=0 "$WORK/nsrun" -- id -u
+        expect_eq "$OUT" 65534 "SUDO_UID is ignored with file capabilities"
+        expect_code 125 setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/nsrun" --user root -- id -u
+        expect_contains "$ERR" "only root may run the command as another user" "--user refused"
+        expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/nsrun" -- grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status
+        expect_eq "$(echo "$OUT" | grep -c ':[[:space:]]*0000000000000000$')" 3 "no capabilities left"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn only_fds_0_1_2_reach_the_command() {
+    world(
+        r#"
+        exec 7>/dev/null 8</dev/null 9>"$WORK/nine"
+        for mode in --no-net ""; do
+          expect_code 0 $NSRUN $mode -- sh -c 'ls /proc/$$/fd'
+          expect_eq "$(echo $OUT)" "0 1 2" "open fds of the command ($mode)"
+        done
+        "#,
+    );
+}
+
+#[test]
+fn a_daemon_does_not_keep_nsrun_waiting_or_outlive_it() {
+    world(
+        r#"
+        snapshot
+        # A double fork and a setsid daemon, each holding stdout open.
+        expect_code 0 timeout 20 $NSRUN --no-net -- sh -c '(sleep 3131 &) ; setsid sleep 3132 & echo started'
+        expect_eq "$OUT" started "the command ran"
+        expect_eq "$(count_sleeps 'sleep 313[12]')" 0 "daemons left after the sandbox"
+        expect_code 0 timeout 20 $NSRUN -- sh -c 'nohup sleep 3133 >/dev/null 2>&1 & echo started'
+        expect_eq "$(count_sleeps 'sleep 3133')" 0 "daemons left after a networked sandbox"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_reach_the_command() {
+    world(
+        r#"
+        snapshot
+        for sig in TERM INT HUP USR1; do
+          rm -f "$WORK/out"
+          # python puts SIGINT back to its default: a background job of a script ignores it.
+          python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+            $NSRUN --no-net -- sh -c "trap 'echo got-$sig; exit 42' $sig; echo ready; while :; do sleep 0.05; done" >"$WORK/out" &
+          pid=$!
+          for _ in $(seq 200); do grep -q ready "$WORK/out" 2>/dev/null && break; sleep 0.05; done
+          kill -$sig $pid
+          set +e; wait $pid; code=$?; set -e
+          expect_eq "$code" 42 "exit code after SIG$sig"
+          expect_contains "$(cat "$WORK/out")" "got-$sig" "the command saw SIG$sig"
+        done
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn sigkill_of_nsrun_kills_the_whole_sandbox() {
+    world(
+        r#"
+        snapshot
+        for mode in --no-net ""; do
+          $NSRUN $mode -- sh -c 'sleep 4141 & setsid sleep 4142 & sleep 4143' &
+          pid=$!
+          for _ in $(seq 200); do [ "$(count_sleeps 'sleep 414[123]')" = 3 ] && break; sleep 0.05; done
+          expect_eq "$(count_sleeps 'sleep 414[123]')" 3 "sandbox running ($mode)"
+          if [ -z "$mode" ]; then expect_eq "$(nsrun_tables)" 1 "the sandbox's table exists while it runs"; fi
+          kill -9 $pid
+          for _ in $(seq 100); do [ "$(count_sleeps 'sleep 414[123]')" = 0 ] && break; sleep 0.05; done
+          expect_eq "$(count_sleeps 'sleep 414[123]')" 0 "processes left after kill -9 of nsrun ($mode)"
+        done
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn the_host_mount_table_is_unchanged() {
+    world(
+        r#"
+        cat /proc/self/mountinfo >"$WORK/mounts-before"
+        expect_code 0 $NSRUN -- sh -c 'grep -c . /proc/self/mountinfo >/dev/null; cat /etc/resolv.conf >/dev/null'
+        expect_code 0 $NSRUN --no-net --hostname box1 -- true
+        cat /proc/self/mountinfo >"$WORK/mounts-after"
+        cmp "$WORK/mounts-before" "$WORK/mounts-after" || fail "the mount table changed"
+        "#,
+    );
+}
+
+#[test]
+fn hostname_gets_its_own_uts_namespace() {
+    world(
+        r#"
+        before=$(hostname)
+        expect_code 0 $NSRUN --no-net --hostname box1 -- hostname
+        expect_eq "$OUT" box1 "host name inside"
+        expect_eq "$(hostname)" "$before" "host name outside"
+        expect_code 125 $NSRUN --no-net --hostname 'bad name' -- true
+        expect_contains "$ERR" "--hostname" "bad host name"
+        "#,
+    );
+}
+
+#[test]
+fn unprivileged_user_gets_no_net_through_a_user_namespace() {
+    world(
+        r#"
+        snapshot
+        expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN --no-net -- sh -c 'id -u; ls /sys/class/net; cat /sys/class/net/lo/operstate'
+        expect_eq "$(echo $OUT)" "65534 lo unknown" "uid, links and lo state"
+        expect_code 3 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN --no-net -- sh -c 'exit 3'
+        expect_code 125 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN -- true
+        expect_contains "$ERR" "need CAP_NET_ADMIN" "network needs privilege"
+        expect_contains "$ERR" "setcap" "says what to do"
+        expect_clean
+        "#,
+    );
+}

@@ -1,0 +1,135 @@
+# The throwaway world nsrun's privileged tests run in. Sourced by a bash that
+# tests/common/mod.rs starts under
+#   unshare --net --mount --propagation private --pid --fork --kill-child --mount-proc
+# so every link, route, table, mount and process made here dies with the world, and
+# the real machine is never touched.
+#
+#   WORLD (this namespace, "the host"): eth0 198.51.100.2/24, default via 198.51.100.1
+#     └─ veth ─ UPSTREAM netns "up" ("the internet"): 198.51.100.1/24 and 203.0.113.1/24
+#
+# Helpers fail loudly: every test script runs with `set -euo pipefail`.
+
+set -euo pipefail
+
+UPLINK_MTU=${UPLINK_MTU:-1400}
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() { [ "$1" == "$2" ] || fail "$3: expected [$2], got [$1]"; }
+
+# expect_contains HAYSTACK NEEDLE WHAT
+expect_contains() { [[ "$1" == *"$2"* ]] || fail "$3: [$2] not in [$1]"; }
+
+expect_not_contains() { [[ "$1" != *"$2"* ]] || fail "$3: [$2] unexpectedly in [$1]"; }
+
+# expect_code EXPECTED CMD...: runs CMD, checks its exit code, keeps its output in $OUT/$ERR.
+expect_code() {
+  local want=$1; shift
+  set +e
+  "$@" >"$WORK/out" 2>"$WORK/err"
+  local got=$?
+  set -e
+  OUT=$(cat "$WORK/out"); ERR=$(cat "$WORK/err")
+  [ "$got" == "$want" ] || fail "exit code of [$*]: expected $want, got $got; stdout [$OUT] stderr [$ERR]"
+}
+
+in_up() { ip netns exec up "$@"; }
+
+world_setup() {
+  # /run and /tmp of the world are its own: nothing a test writes reaches the machine.
+  mount -t tmpfs tmpfs /run
+  mount -t tmpfs tmpfs /tmp
+  chmod 1777 /tmp
+  WORK=$(mktemp -d /tmp/world.XXXXXX)
+  chmod 755 "$WORK"
+  ip link set lo up
+  ip netns add up
+  ip link add eth0 mtu "$UPLINK_MTU" type veth peer name up0 netns up
+  ip addr add 198.51.100.2/24 dev eth0
+  ip link set eth0 up
+  in_up ip link set lo up
+  in_up ip addr add 198.51.100.1/24 dev up0
+  in_up ip addr add 203.0.113.1/24 dev lo
+  in_up ip link set up0 mtu "$UPLINK_MTU" up
+  ip route add default via 198.51.100.1
+  # The world's own resolv.conf and hosts, on bind mounts that die with it.
+  printf 'nameserver 198.51.100.1\nsearch corp.test\noptions edns0\n' >"$WORK/resolv.conf"
+  mount --bind "$WORK/resolv.conf" /etc/resolv.conf
+}
+
+# An HTTP server in the upstream that answers every GET with the client address it saw.
+start_upstream_http() {
+  cat >"$WORK/upstream_server.py" <<'PY'
+import http.server, socketserver, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (self.client_address[0] + "\n").encode()
+        if self.path.startswith("/big"):
+            body = b"x" * 200000 + b"\n"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+socketserver.TCPServer.allow_reuse_address = True
+with socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), H) as s:
+    s.serve_forever()
+PY
+  in_up python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
+  wait_port up 198.51.100.1 80
+}
+
+# A DNS server in the upstream with fixed records.
+start_upstream_dns() {
+  in_up dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
+    --listen-address=198.51.100.1 --pid-file="$WORK/dnsmasq-up.pid" --user=root \
+    --address=/upstream.test/198.51.100.1 --address=/www.corp.test/203.0.113.7 &
+  wait_port up 198.51.100.1 53
+}
+
+# wait_port NETNS|- ADDR PORT: until a TCP listener answers.
+wait_port() {
+  local ns=$1 addr=$2 port=$3
+  for _ in $(seq 100); do
+    if [ "$ns" = - ]; then
+      (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null && return 0
+    else
+      ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/$addr/$port" 2>/dev/null && return 0
+    fi
+    sleep 0.05
+  done
+  fail "nothing listens on $addr:$port in $ns"
+}
+
+# What must be the same before and after nsrun: links, addresses, routes, nf_tables,
+# mounts, processes.
+world_state() {
+  {
+    echo "## links"; ip -o link show | sed -E 's/^[0-9]+: //; s/ qlen [0-9]+//' | awk '{print $1, $2}' | sort
+    echo "## addrs"; ip -o addr show | awk '{print $2, $3, $4}' | sort
+    echo "## routes"; ip route show table all | sort
+    echo "## nft"; nft list ruleset 2>/dev/null
+    echo "## mounts"; awk '{print $5, $9, $10}' /proc/self/mountinfo | sort
+    echo "## procs"; ps -e -o comm= | grep -v -x -e ps -e sort -e sed -e awk -e grep -e bash -e sleep -e cmp | sort || true
+  }
+}
+
+snapshot() { world_state >"$WORK/before"; }
+
+# Fails when the world differs from the snapshot. The host end of a veth goes away a
+# moment after its sandbox's namespace dies, so give the kernel a little time.
+expect_clean() {
+  for _ in $(seq 60); do
+    world_state >"$WORK/after"
+    cmp -s "$WORK/before" "$WORK/after" && return 0
+    sleep 0.1
+  done
+  diff -u "$WORK/before" "$WORK/after" >&2 || true
+  fail "the world is not as it was before nsrun ran"
+}
+
+# nsrun's tables (one per running sandbox).
+nsrun_tables() { nft list tables 2>/dev/null | grep -c ' nsr' || true; }
+
+# count_sleeps PATTERN: how many `sleep` processes have PATTERN in their command line
+# (pgrep -f would also match the test script's own bash).
+count_sleeps() { pgrep -a -x sleep | grep -c -E "$1" || true; }
