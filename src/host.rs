@@ -76,6 +76,17 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
     Ok(NetFacts { used, uplink })
 }
 
+/// Turns IPv6 off on a link nsrun created (the sandbox's table filters IPv4; without
+/// this the host end would get a link-local address the sandbox could reach). A kernel
+/// without IPv6 has nothing to turn off.
+pub fn disable_ipv6(link: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{link}/disable_ipv6");
+    match std::fs::write(&path, "1") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.with_context(|| format!("disable IPv6: write {path}")),
+    }
+}
+
 /// Sets `net.ipv4.conf.<link>.forwarding` to 1 through /proc (no sysctl binary).
 /// Returns whether it changed.
 pub fn enable_forwarding(link: &str) -> Result<bool> {

@@ -307,6 +307,7 @@ fn setup_network(
         describe_policy(&prep.plan)
     );
 
+    host::disable_ipv6(net.host_end.as_str())?;
     let reply = prep.rtnl.get(
         route::get_link(net.host_end.as_str()),
         &format!("RTM_GETLINK {}", net.host_end),

@@ -46,6 +46,8 @@ world_setup() {
   ip link set lo up
   ip netns add up
   ip link add eth0 mtu "$UPLINK_MTU" type veth peer name up0 netns up
+  # No IPv6 link-local address appearing on its own after the snapshot.
+  ip link set eth0 addrgenmode none
   ip addr add 198.51.100.2/24 dev eth0
   ip link set eth0 up
   in_up ip link set lo up

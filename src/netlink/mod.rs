@@ -177,10 +177,7 @@ pub type AckResult = Result<(), (i32, Option<String>)>;
 
 /// The result carried by an NLMSG_ERROR payload: `Ok` for an ACK, or the errno and the
 /// kernel's extended-ACK message.
-pub fn parse_error(
-    payload: &[u8],
-    flags: u16,
-) -> io::Result<(u32, AckResult)> {
+pub fn parse_error(payload: &[u8], flags: u16) -> io::Result<(u32, AckResult)> {
     if payload.len() < 20 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -15,7 +15,11 @@ pub fn privileged() -> bool {
     if root && tools {
         return true;
     }
-    let why = if root { "ip, nft or unshare is missing" } else { "not root" };
+    let why = if root {
+        "ip, nft or unshare is missing"
+    } else {
+        "not root"
+    };
     if std::env::var_os("NSRUN_TEST_REQUIRE_ROOT").is_some_and(|v| v == "1") {
         panic!("privileged test cannot run: {why} (NSRUN_TEST_REQUIRE_ROOT=1)");
     }
@@ -65,6 +69,10 @@ pub fn world_with(env: &[(&str, &str)], script: &str) -> Option<Output> {
     let out = cmd.output().expect("run unshare");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "world script failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "world script failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
     Some(out)
 }

@@ -1,0 +1,208 @@
+//! Networking: veth, addresses, NAT through the host, isolation, no leftovers.
+//! Every test runs in a throwaway world with a fake upstream (tests/world.sh).
+
+mod common;
+use common::{world, world_with};
+
+const CURL: &str = "curl -s --max-time 2";
+
+#[test]
+fn masquerade_reaches_the_upstream_as_the_host() {
+    world(&format!(
+        r#"
+        start_upstream_http
+        snapshot
+        expect_code 0 $NSRUN -- {CURL} http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the upstream saw the host's address"
+        # 200 kB through an MTU-1400 path: MTU right, forwarding and NAT both ways.
+        expect_code 0 $NSRUN -- sh -c '{CURL} http://198.51.100.1/big | wc -c'
+        expect_eq "$OUT" 200001 "a large reply arrives whole"
+        expect_eq "$(cat /proc/sys/net/ipv4/ip_forward)" 0 "global forwarding left off"
+        expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 1 "forwarding on the uplink"
+        expect_clean
+        "#
+    ));
+}
+
+#[test]
+fn sandbox_mtu_follows_the_uplink() {
+    for mtu in ["1400", "9000"] {
+        world_with(
+            &[("UPLINK_MTU", mtu)],
+            r#"
+            expect_code 0 $NSRUN -- cat /sys/class/net/eth0/mtu
+            expect_eq "$OUT" "$UPLINK_MTU" "sandbox eth0 MTU"
+            expect_code 0 $NSRUN -v -- true
+            expect_contains "$ERR" "mtu $UPLINK_MTU" "verbose shows the MTU"
+            "#,
+        );
+    }
+}
+
+#[test]
+fn the_sandbox_sees_its_address_and_route() {
+    world(
+        r#"
+        expect_code 0 $NSRUN --pool 10.77.0.0/24 -- sh -c 'ip -4 -o addr show eth0; ip route'
+        expect_contains "$OUT" "inet 10.77.0." "address from the pool"
+        expect_contains "$OUT" "/30" "a /30"
+        expect_contains "$OUT" "default via 10.77.0." "default route via the host end"
+        expect_code 125 $NSRUN --pool 10.77.0.1/24 -- true
+        expect_contains "$ERR" "--pool 10.77.0.1/24: host bits are set" "bad pool"
+        "#,
+    );
+}
+
+#[test]
+fn the_table_lives_exactly_as_long_as_the_sandbox() {
+    world(
+        r#"
+        snapshot
+        expect_code 0 $NSRUN -- sh -c 'sleep 0.2'
+        expect_eq "$(nsrun_tables)" 0 "no table after a normal exit"
+        # While it runs: one owned table, named after the host end of the veth.
+        $NSRUN -- sleep 30 &
+        pid=$!
+        for _ in $(seq 100); do [ "$(nsrun_tables)" = 1 ] && break; sleep 0.05; done
+        expect_eq "$(nsrun_tables)" 1 "table while running"
+        rules=$(nft list ruleset)
+        expect_contains "$rules" "flags owner" "the table is owned by nsrun's socket"
+        expect_contains "$rules" "masquerade" "NAT rule"
+        expect_contains "$rules" "ip daddr 169.254.0.0/16 drop" "link-local closed"
+        link=$(ip -o link show | grep -o 'nsr[0-9a-f]*' | head -1)
+        expect_contains "$rules" "table ip $link" "table named after the link"
+        # No IPv6 on the host end: the table filters IPv4 only, so IPv6 must not exist there.
+        expect_eq "$(ip -6 -o addr show dev $link)" "" "no IPv6 address on the host end"
+        # nft flush ruleset by someone else does not remove the sandbox's filters.
+        nft flush ruleset
+        expect_eq "$(nsrun_tables)" 1 "table survives a foreign flush"
+        kill -9 $pid
+        for _ in $(seq 100); do [ "$(nsrun_tables)" = 0 ] && break; sleep 0.05; done
+        expect_eq "$(nsrun_tables)" 0 "no table after kill -9"
+        # An error once the table exists: exec fails.
+        expect_code 127 $NSRUN -- no-such-command-here
+        expect_eq "$(nsrun_tables)" 0 "no table after an exec error"
+        # SIGTERM to nsrun.
+        $NSRUN -- sleep 30 &
+        pid=$!
+        for _ in $(seq 100); do [ "$(nsrun_tables)" = 1 ] && break; sleep 0.05; done
+        kill -TERM $pid
+        set +e; wait $pid; code=$?; set -e
+        expect_eq "$code" 143 "exit code after SIGTERM"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn an_exhausted_pool_is_an_error_that_leaves_nothing() {
+    world(
+        r#"
+        ip addr add 10.78.0.1/29 dev lo
+        snapshot
+        expect_code 125 $NSRUN --pool 10.78.0.0/29 -- true
+        expect_contains "$ERR" "address pool 10.78.0.0/29 is exhausted" "pool exhausted"
+        expect_contains "$ERR" "--pool" "says what to do"
+        expect_eq "$(echo "$ERR" | wc -l)" 1 "one line"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn isolation_host_metadata_and_other_sandboxes() {
+    world(&format!(
+        r#"
+        start_upstream_http
+        # Host services on every host address, and a metadata stand-in beyond the uplink.
+        python3 "$WORK/upstream_server.py" 0.0.0.0 8080 &
+        wait_port - 127.0.0.1 8080
+        in_up ip addr add 169.254.169.254/32 dev lo
+        in_up python3 "$WORK/upstream_server.py" 169.254.169.254 80 &
+        wait_port up 169.254.169.254 80
+        ip route add 169.254.169.254/32 via 198.51.100.1
+        expect_code 0 {CURL} http://169.254.169.254/
+        snapshot
+
+        # The host's uplink address and the sandbox's own gateway are closed.
+        expect_code 0 $NSRUN -- sh -c 'gw=$(ip route | awk "/default/ {{print \$3}}"); {CURL} http://198.51.100.2:8080/ || echo uplink-blocked; {CURL} http://$gw:8080/ || echo gateway-blocked; {CURL} http://169.254.169.254/ || echo metadata-blocked; {CURL} http://198.51.100.1/'
+        expect_eq "$(echo $OUT)" "uplink-blocked gateway-blocked metadata-blocked 198.51.100.2" "default reach"
+        # --allow-host opens the host.
+        expect_code 0 $NSRUN --allow-host -- sh -c 'gw=$(ip route | awk "/default/ {{print \$3}}"); {CURL} http://198.51.100.2:8080/; {CURL} http://$gw:8080/'
+        expect_contains "$OUT" "10.200." "the host answered the sandbox"
+
+        # Another sandbox is closed; the host can still connect in, and replies flow.
+        $NSRUN -- python3 "$WORK/upstream_server.py" 0.0.0.0 9090 &
+        server=$!
+        for _ in $(seq 100); do ip -o link show | grep -q nsr && break; sleep 0.05; done
+        a_net=$(ip -4 -o addr show | awk '/nsr/ {{print $4}}' | head -1)
+        a_ip=$(python3 -c "import ipaddress,sys; n=ipaddress.ip_interface(sys.argv[1]); print(n.ip+1)" $a_net)
+        wait_port - $a_ip 9090
+        expect_code 0 {CURL} http://$a_ip:9090/
+        expect_contains "$OUT" "10.200." "the host reaches into a sandbox"
+        expect_code 0 $NSRUN -- sh -c '{CURL} http://'$a_ip':9090/ || echo sandbox-blocked'
+        expect_eq "$OUT" "sandbox-blocked" "one sandbox cannot reach another"
+        kill -TERM $server
+        wait $server || true
+        expect_clean
+        "#
+    ));
+}
+
+#[test]
+fn block_lan_closes_private_ranges() {
+    world(&format!(
+        r#"
+        start_upstream_http
+        in_up ip addr add 10.99.0.1/32 dev lo
+        ip route add 10.99.0.1/32 via 198.51.100.1
+        snapshot
+        expect_code 0 $NSRUN -- {CURL} http://10.99.0.1/
+        expect_eq "$OUT" 198.51.100.2 "the LAN is open by default"
+        expect_code 0 $NSRUN --block-lan -- sh -c '{CURL} http://10.99.0.1/ || echo lan-blocked; {CURL} http://198.51.100.1/'
+        expect_eq "$(echo $OUT)" "lan-blocked 198.51.100.2" "--block-lan closes the LAN, not the internet"
+        expect_clean
+        "#
+    ));
+}
+
+#[test]
+fn fifty_sandboxes_at_once_get_distinct_subnets() {
+    world(&format!(
+        r#"
+        start_upstream_http
+        snapshot
+        pids=()
+        for i in $(seq 50); do
+          $NSRUN -- sh -c 'ip -4 -o addr show eth0 | awk "{{print \$4}}"; {CURL} http://198.51.100.1/ >/dev/null && echo ok; sleep 0.5' >"$WORK/s$i" 2>&1 &
+          pids+=($!)
+        done
+        fails=0
+        for pid in "${{pids[@]}}"; do wait $pid || fails=$((fails+1)); done
+        expect_eq "$fails" 0 "failed sandboxes: $(cat $WORK/s* | grep nsrun: | head -3)"
+        oks=$(cat $WORK/s* | grep -c '^ok$' || true)
+        expect_eq "$oks" 50 "all 50 sandboxes reached the upstream"
+        distinct=$(cat $WORK/s* | grep / | sort -u | wc -l)
+        expect_eq "$distinct" 50 "50 distinct subnets"
+        expect_clean
+        "#
+    ));
+}
+
+#[test]
+fn works_with_no_network_tools_on_the_host() {
+    world(&format!(
+        r#"
+        start_upstream_http
+        snapshot
+        unshare --mount --propagation private bash -c '
+          for t in ip nft iptables iptables-nft iptables-legacy sysctl; do
+            for p in /usr/sbin/$t /sbin/$t /usr/bin/$t /bin/$t; do [ -e $p ] && mount --bind /dev/null $p; done
+          done
+          command -v ip >/dev/null && [ -s "$(command -v ip)" ] && exit 99
+          exec $NSRUN -- {CURL} http://198.51.100.1/' >"$WORK/out"
+        expect_eq "$(cat $WORK/out)" 198.51.100.2 "nsrun needs no ip, nft, iptables or sysctl"
+        expect_clean
+        "#
+    ));
+}
