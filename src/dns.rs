@@ -5,7 +5,7 @@
 //! sandbox's mount namespace (see child.rs).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, Result};
 
@@ -47,20 +47,35 @@ pub fn parse(text: &str) -> ResolvConf {
 pub enum Decision {
     /// Nameservers the sandbox reaches directly, through NAT.
     Direct(Vec<Ipv4Addr>),
-    /// Only a resolver on the host's loopback (or IPv6) exists: nsrun relays the
-    /// sandbox's queries to it.
-    Relay(std::net::SocketAddr),
+    /// Only a resolver on the host's loopback (or IPv6) exists, or the host has no
+    /// resolv.conf to cover: nsrun listens on `listen`:53 inside the sandbox and relays
+    /// the queries to `upstream` from the host's side.
+    Relay {
+        upstream: SocketAddr,
+        listen: Ipv4Addr,
+    },
 }
 
 /// The host's configuration as read: /etc/resolv.conf and, for systemd-resolved,
 /// its upstream file.
 #[derive(Debug, Default, Clone)]
 pub struct HostDns {
+    /// /etc/resolv.conf does not exist at all (a dangling symlink exists): there is
+    /// nothing to mount the sandbox's own over, and the resolver library falls back to
+    /// 127.0.0.1, where the relay then listens.
+    pub resolv_missing: bool,
     pub resolv: ResolvConf,
     pub resolved_upstream: Option<ResolvConf>,
 }
 
 pub fn decide(given: &[Ipv4Addr], host: &HostDns) -> Decision {
+    if host.resolv_missing {
+        let upstream = given.first().copied().unwrap_or(Ipv4Addr::LOCALHOST);
+        return Decision::Relay {
+            upstream: SocketAddr::new(upstream.into(), 53),
+            listen: Ipv4Addr::LOCALHOST,
+        };
+    }
     if !given.is_empty() {
         return Decision::Direct(given.to_vec());
     }
@@ -92,14 +107,26 @@ pub fn decide(given: &[Ipv4Addr], host: &HostDns) -> Decision {
         .first()
         .copied()
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    Decision::Relay(std::net::SocketAddr::new(target, 53))
+    Decision::Relay {
+        upstream: SocketAddr::new(target, 53),
+        listen: RELAY_ADDR,
+    }
 }
 
 /// The nameservers the sandbox's resolv.conf lists.
 pub fn sandbox_nameservers(decision: &Decision) -> Vec<Ipv4Addr> {
     match decision {
         Decision::Direct(servers) => servers.clone(),
-        Decision::Relay(_) => vec![RELAY_ADDR],
+        Decision::Relay { listen, .. } => vec![*listen],
+    }
+}
+
+/// The nameservers the sandbox reaches through its veth, which its filters must let
+/// through (relayed queries never cross the veth).
+pub fn direct_nameservers(decision: &Decision) -> &[Ipv4Addr] {
+    match decision {
+        Decision::Direct(servers) => servers,
+        Decision::Relay { .. } => &[],
     }
 }
 
@@ -140,6 +167,8 @@ fn read_optional(path: &str) -> Result<Option<String>> {
 }
 
 pub fn read_host_config() -> Result<HostDns> {
+    let resolv_missing = matches!(std::fs::symlink_metadata("/etc/resolv.conf"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound);
     let resolv = read_optional("/etc/resolv.conf")?
         .map(|t| parse(&t))
         .unwrap_or_default();
@@ -152,6 +181,7 @@ pub fn read_host_config() -> Result<HostDns> {
         None
     };
     Ok(HostDns {
+        resolv_missing,
         resolv,
         resolved_upstream,
     })
@@ -163,6 +193,7 @@ mod tests {
 
     fn host(resolv: &str, upstream: Option<&str>) -> HostDns {
         HostDns {
+            resolv_missing: false,
             resolv: parse(resolv),
             resolved_upstream: upstream.map(parse),
         }
@@ -221,22 +252,34 @@ mod tests {
     #[test]
     fn loopback_only_or_nothing_is_relayed() {
         let h = host("nameserver 127.0.0.1\n", None);
-        assert_eq!(
-            decide(&[], &h),
-            Decision::Relay("127.0.0.1:53".parse().unwrap())
-        );
+        assert_eq!(decide(&[], &h), relay("127.0.0.1:53"));
         // resolved stub whose upstream file is missing or lists only loopback
         let h = host("nameserver 127.0.0.53\n", Some("nameserver 127.0.0.2\n"));
-        assert_eq!(
-            decide(&[], &h),
-            Decision::Relay("127.0.0.53:53".parse().unwrap())
-        );
+        assert_eq!(decide(&[], &h), relay("127.0.0.53:53"));
         let h = host("", None);
-        assert_eq!(
-            decide(&[], &h),
-            Decision::Relay("127.0.0.1:53".parse().unwrap())
-        );
+        assert_eq!(decide(&[], &h), relay("127.0.0.1:53"));
         assert_eq!(sandbox_nameservers(&decide(&[], &h)), [RELAY_ADDR]);
+    }
+
+    fn relay(upstream: &str) -> Decision {
+        Decision::Relay {
+            upstream: upstream.parse().unwrap(),
+            listen: RELAY_ADDR,
+        }
+    }
+
+    #[test]
+    fn missing_resolv_conf_relays_on_the_fallback_address() {
+        let mut h = host("", None);
+        h.resolv_missing = true;
+        let given = ["192.0.2.1".parse().unwrap()];
+        let want = Decision::Relay {
+            upstream: "192.0.2.1:53".parse().unwrap(),
+            listen: Ipv4Addr::LOCALHOST,
+        };
+        assert_eq!(decide(&given, &h), want);
+        assert_eq!(sandbox_nameservers(&want), [Ipv4Addr::LOCALHOST]);
+        assert!(direct_nameservers(&want).is_empty());
     }
 
     #[test]

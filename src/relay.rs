@@ -2,14 +2,15 @@
 //! unbound, systemd-resolved without an upstream file): such an address means nothing
 //! inside the sandbox's network namespace.
 //!
-//! nsrun listens on 127.0.0.53:53 *inside the sandbox* (UDP and TCP), and forwards each
+//! nsrun listens on 127.0.0.53:53 *inside the sandbox* (UDP and TCP; on 127.0.0.1 when
+//! the host has no resolv.conf, as the resolver library then asks there), and forwards each
 //! query from the host's namespace to the host's resolver. It relays bytes: nothing read
 //! is parsed or trusted. Memory is bounded: at most [`MAX_QUERIES`] UDP queries and
 //! [`MAX_CONNS`] TCP connections in flight, each with a deadline.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -17,11 +18,12 @@ use anyhow::{Context, Result};
 use nix::poll::{PollFd, PollFlags};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::socket::{
-    AddressFamily, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket, sockopt,
+    AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn, bind, listen, setsockopt, socket,
+    sockopt,
 };
 use nix::unistd::Pid;
 
-use crate::dns::RELAY_ADDR;
+use crate::netlink::{Socket, route};
 
 const MAX_QUERIES: usize = 64;
 const MAX_CONNS: usize = 16;
@@ -60,7 +62,7 @@ fn in_netns<T>(pid: Pid, f: impl FnOnce() -> Result<T>) -> Result<T> {
     result
 }
 
-fn listener(ty: SockType) -> Result<OwnedFd> {
+fn listener(ty: SockType, addr: Ipv4Addr) -> Result<OwnedFd> {
     let fd = socket(
         AddressFamily::Inet,
         ty,
@@ -68,12 +70,10 @@ fn listener(ty: SockType) -> Result<OwnedFd> {
         None,
     )
     .context("DNS relay socket")?;
-    // The sandbox's lo may not be up yet: bind to its address regardless.
-    setsockopt(&fd, sockopt::IpFreebind, &true).context("IP_FREEBIND")?;
     setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
-    let addr = SockaddrIn::from(SocketAddrV4::new(RELAY_ADDR, 53));
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).with_context(|| {
-        format!("bind {RELAY_ADDR}:53 in the sandbox (a file-capability install also needs cap_net_bind_service)")
+    let sockaddr = SockaddrIn::from(SocketAddrV4::new(addr, 53));
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &sockaddr).with_context(|| {
+        format!("bind {addr}:53 in the sandbox (a file-capability install also needs cap_net_bind_service)")
     })?;
     if ty == SockType::Stream {
         listen(
@@ -87,9 +87,17 @@ fn listener(ty: SockType) -> Result<OwnedFd> {
 
 impl Relay {
     /// Opens the relay's listeners inside the sandbox of init `pid`.
-    pub fn start(pid: Pid, upstream: SocketAddr) -> Result<Relay> {
+    pub fn start(pid: Pid, upstream: SocketAddr, listen: Ipv4Addr) -> Result<Relay> {
         let (udp, tcp) = in_netns(pid, || {
-            Ok((listener(SockType::Datagram)?, listener(SockType::Stream)?))
+            // lo must be up before binding: a socket bound to a loopback address that is
+            // not yet local answers from the wrong source, which resolvers ignore.
+            let mut rtnl = Socket::open(SockProtocol::NetlinkRoute)
+                .context("open rtnetlink in the sandbox")?;
+            rtnl.request(route::set_up(1), "bring lo up in the sandbox")?;
+            Ok((
+                listener(SockType::Datagram, listen)?,
+                listener(SockType::Stream, listen)?,
+            ))
         })?;
         Ok(Relay {
             udp: UdpSocket::from(udp),

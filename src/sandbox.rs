@@ -111,6 +111,7 @@ pub fn run(plan: Plan) -> Result<i32> {
         .transpose()?;
     let resolv_conf = prep
         .as_ref()
+        .filter(|p| !p.host_dns.resolv_missing)
         .map(|p| dns::render_resolv_conf(&dns::sandbox_nameservers(&p.dns), &p.host_dns));
     let hosts = plan
         .hostname
@@ -177,7 +178,7 @@ pub fn run(plan: Plan) -> Result<i32> {
         None => None,
     };
     let relay = match &network {
-        Some((_, Some(upstream))) => Some(Relay::start(pid, *upstream).with_context(|| {
+        Some((_, Some((upstream, listen)))) => Some(Relay::start(pid, *upstream, *listen).with_context(|| {
             format!("start the DNS relay to {upstream} (give the sandbox nameservers with --dns ADDR instead)")
         })?),
         _ => None,
@@ -237,11 +238,10 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
 
 /// veth, owned nf_tables table, addresses, link up, forwarding. The table exists before
 /// either end of the veth is up, so no packet passes unfiltered.
-fn setup_network(
-    mut prep: NetPrep,
-    pid: Pid,
-    plan: &Plan,
-) -> Result<(Network, Option<std::net::SocketAddr>)> {
+/// The relay to start, if any: where it forwards to and where it listens in the sandbox.
+type RelayPlan = Option<(std::net::SocketAddr, std::net::Ipv4Addr)>;
+
+fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, RelayPlan)> {
     let mtu = prep
         .facts
         .uplink
@@ -293,9 +293,7 @@ fn setup_network(
         net.sandbox_addr
     );
 
-    let nameservers = dns::sandbox_nameservers(&prep.dns);
-    // Nameservers the sandbox reaches on the host itself, or through the relay.
-    let chains = firewall::chains(&net, &prep.plan, &nameservers);
+    let chains = firewall::chains(&net, &prep.plan, dns::direct_nameservers(&prep.dns));
     let (msg, acked) = firewall::batch(&net, &chains).finish();
     let table = firewall::table_name(&net);
     prep.nft
@@ -345,7 +343,7 @@ fn setup_network(
         ),
     }
     let relay = match prep.dns {
-        Decision::Relay(upstream) => Some(upstream),
+        Decision::Relay { upstream, listen } => Some((upstream, listen)),
         Decision::Direct(_) => None,
     };
     Ok((

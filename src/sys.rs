@@ -8,10 +8,11 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
-fn check(ret: libc::c_long, what: &str) -> io::Result<libc::c_long> {
+/// The syscall's errno, kept raw so the sandbox's step reports still carry it; callers
+/// name the call.
+fn check(ret: libc::c_long, _what: &str) -> io::Result<libc::c_long> {
     if ret < 0 {
-        let err = io::Error::last_os_error();
-        Err(io::Error::new(err.kind(), format!("{what}: {err}")))
+        Err(io::Error::last_os_error())
     } else {
         Ok(ret)
     }

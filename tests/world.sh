@@ -55,9 +55,12 @@ world_setup() {
   in_up ip addr add 203.0.113.1/24 dev lo
   in_up ip link set up0 mtu "$UPLINK_MTU" up
   ip route add default via 198.51.100.1
-  # The world's own resolv.conf and hosts, on bind mounts that die with it.
-  printf 'nameserver 198.51.100.1\nsearch corp.test\noptions edns0\n' >"$WORK/resolv.conf"
-  mount --bind "$WORK/resolv.conf" /etc/resolv.conf
+  # The world's /etc is an overlay on the real one: tests may replace resolv.conf by a
+  # symlink, rename over it or delete it; the real /etc never sees it.
+  mkdir -p "$WORK/etc-upper" "$WORK/etc-work"
+  mount -t overlay overlay -o "lowerdir=/etc,upperdir=$WORK/etc-upper,workdir=$WORK/etc-work" /etc
+  rm -f /etc/resolv.conf
+  printf 'nameserver 198.51.100.1\nsearch corp.test\noptions edns0\n' >/etc/resolv.conf
 }
 
 # An HTTP server in the upstream that answers every GET with the client address it saw.
@@ -80,13 +83,18 @@ PY
   wait_port up 198.51.100.1 80
 }
 
-# A DNS server in the upstream with fixed records.
-start_upstream_dns() {
-  in_up dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
-    --listen-address=198.51.100.1 --pid-file="$WORK/dnsmasq-up.pid" --user=root \
+# start_dns NETNS|- ADDR: a DNS server (UDP and TCP) with fixed records.
+start_dns() {
+  local ns=$1 addr=$2 run=()
+  [ "$ns" = - ] || run=(ip netns exec "$ns")
+  "${run[@]}" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
+    --listen-address="$addr" --pid-file= --user=root --port=53 \
     --address=/upstream.test/198.51.100.1 --address=/www.corp.test/203.0.113.7 &
-  wait_port up 198.51.100.1 53
+  wait_port "$ns" "$addr" 53
 }
+
+# resolve NAME: what the sandbox's resolver library says, through nsswitch and resolv.conf.
+RESOLVE="getent ahostsv4"
 
 # wait_port NETNS|- ADDR PORT: until a TCP listener answers.
 wait_port() {
