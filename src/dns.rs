@@ -7,7 +7,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 /// Where the sandbox's DNS relay listens, inside the sandbox's own loopback.
 pub const RELAY_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
@@ -60,7 +60,8 @@ pub enum Decision {
 /// its upstream file.
 #[derive(Debug, Default, Clone)]
 pub struct HostDns {
-    /// /etc/resolv.conf does not exist at all (a dangling symlink exists): there is
+    /// /etc/resolv.conf does not exist at all, or is a directory (a dangling symlink
+    /// exists, and is covered like a file): there is
     /// nothing to mount the sandbox's own over, and the resolver library falls back to
     /// 127.0.0.1, where the relay then listens.
     pub resolv_missing: bool,
@@ -162,13 +163,23 @@ fn read_optional(path: &str) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("read {path}: fix its permissions, or give the sandbox's nameservers with --dns ADDR")),
+        Err(e) => Err(anyhow::anyhow!(
+            "read {path}: {e}; fix it, or give the sandbox's nameservers with --dns ADDR"
+        )),
+    }
+}
+
+/// Nothing at /etc/resolv.conf, or a directory, which a file cannot cover: the resolver
+/// library then falls back to 127.0.0.1, as it does on the host.
+pub fn resolv_conf_absent() -> bool {
+    match std::fs::symlink_metadata("/etc/resolv.conf") {
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+        Ok(meta) => meta.is_dir(),
     }
 }
 
 pub fn read_host_config() -> Result<HostDns> {
-    let resolv_missing = matches!(std::fs::symlink_metadata("/etc/resolv.conf"),
-        Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let resolv_missing = resolv_conf_absent();
     let resolv = read_optional("/etc/resolv.conf")?
         .map(|t| parse(&t))
         .unwrap_or_default();

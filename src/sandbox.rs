@@ -222,7 +222,10 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
         dns::read_host_config()?
     } else {
         // Only the search and options lines are wanted; an unreadable file is no obstacle.
-        dns::read_host_config().unwrap_or_default()
+        dns::read_host_config().unwrap_or_else(|_| dns::HostDns {
+            resolv_missing: dns::resolv_conf_absent(),
+            ..Default::default()
+        })
     };
     let decision = dns::decide(&plan.dns, &host_dns);
     verbose!(plan, "DNS: {decision:?}");

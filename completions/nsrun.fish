@@ -1,0 +1,10 @@
+complete -c nsrun -l user -d 'Run the command as USER (and GROUP), by name or number, e.g. `--user nobody` or `--user 1000:1000`. Default: the invoking user (SUDO_UID/SUDO_GID under sudo)' -r
+complete -c nsrun -l hostname -d 'Give the sandbox its own UTS namespace with this host name; NAME also resolves inside the sandbox through a private /etc/hosts' -r
+complete -c nsrun -l dns -d 'Nameserver for the sandbox\'s /etc/resolv.conf, instead of the host\'s (repeatable), e.g. `--dns 192.0.2.53`' -r
+complete -c nsrun -l pool -d 'IPv4 pool the sandbox\'s /30 subnet is taken from, e.g. `--pool 10.200.0.0/16`' -r
+complete -c nsrun -l no-net -d 'No network: the sandbox has only `lo`, up. Works without root where the kernel allows unprivileged user namespaces'
+complete -c nsrun -l allow-host -d 'Let the sandbox open connections to the host\'s own addresses (blocked by default)'
+complete -c nsrun -l block-lan -d 'Also block the LAN: private ranges (10/8, 172.16/12, 192.168/16, 100.64/10). The sandbox\'s nameservers stay reachable'
+complete -c nsrun -s v -l verbose -d 'Say what nsrun sets up, on stderr'
+complete -c nsrun -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nsrun -s V -l version -d 'Print version'

@@ -1,0 +1,173 @@
+//! The man page and shell completions are generated from the clap definition in
+//! src/cli.rs and checked in. These tests fail when they are stale; regenerate with
+//!
+//!     NSRUN_REGENERATE_DOCS=1 cargo test --test docs
+
+#[path = "../src/cli.rs"]
+#[allow(dead_code)]
+mod cli;
+
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+const EXTRA_SECTIONS: &str = r#".SH "EXIT STATUS"
+.TP
+\fIN\fR
+the command's own exit status
+.TP
+\fB128+N\fR
+the command was killed by signal \fIN\fR (137 for SIGKILL, 143 for SIGTERM)
+.TP
+\fB125\fR
+nsrun itself failed, usage errors included; the host is left as it was
+.TP
+\fB126\fR
+the command was found but could not be executed
+.TP
+\fB127\fR
+the command was not found
+.SH EXAMPLES
+Run an untrusted program with internet access but no way to the host, the LAN or the
+cloud metadata service:
+.PP
+.RS
+sudo nsrun \-\-block\-lan \-\- ./untrusted\-tool
+.RE
+.PP
+Test software offline (only loopback), as an ordinary user:
+.PP
+.RS
+nsrun \-\-no\-net \-\- cargo test
+.RE
+.PP
+Use a nameserver of your own instead of the host's:
+.PP
+.RS
+sudo nsrun \-\-dns 192.0.2.53 \-\- getent hosts db.internal
+.RE
+.PP
+Run a long\-running service on its own private address, with its own host name, as a
+service user; the host reaches it on the address \fB\-\-verbose\fR prints:
+.PP
+.RS
+sudo nsrun \-v \-\-hostname api1 \-\-user www\-data \-\- python3 \-m http.server 8080
+.RE
+.PP
+Let the sandbox reach services on the host itself (closed by default):
+.PP
+.RS
+sudo nsrun \-\-allow\-host \-\- curl http://10.200.0.1:8080/
+.RE
+.SH SECURITY
+The command runs as the invoking user (the caller of sudo), in a new session, with every
+capability set empty and no_new_privs set, and only file descriptors 0, 1 and 2 open.
+Every process of the sandbox is killed when the command ends or nsrun dies.
+.PP
+By default a sandbox reaches the internet through NAT, but cannot open connections to
+the host's own addresses, to other sandboxes, or to link\-local addresses such as
+169.254.169.254; its nameservers stay reachable on port 53.
+\fB\-\-allow\-host\fR opens the host; \fB\-\-block\-lan\fR also closes the private ranges.
+.PP
+nsrun isolates the network, processes and host name. It does \fBnot\fR isolate the
+filesystem: the command sees and may change every file its user may. Abstract unix
+sockets belong to the network namespace, so the host's are out of reach; pathname unix
+sockets are files, and a command that may open one (/run/docker.sock, an X11 socket in
+/tmp/.X11\-unix, a D\-Bus socket) can talk to its server. Combine nsrun with a
+filesystem sandbox (bubblewrap, a container) when that matters.
+.PP
+The only host setting nsrun changes is
+\fBnet.ipv4.conf.\fIUPLINK\fB.forwarding=1\fR on the default\-route interface, which
+replies to sandboxes need; it is left set and printed by \fB\-\-verbose\fR.
+.SH FILES
+.TP
+/etc/resolv.conf, /run/systemd/resolve/resolv.conf
+read to give the sandbox the host's nameservers; never written
+.TP
+/etc/hosts
+read, and with \fB\-\-hostname\fR given to the sandbox with its name added
+.TP
+/proc/sys/net/ipv4/conf/*/forwarding
+forwarding on the sandbox's host\-end link and the uplink
+.SH "SEE ALSO"
+\fBip\-netns\fR(8), \fBunshare\fR(1), \fBbwrap\fR(1), \fBfirejail\fR(1), \fBslirp4netns\fR(1),
+\fBpasta\fR(1), \fBsystemd\-nspawn\fR(1), \fBnamespaces\fR(7), \fBcapabilities\fR(7),
+\fBnft\fR(8)
+"#;
+
+fn man_page() -> String {
+    let cmd = cli::Cli::command();
+    let man = clap_mangen::Man::new(cmd).date("2026-11-22");
+    let mut out = Vec::new();
+    man.render_title(&mut out).unwrap();
+    man.render_name_section(&mut out).unwrap();
+    man.render_synopsis_section(&mut out).unwrap();
+    man.render_description_section(&mut out).unwrap();
+    man.render_options_section(&mut out).unwrap();
+    let mut text = String::from_utf8(out).unwrap();
+    text.push_str(EXTRA_SECTIONS);
+    text
+}
+
+fn completion(shell: Shell) -> String {
+    let mut cmd = cli::Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "nsrun", &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+fn check(path: &str, want: String) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
+    if std::env::var_os("NSRUN_REGENERATE_DOCS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+        return;
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{} is stale against src/cli.rs: run NSRUN_REGENERATE_DOCS=1 cargo test --test docs",
+        path.display()
+    );
+}
+
+#[test]
+fn man_page_is_fresh() {
+    check("man/nsrun.1", man_page());
+}
+
+#[test]
+fn man_page_has_every_section_and_flag() {
+    let man = man_page();
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "\"EXIT STATUS\"",
+        "EXAMPLES",
+        "SECURITY",
+        "FILES",
+        "\"SEE ALSO\"",
+    ] {
+        assert!(
+            man.contains(&format!(".SH {section}")),
+            "no {section} section"
+        );
+    }
+    for arg in cli::Cli::command().get_arguments() {
+        if let Some(long) = arg.get_long() {
+            assert!(
+                man.contains(&format!("\\-\\-{}", long.replace('-', "\\-"))),
+                "--{long} is not in the man page"
+            );
+        }
+    }
+}
+
+#[test]
+fn completions_are_fresh() {
+    check("completions/nsrun.bash", completion(Shell::Bash));
+    check("completions/_nsrun", completion(Shell::Zsh));
+    check("completions/nsrun.fish", completion(Shell::Fish));
+}

@@ -1,0 +1,114 @@
+//! The error messages users meet most: each is one line that says what failed, why, and
+//! what to do, with exit status 125.
+//!
+//! Usage errors are rejected while parsing, before nsrun touches anything, so those run
+//! without root and outside a throwaway world; the rest run in one.
+
+mod common;
+use common::{NSRUN, world};
+use std::process::Command;
+
+fn usage_error(args: &[&str]) -> String {
+    let out = Command::new(NSRUN).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{args:?}: not one line: {stderr}"
+    );
+    assert!(stderr.starts_with("nsrun: "), "{stderr}");
+    assert!(out.stdout.is_empty());
+    stderr
+}
+
+#[test]
+fn unknown_flag() {
+    let e = usage_error(&["--no-such-flag", "--", "true"]);
+    assert!(e.contains("unexpected argument '--no-such-flag'"), "{e}");
+    assert!(e.contains("'nsrun -- ls -l'"), "{e}");
+}
+
+#[test]
+fn missing_command() {
+    let e = usage_error(&["--no-net"]);
+    assert!(
+        e.contains("missing COMMAND") && e.contains("nsrun -- "),
+        "{e}"
+    );
+    let e = usage_error(&["--", ""]);
+    assert!(e.contains("COMMAND is empty"), "{e}");
+}
+
+#[test]
+fn nameserver_with_a_newline() {
+    let e = usage_error(&["--dns", "1.1.1.1\nsearch evil", "--", "true"]);
+    assert!(
+        e.contains(
+            r#"--dns "1.1.1.1\nsearch evil" is not an IPv4 address; e.g. '--dns 192.0.2.53'"#
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_address_or_prefix() {
+    let e = usage_error(&["--pool", "10.200.0.0", "--", "true"]);
+    assert!(
+        e.contains("--pool") && e.contains("'--pool 10.200.0.0/16'"),
+        "{e}"
+    );
+    let e = usage_error(&["--pool", "10.200.0.0/33", "--", "true"]);
+    assert!(e.contains("not a prefix length from 0 to 32"), "{e}");
+    let e = usage_error(&["--pool", "10.200.0.7/16", "--", "true"]);
+    assert!(e.contains("did you mean '--pool 10.200.0.0/16'"), "{e}");
+}
+
+#[test]
+fn host_name_too_long_or_malformed() {
+    let long = "a".repeat(65);
+    let e = usage_error(&["--hostname", &long, "--", "true"]);
+    assert!(
+        e.contains("--hostname: 65 bytes is too long (at most 64)"),
+        "{e}"
+    );
+    let e = usage_error(&["--hostname", "a_b", "--", "true"]);
+    assert!(e.contains("--hostname \"a_b\" is not a host name"), "{e}");
+}
+
+#[test]
+fn malformed_user() {
+    let e = usage_error(&["--user", "a b", "--", "true"]);
+    assert!(
+        e.contains("--user 'a b' is not USER[:GROUP]") && e.contains("'--user nobody'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn privileged_errors_in_a_world() {
+    world(
+        r#"
+        snapshot
+        # Missing privileges, as an ordinary user.
+        expect_code 125 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN -- true
+        expect_eq "$ERR" "nsrun: need CAP_NET_ADMIN and CAP_SYS_ADMIN and CAP_SETPCAP to set up a network: run with sudo, or install with 'sudo setcap cap_net_admin,cap_sys_admin,cap_setpcap+ep \$(command -v nsrun)'; or use --no-net" "missing privileges"
+        # Address pool exhausted.
+        ip addr add 10.79.0.1/30 dev lo
+        expect_code 125 $NSRUN --pool 10.79.0.0/30 -- true
+        expect_eq "$ERR" "nsrun: address pool 10.79.0.0/30 is exhausted: every /30 in it is in use on this host; give a larger or other range, e.g. '--pool 10.201.0.0/16'" "pool exhausted"
+        ip addr del 10.79.0.1/30 dev lo
+        # Command not found.
+        expect_code 127 $NSRUN -- no-such-command-here
+        expect_eq "$ERR" "nsrun: exec no-such-command-here: No such file or directory (os error 2): check the name and the PATH of the user it runs as" "not found"
+        # A resolv.conf nsrun cannot read.
+        rm /etc/resolv.conf; mkdir /etc/resolv.conf
+        expect_code 125 $NSRUN -- true
+        expect_eq "$ERR" "nsrun: read /etc/resolv.conf: Is a directory (os error 21); fix it, or give the sandbox's nameservers with --dns ADDR" "unreadable resolv.conf"
+        expect_eq "$(echo "$ERR" | wc -l)" 1 "one line"
+        expect_code 0 $NSRUN --dns 198.51.100.1 -- true
+        rmdir /etc/resolv.conf; printf 'nameserver 198.51.100.1\n' >/etc/resolv.conf
+        expect_clean
+        "#,
+    );
+}
