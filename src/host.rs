@@ -43,11 +43,6 @@ pub struct NetFacts {
 }
 
 pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
-    let links: Vec<Link> = rtnl
-        .dump(route::dump_links(), "RTM_GETLINK dump")?
-        .iter()
-        .filter_map(|(_, p)| route::parse_link(p))
-        .collect();
     let addrs = rtnl.dump(route::dump_addrs(), "RTM_GETADDR dump")?;
     let routes: Vec<route::Route> = rtnl
         .dump(route::dump_routes(), "RTM_GETROUTE dump")?
@@ -59,20 +54,31 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         .filter_map(|(_, p)| route::parse_addr(p))
         .map(|a| a.net)
         .collect();
+    let main = |r: &&route::Route| r.table == u32::from(RT_TABLE_MAIN);
     used.extend(
         routes
             .iter()
-            .filter(|r| r.table == u32::from(RT_TABLE_MAIN) && r.dst.prefix > 0)
+            .filter(main)
+            .filter(|r| r.dst.prefix > 0)
             .map(|r| r.dst),
     );
-    let uplink = routes
+    let uplink_index = routes
         .iter()
-        .filter(|r| {
-            r.table == u32::from(RT_TABLE_MAIN) && r.dst.prefix == 0 && r.rtype == RTN_UNICAST
-        })
+        .filter(main)
+        .filter(|r| r.dst.prefix == 0 && r.rtype == RTN_UNICAST)
         .filter_map(|r| Some((r.priority, r.oif?)))
         .min()
-        .and_then(|(_, oif)| links.iter().find(|l| l.index as u32 == oif).cloned());
+        .map(|(_, oif)| oif as i32);
+    let uplink = match uplink_index {
+        Some(index) => {
+            let reply = rtnl.get(
+                route::get_link_by_index(index),
+                &format!("RTM_GETLINK index {index}"),
+            )?;
+            route::parse_link(&reply)
+        }
+        None => None,
+    };
     Ok(NetFacts { used, uplink })
 }
 

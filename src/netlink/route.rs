@@ -87,6 +87,15 @@ pub fn set_up(index: i32) -> Msg {
     m
 }
 
+/// Asks for one link by index; the reply is an RTM_NEWLINK.
+pub fn get_link_by_index(index: i32) -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(RTM_GETLINK, NLM_F_REQUEST);
+    ifinfomsg(&mut m, index, 0, 0);
+    m.end(at);
+    m
+}
+
 /// Asks for one link by name; the reply is an RTM_NEWLINK.
 pub fn get_link(name: &str) -> Msg {
     let mut m = Msg::new();
@@ -128,14 +137,6 @@ pub fn add_default_route(gateway: Ipv4Addr, oif: i32) -> Msg {
     rtmsg(&mut m, 0, RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST);
     m.attr(RTA_GATEWAY, &gateway.octets());
     m.attr(RTA_OIF, &(oif as u32).to_ne_bytes());
-    m.end(at);
-    m
-}
-
-pub fn dump_links() -> Msg {
-    let mut m = Msg::new();
-    let at = m.begin(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
-    ifinfomsg(&mut m, 0, 0, 0);
     m.end(at);
     m
 }
@@ -333,7 +334,7 @@ mod tests {
         assert_eq!(&get[4..8], &[18, 0, 1, 0]); // RTM_GETLINK, REQUEST only
         assert_eq!(&get[32..41], &[9, 0, 3, 0, b'e', b't', b'h', b'0', 0]);
         assert_eq!(dump_routes().buf.len(), 28);
-        assert_eq!(dump_links().buf.len(), 32);
+        assert_eq!(&get_link_by_index(4).buf[20..24], &4i32.to_ne_bytes());
     }
 
     #[test]
