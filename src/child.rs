@@ -120,6 +120,18 @@ pub fn init(cfg: ChildConfig) -> ! {
     if sys::set_pdeathsig(libc::SIGKILL).is_err() {
         sys_exit(125);
     }
+    // Keep only stdio and our two pipe ends: nothing of nsrun's (netlink sockets, the
+    // other pipe ends) stays open in the sandbox.
+    let keep = [
+        0,
+        1,
+        2,
+        cfg.go_read.as_raw_fd(),
+        cfg.report_write.as_raw_fd(),
+    ];
+    if sys::close_all_except(&keep).is_err() {
+        sys_exit(125);
+    }
     // Our own process group, so a terminal's Ctrl-C reaches nsrun once, and nsrun alone
     // forwards it.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));

@@ -220,3 +220,24 @@ pub fn own_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: callers pass only fresh fds returned to them, owned by no one else.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Closes every fd except `keep` (a forked child's copies of its parent's sockets and
+/// pipe ends: the init must not hold nsrun's netlink sockets, nor the write end of the
+/// pipe whose EOF tells it that nsrun died).
+pub fn close_all_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<RawFd> = keep.to_vec();
+    keep.sort_unstable();
+    let mut first: libc::c_uint = 0;
+    for k in keep {
+        let k = k as libc::c_uint;
+        if k > first {
+            // SAFETY: close_range takes integers; the fds closed are our own copies.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, first, k - 1, 0) };
+            check(ret, "close_range")?;
+        }
+        first = first.max(k + 1);
+    }
+    // SAFETY: as above.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
+    check(ret, "close_range").map(drop)
+}

@@ -230,3 +230,20 @@ fn unprivileged_user_gets_no_net_through_a_user_namespace() {
         "#,
     );
 }
+
+#[test]
+fn the_sandbox_init_holds_none_of_nsruns_sockets() {
+    world(
+        r#"
+        $NSRUN -- sleep 30 &
+        pid=$!
+        for _ in $(seq 100); do [ "$(count_sleeps 'sleep 30')" = 1 ] && break; sleep 0.05; done
+        init=$(pgrep -P $pid | head -1)
+        [ -n "$init" ] || fail "no init found under nsrun"
+        fds=$(ls -l /proc/$init/fd | awk 'NR>1 {print $NF}')
+        expect_not_contains "$fds" "socket:" "the init holds no socket (nsrun's netlink sockets stay with nsrun)"
+        expect_contains "$(ls -l /proc/$pid/fd)" "socket:" "nsrun itself holds its netlink sockets"
+        kill -TERM $pid; wait $pid || true
+        "#,
+    );
+}

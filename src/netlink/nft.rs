@@ -72,6 +72,8 @@ pub const IPPROTO_UDP: u8 = 17;
 pub enum Match {
     /// `iifname "NAME"`
     IifName(String),
+    /// `iifname != "NAME"`
+    IifNameNot(String),
     /// `oifname "NAME"`
     OifName(String),
     /// `oifname != "NAME"`
@@ -315,6 +317,10 @@ fn encode_match(m: &mut Msg, what: &Match) {
         Match::IifName(n) => {
             meta(m, NFT_META_IIFNAME);
             cmp(m, NFT_CMP_EQ, &ifname16(n));
+        }
+        Match::IifNameNot(n) => {
+            meta(m, NFT_META_IIFNAME);
+            cmp(m, NFT_CMP_NEQ, &ifname16(n));
         }
         Match::OifName(n) => {
             meta(m, NFT_META_OIFNAME);
