@@ -247,3 +247,28 @@ fn the_sandbox_init_holds_none_of_nsruns_sockets() {
         "#,
     );
 }
+
+#[test]
+fn ctrl_c_in_a_terminal_stops_the_command() {
+    world(
+        r#"
+        # nsrun in a pseudo-terminal, as from an interactive shell; type Ctrl-C.
+        expect_code 0 python3 - "$NSRUN" <<'PY'
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "--no-net", "--", "sh", "-c", "echo ready; sleep 30"])
+out = b""
+deadline = time.time() + 10
+while b"ready" not in out and time.time() < deadline:
+    if select.select([fd], [], [], 0.1)[0]:
+        out += os.read(fd, 100)
+os.write(fd, b"\x03")
+_, status = os.waitpid(pid, 0)
+code = os.waitstatus_to_exitcode(status)
+print("exit", code, file=sys.stderr)
+sys.exit(0 if code == 130 else 1)
+PY
+        "#,
+    );
+}
