@@ -247,11 +247,10 @@ fn setup(cfg: &ChildConfig, go: Go) -> Result<(Option<PrivateFiles>, Pid), StepE
     }
 
     let files = private_files(cfg)?;
-    let command =
-        nix::unistd::Pid::from_raw(match sys::fork().step(|| "fork the command".into())? {
-            None => exec_command(cfg),
-            Some(pid) => pid.as_raw(),
-        });
+    let command = match sys::fork().step(|| "fork the command".into())? {
+        None => exec_command(cfg),
+        Some(pid) => pid,
+    };
     Ok((files, command))
 }
 

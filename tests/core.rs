@@ -223,6 +223,8 @@ fn unprivileged_user_gets_no_net_through_a_user_namespace() {
         expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN --no-net -- sh -c 'id -u; ls /sys/class/net; cat /sys/class/net/lo/operstate'
         expect_eq "$(echo $OUT)" "65534 lo unknown" "uid, links and lo state"
         expect_code 3 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN --no-net -- sh -c 'exit 3'
+        expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN --no-net --hostname box9 -- sh -c 'hostname; getent hosts box9'
+        expect_eq "$(echo $OUT)" "box9 127.0.1.1 box9" "host name and its /etc/hosts entry, unprivileged"
         expect_code 125 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN -- true
         expect_contains "$ERR" "need CAP_NET_ADMIN" "network needs privilege"
         expect_contains "$ERR" "setcap" "says what to do"

@@ -9,7 +9,7 @@ use common::world;
 const HOST_FILES: &str = r#"
 host_files() {
   { readlink /etc/resolv.conf || echo "(no link)"; cat /etc/resolv.conf 2>/dev/null || echo "(unreadable)";
-    ls -la /run /run/systemd /run/systemd/resolve 2>&1 | grep -v total || true;
+    ls -a /run; ls -la /run/systemd /run/systemd/resolve 2>&1 | grep -v total || true;
     cat /proc/self/mountinfo; } >"$1"
 }
 lookup() { # lookup NSRUN-ARGS... -- prints the first address getent gives for upstream.test

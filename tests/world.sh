@@ -37,12 +37,12 @@ expect_code() {
 in_up() { ip netns exec up "$@"; }
 
 world_setup() {
-  # /run and /tmp of the world are its own: nothing a test writes reaches the machine.
+  # /run of the world is its own tmpfs, and the test's files live there: nothing a test
+  # writes reaches the machine. (/tmp stays as it is: the checkout may live under it.)
   mount -t tmpfs tmpfs /run
-  mount -t tmpfs tmpfs /tmp
-  chmod 1777 /tmp
-  WORK=$(mktemp -d /tmp/world.XXXXXX)
+  WORK=$(mktemp -d /run/world.XXXXXX)
   chmod 755 "$WORK"
+  export TMPDIR=$WORK
   ip link set lo up
   ip netns add up
   ip link add eth0 mtu "$UPLINK_MTU" type veth peer name up0 netns up
