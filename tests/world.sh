@@ -119,7 +119,7 @@ world_state() {
     echo "## routes"; ip route show table all | sort
     echo "## nft"; nft list ruleset 2>/dev/null
     echo "## mounts"; awk '{print $5, $9, $10}' /proc/self/mountinfo | sort
-    echo "## procs"; ps -e -o comm= | grep -v -x -e ps -e sort -e sed -e awk -e grep -e bash -e sleep -e cmp | sort || true
+    echo "## procs"; ps -e -o comm= | grep -v -x -e ps -e sort -e sed -e awk -e grep -e bash -e sleep -e cmp | grep -v "^pyenv" | sort || true
   }
 }
 
