@@ -206,3 +206,20 @@ fn works_with_no_network_tools_on_the_host() {
         "#
     ));
 }
+
+#[test]
+fn a_failure_after_the_veth_and_table_exist_leaves_nothing() {
+    world(
+        r#"
+        snapshot
+        # /proc/sys read-only for this nsrun only: setting up the host end fails after the
+        # veth and the owned table were created.
+        expect_code 125 unshare --mount --propagation private bash -c \
+          'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec $NSRUN -- true'
+        expect_contains "$ERR" "nsrun: disable IPv6: write /proc/sys/net/ipv6/conf/nsr" "names the step"
+        expect_contains "$ERR" "Read-only file system (os error 30)" "keeps the errno"
+        expect_eq "$(echo "$ERR" | wc -l)" 1 "one line"
+        expect_clean
+        "#,
+    );
+}
