@@ -16,6 +16,9 @@ fn nsrun_has_no_elf_interpreter() {
     for i in 0..phnum {
         let at = phoff + i * phentsize;
         let p_type = u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
-        assert_ne!(p_type, PT_INTERP, "nsrun has an ELF interpreter: it is not static");
+        assert_ne!(
+            p_type, PT_INTERP,
+            "nsrun has an ELF interpreter: it is not static"
+        );
     }
 }

@@ -274,3 +274,45 @@ PY
         "#,
     );
 }
+
+#[test]
+fn the_command_has_no_controlling_terminal_to_inject_into() {
+    world(
+        r#"
+        # Run from a terminal, the command must not have it as its controlling terminal
+        # (TIOCSTI would type into the caller's shell).
+        expect_code 0 python3 - "$NSRUN" <<'PY'
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "--no-net", "--", "python3", "-c", """
+import fcntl, os, termios
+try:
+    os.open("/dev/tty", os.O_RDWR)
+    print("has-controlling-tty")
+except OSError as e:
+    print("no-controlling-tty", e.errno)
+try:
+    fcntl.ioctl(0, termios.TIOCSTI, b"x")
+    print("tiocsti-worked")
+except OSError as e:
+    print("tiocsti-refused", e.errno)
+"""])
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+os.waitpid(pid, 0)
+text = out.decode()
+print(text, file=sys.stderr)
+ok = "no-controlling-tty" in text and "tiocsti-refused" in text
+sys.exit(0 if ok else 1)
+PY
+        "#,
+    );
+}

@@ -19,6 +19,9 @@ fn masquerade_reaches_the_upstream_as_the_host() {
         expect_eq "$OUT" 200001 "a large reply arrives whole"
         expect_eq "$(cat /proc/sys/net/ipv4/ip_forward)" 0 "global forwarding left off"
         expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 1 "forwarding on the uplink"
+        echo 0 >/proc/sys/net/ipv4/conf/eth0/forwarding
+        expect_code 0 $NSRUN -v -- true
+        expect_contains "$ERR" "set net.ipv4.conf.eth0.forwarding=1 (was 0)" "--verbose names the global setting it changes"
         expect_clean
         "#
     ));
