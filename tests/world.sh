@@ -42,7 +42,8 @@ world_setup() {
   mount -t tmpfs tmpfs /run
   WORK=$(mktemp -d /run/world.XXXXXX)
   chmod 755 "$WORK"
-  export TMPDIR=$WORK
+  mkdir -m 1777 "$WORK/tmp"
+  export TMPDIR=$WORK/tmp
   ip link set lo up
   ip netns add up
   ip link add eth0 mtu "$UPLINK_MTU" type veth peer name up0 netns up
