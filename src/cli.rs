@@ -30,6 +30,7 @@ be executed; 127 if it was not found; 125 if nsrun itself failed.";
     name = "nsrun",
     version,
     about = "Run a command in its own network, mount and PID namespaces",
+    override_usage = "nsrun [OPTIONS] [--] COMMAND [ARG]...",
     after_help = AFTER_HELP,
     max_term_width = 100
 )]
