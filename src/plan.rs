@@ -201,6 +201,19 @@ pub fn privilege(creds: &Creds, network: bool) -> Result<Privilege> {
     )
 }
 
+/// The errnos with which a kernel without nf_tables answers a NETLINK_NETFILTER socket
+/// or an nf_tables request.
+pub fn nf_tables_missing(errno: i32) -> bool {
+    errno == libc::EPROTONOSUPPORT || errno == libc::EOPNOTSUPP || errno == libc::EAFNOSUPPORT
+}
+
+/// The error for a kernel without nf_tables: what failed, and the two ways forward.
+pub fn no_nf_tables(cause: &dyn std::fmt::Display) -> String {
+    format!(
+        "{cause}: this kernel has no nf_tables for nsrun's NAT and filters; load it ('sudo modprobe nf_tables') or use --no-net"
+    )
+}
+
 /// Where SUDO_UID and friends pointed, when they can be trusted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SudoCaller {
@@ -459,6 +472,17 @@ mod tests {
                 &groups
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn kernel_without_nf_tables_says_what_to_do() {
+        let cause = std::io::Error::from_raw_os_error(libc::EPROTONOSUPPORT);
+        assert!(nf_tables_missing(libc::EPROTONOSUPPORT));
+        assert!(!nf_tables_missing(libc::ENOENT));
+        assert_eq!(
+            no_nf_tables(&format!("netlink socket (NetlinkNetFilter): {cause}")),
+            "netlink socket (NetlinkNetFilter): Protocol not supported (os error 93): this kernel has no nf_tables for nsrun's NAT and filters; load it ('sudo modprobe nf_tables') or use --no-net"
         );
     }
 

@@ -203,17 +203,13 @@ pub fn run(plan: Plan) -> Result<i32> {
 fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
     let mut rtnl = Socket::open(SockProtocol::NetlinkRoute).context("open rtnetlink")?;
     let facts = host::net_facts(&mut rtnl)?;
-    let mut nft = Socket::open(SockProtocol::NetlinkNetFilter).map_err(|e| {
-        anyhow!("{e}: this kernel has no nf_tables; load the nf_tables module or use --no-net")
-    })?;
+    let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
+        .map_err(|e| anyhow!(plan::no_nf_tables(&e)))?;
     // A harmless query: ENOENT means nf_tables answers.
     match nft.get(nft::get_table("nsrun-probe"), "nf_tables GETTABLE") {
         Err(e) if netlink::errno_of(&e) == Some(libc::ENOENT) => {}
-        Err(e)
-            if netlink::errno_of(&e) == Some(libc::EPROTONOSUPPORT)
-                || netlink::errno_of(&e) == Some(libc::EOPNOTSUPP) =>
-        {
-            bail!("{e}: this kernel has no nf_tables; load the nf_tables module or use --no-net")
+        Err(e) if netlink::errno_of(&e).is_some_and(plan::nf_tables_missing) => {
+            bail!(plan::no_nf_tables(&e))
         }
         Err(e) => return Err(e.into()),
         Ok(_) => {}
