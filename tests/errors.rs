@@ -23,6 +23,22 @@ fn usage_error(args: &[&str]) -> String {
 }
 
 #[test]
+fn help_shows_examples_and_exit_codes() {
+    let out = Command::new(NSRUN).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Usage: nsrun [OPTIONS] [--] COMMAND [ARG]..."),
+        "{help}"
+    );
+    assert!(
+        help.contains("Examples:") && help.contains("sudo nsrun --no-net -- cargo test"),
+        "{help}"
+    );
+    assert!(help.contains("125 if nsrun itself failed"), "{help}");
+}
+
+#[test]
 fn unknown_flag() {
     let e = usage_error(&["--no-such-flag", "--", "true"]);
     assert!(e.contains("unexpected argument '--no-such-flag'"), "{e}");
