@@ -53,6 +53,16 @@ fn systemd_resolved_stub() {
         expect_not_contains "$OUT" "127.0.0.53" "no stub address in the sandbox"
         expect_contains "$OUT" "options edns0 trust-ad" "options kept"
         host_files "$WORK/host-after"; cmp "$WORK/host-before" "$WORK/host-after" || fail "host files changed"
+        # resolved replaces its stub file by rename: the sandbox's file covers the symlink
+        # in /etc itself, so the rename does not touch it.
+        $NSRUN -- sh -c 'echo ready; sleep 1; cat /etc/resolv.conf' >"$WORK/out" 2>&1 &
+        pid=$!
+        for _ in $(seq 200); do grep -q ready "$WORK/out" 2>/dev/null && break; sleep 0.02; done
+        printf 'nameserver 127.0.0.53\nsearch renamed.test\n' >/run/systemd/resolve/stub.new
+        mv /run/systemd/resolve/stub.new /run/systemd/resolve/stub-resolv.conf
+        wait $pid
+        expect_contains "$(cat "$WORK/out")" "nameserver 198.51.100.1" "the sandbox kept its resolv.conf"
+        expect_not_contains "$(cat "$WORK/out")" "renamed.test" "the host's renamed stub stays out"
         expect_clean
         "#,
     );
