@@ -3,14 +3,14 @@
 //! ```text
 //! table ip nsrXXXXXXXX {                  # flags owner: gone when nsrun's socket closes
 //!   chain input {      filter hook input priority filter
-//!     iifname != H accept                            # not this sandbox's: done
+//!     meta iif != H accept                           # not this sandbox's: done
 //!     iifname H ip saddr != SANDBOX drop            # no spoofing
 //!     iifname H ct state established,related accept  # replies to the host's connections
 //!     iifname H ip daddr DNS udp|tcp dport 53 accept # nameservers on the host
 //!     iifname H drop                                 # the host is closed (unless --allow-host)
 //!   }
 //!   chain forward {    filter hook forward priority filter
-//!     iifname != H oifname != H accept               # not this sandbox's: done
+//!     meta iif != H meta oif != H accept             # not this sandbox's: done
 //!     iifname H ip saddr != SANDBOX drop
 //!     oifname H ct state established,related accept
 //!     oifname H drop                                 # nobody opens connections into it
@@ -70,7 +70,14 @@ fn dns_accepts(iif: &str, servers: &[Ipv4Addr]) -> Vec<Rule> {
 
 /// The chains of a sandbox's table. `nameservers` are the addresses in the sandbox's
 /// resolv.conf: they stay reachable on port 53 whatever else is blocked.
-pub fn chains(net: &SandboxNet, plan: &NetPlan, nameservers: &[Ipv4Addr]) -> Vec<Chain> {
+/// `host_index` is the ifindex of the host end: the first rule of each filter chain
+/// compares it (4 bytes) rather than the name (16).
+pub fn chains(
+    net: &SandboxNet,
+    host_index: u32,
+    plan: &NetPlan,
+    nameservers: &[Ipv4Addr],
+) -> Vec<Chain> {
     let h = net.host_end.as_str();
     let iif = || Match::IifName(h.into());
     let no_spoof = rule(
@@ -82,9 +89,9 @@ pub fn chains(net: &SandboxNet, plan: &NetPlan, nameservers: &[Ipv4Addr]) -> Vec
     // Every base chain on a hook sees every packet, so each sandbox's chains first let
     // go of what is not theirs, in one rule: with hundreds of sandboxes this keeps the
     // cost per forwarded packet low. Accept ends only this chain; others still decide.
-    let not_mine_in = rule(vec![Match::IifNameNot(h.into())], Verdict::Accept);
+    let not_mine_in = rule(vec![Match::IifNot(host_index)], Verdict::Accept);
     let not_mine_fwd = rule(
-        vec![Match::IifNameNot(h.into()), Match::OifNameNot(h.into())],
+        vec![Match::IifNot(host_index), Match::OifNot(host_index)],
         Verdict::Accept,
     );
     let mut input = vec![
@@ -184,7 +191,7 @@ mod tests {
             allow_host,
             block_lan,
         };
-        chains(&net, &plan, &["198.51.100.53".parse().unwrap()])
+        chains(&net, 7, &plan, &["198.51.100.53".parse().unwrap()])
     }
 
     fn find<'a>(chains: &'a [Chain], name: &str) -> &'a [Rule] {
@@ -233,11 +240,10 @@ mod tests {
     #[test]
     fn chains_first_let_go_of_other_traffic() {
         let c = setup(false, false);
-        let h = "nsr02b20001".to_string();
-        assert_eq!(find(&c, "input")[0].matches, [Match::IifNameNot(h.clone())]);
+        assert_eq!(find(&c, "input")[0].matches, [Match::IifNot(7)]);
         assert_eq!(
             find(&c, "forward")[0].matches,
-            [Match::IifNameNot(h.clone()), Match::OifNameNot(h)]
+            [Match::IifNot(7), Match::OifNot(7)]
         );
         assert_eq!(find(&c, "forward")[0].verdict, Verdict::Accept);
     }

@@ -292,7 +292,19 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, R
         net.sandbox_addr
     );
 
-    let chains = firewall::chains(&net, &prep.plan, dns::direct_nameservers(&prep.dns));
+    let reply = prep.rtnl.get(
+        route::get_link(net.host_end.as_str()),
+        &format!("RTM_GETLINK {}", net.host_end),
+    )?;
+    let index = route::parse_link(&reply)
+        .map(|l| l.index)
+        .context("parse RTM_NEWLINK reply")?;
+    let chains = firewall::chains(
+        &net,
+        index as u32,
+        &prep.plan,
+        dns::direct_nameservers(&prep.dns),
+    );
     let (msg, acked) = firewall::batch(&net, &chains).finish();
     let table = firewall::table_name(&net);
     prep.nft
@@ -305,13 +317,6 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, R
     );
 
     host::disable_ipv6(net.host_end.as_str())?;
-    let reply = prep.rtnl.get(
-        route::get_link(net.host_end.as_str()),
-        &format!("RTM_GETLINK {}", net.host_end),
-    )?;
-    let index = route::parse_link(&reply)
-        .map(|l| l.index)
-        .context("parse RTM_NEWLINK reply")?;
     prep.rtnl.request(
         route::add_addr(index, net.host_addr, SANDBOX_PREFIX),
         &format!("add {}/{SANDBOX_PREFIX} to {}", net.host_addr, net.host_end),

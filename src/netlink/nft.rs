@@ -46,6 +46,8 @@ const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_CMP_EQ: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
+const NFT_META_IIF: u32 = 4;
+const NFT_META_OIF: u32 = 5;
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_L4PROTO: u32 = 16;
@@ -72,8 +74,10 @@ pub const IPPROTO_UDP: u8 = 17;
 pub enum Match {
     /// `iifname "NAME"`
     IifName(String),
-    /// `iifname != "NAME"`
-    IifNameNot(String),
+    /// `meta iif != INDEX`: a 4-byte compare, cheaper than a name
+    IifNot(u32),
+    /// `meta oif != INDEX`
+    OifNot(u32),
     /// `oifname "NAME"`
     OifName(String),
     /// `oifname != "NAME"`
@@ -318,9 +322,13 @@ fn encode_match(m: &mut Msg, what: &Match) {
             meta(m, NFT_META_IIFNAME);
             cmp(m, NFT_CMP_EQ, &ifname16(n));
         }
-        Match::IifNameNot(n) => {
-            meta(m, NFT_META_IIFNAME);
-            cmp(m, NFT_CMP_NEQ, &ifname16(n));
+        Match::IifNot(index) => {
+            meta(m, NFT_META_IIF);
+            cmp(m, NFT_CMP_NEQ, &index.to_ne_bytes());
+        }
+        Match::OifNot(index) => {
+            meta(m, NFT_META_OIF);
+            cmp(m, NFT_CMP_NEQ, &index.to_ne_bytes());
         }
         Match::OifName(n) => {
             meta(m, NFT_META_OIFNAME);
