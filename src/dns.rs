@@ -171,18 +171,22 @@ fn read_optional(path: &str) -> Result<Option<String>> {
 
 /// Nothing at /etc/resolv.conf, or a directory, which a file cannot cover: the resolver
 /// library then falls back to 127.0.0.1, as it does on the host.
-pub fn resolv_conf_absent() -> bool {
+fn resolv_conf_absent() -> bool {
     match std::fs::symlink_metadata("/etc/resolv.conf") {
         Err(e) => e.kind() == io::ErrorKind::NotFound,
         Ok(meta) => meta.is_dir(),
     }
 }
 
-pub fn read_host_config() -> Result<HostDns> {
+/// Reads the host's DNS set-up. With `dns_given` (the user chose the nameservers) only
+/// the search and options lines are wanted, and an unreadable file is no obstacle.
+pub fn read_host_config(dns_given: bool) -> Result<HostDns> {
     let resolv_missing = resolv_conf_absent();
-    let resolv = read_optional("/etc/resolv.conf")?
-        .map(|t| parse(&t))
-        .unwrap_or_default();
+    let resolv = match read_optional("/etc/resolv.conf") {
+        Ok(text) => text.map(|t| parse(&t)).unwrap_or_default(),
+        Err(_) if dns_given => ResolvConf::default(),
+        Err(e) => return Err(e),
+    };
     let resolved_upstream = if resolv.nameservers.contains(&IpAddr::V4(RESOLVED_STUB)) {
         read_optional(RESOLVED_UPSTREAM_FILE)
             .ok()

@@ -173,18 +173,21 @@ pub fn run(plan: Plan) -> Result<i32> {
     }
 
     // 5. The host side of the network, then "go".
-    let network = match prep {
-        Some(prep) => Some(setup_network(prep, pid, &plan)?),
-        None => None,
-    };
-    let relay = match &network {
-        Some((_, Some((upstream, listen)))) => Some(Relay::start(pid, *upstream, *listen).with_context(|| {
-            format!("start the DNS relay to {upstream} (give the sandbox nameservers with --dns ADDR instead)")
-        })?),
+    let relay_plan = match prep.as_ref().map(|p| &p.dns) {
+        Some(Decision::Relay { upstream, listen }) => Some((*upstream, *listen)),
         _ => None,
     };
+    let network = prep
+        .map(|prep| setup_network(prep, pid, &plan))
+        .transpose()?;
+    let relay = match relay_plan {
+        Some((upstream, listen)) => Some(Relay::start(pid, upstream, listen).with_context(|| {
+            format!("start the DNS relay to {upstream} (give the sandbox nameservers with --dns ADDR instead)")
+        })?),
+        None => None,
+    };
     let go = match &network {
-        Some((n, _)) => Go::Network {
+        Some(n) => Go::Network {
             addr: n.net.sandbox_addr,
             prefix: SANDBOX_PREFIX,
             gateway: n.net.host_addr,
@@ -214,15 +217,7 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
-    let host_dns = if plan.dns.is_empty() {
-        dns::read_host_config()?
-    } else {
-        // Only the search and options lines are wanted; an unreadable file is no obstacle.
-        dns::read_host_config().unwrap_or_else(|_| dns::HostDns {
-            resolv_missing: dns::resolv_conf_absent(),
-            ..Default::default()
-        })
-    };
+    let host_dns = dns::read_host_config(!plan.dns.is_empty())?;
     let decision = dns::decide(&plan.dns, &host_dns);
     verbose!(plan, "DNS: {decision:?}");
     Ok(NetPrep {
@@ -237,10 +232,7 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
 
 /// veth, owned nf_tables table, addresses, link up, forwarding. The table exists before
 /// either end of the veth is up, so no packet passes unfiltered.
-/// The relay to start, if any: where it forwards to and where it listens in the sandbox.
-type RelayPlan = Option<(std::net::SocketAddr, std::net::Ipv4Addr)>;
-
-fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, RelayPlan)> {
+fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<Network> {
     let mtu = prep
         .facts
         .uplink
@@ -346,17 +338,10 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, R
             "the host has no default route: the sandbox reaches only the host's own networks"
         ),
     }
-    let relay = match prep.dns {
-        Decision::Relay { upstream, listen } => Some((upstream, listen)),
-        Decision::Direct(_) => None,
-    };
-    Ok((
-        Network {
-            _nft: prep.nft,
-            net,
-        },
-        relay,
-    ))
+    Ok(Network {
+        _nft: prep.nft,
+        net,
+    })
 }
 
 fn describe_policy(np: &NetPlan) -> String {

@@ -9,8 +9,8 @@ use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
 /// The syscall's errno, kept raw so the sandbox's step reports still carry it; callers
-/// name the call.
-fn check(ret: libc::c_long, _what: &str) -> io::Result<libc::c_long> {
+/// name the call in their own context.
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -35,7 +35,7 @@ pub fn clone_into(flags: CloneFlags) -> io::Result<Option<Pid>> {
             0 as libc::c_ulong,
         )
     };
-    let ret = check(ret, "clone")?;
+    let ret = check(ret)?;
     Ok((ret != 0).then(|| Pid::from_raw(ret as i32)))
 }
 
@@ -47,13 +47,13 @@ pub fn fork() -> io::Result<Option<Pid>> {
 pub fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     let ret = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
-    check(ret.into(), "prctl(PR_SET_PDEATHSIG)").map(drop)
+    check(ret.into()).map(drop)
 }
 
 pub fn set_no_new_privs() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     let ret = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    check(ret.into(), "prctl(PR_SET_NO_NEW_PRIVS)").map(drop)
+    check(ret.into()).map(drop)
 }
 
 /// Empties the capability bounding set, whatever the kernel's last capability is.
@@ -86,7 +86,7 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    check(ret, "close_range(CLOEXEC)").map(drop)
+    check(ret).map(drop)
 }
 
 /// Gives the command SIGPIPE's default action: Rust's runtime ignores it, and an ignored
@@ -100,16 +100,15 @@ pub fn default_sigpipe() {
 /// A detached tmpfs mount (`fsopen` + `fsmount`), attached nowhere: files written into it
 /// never touch the host's filesystem.
 pub fn detached_tmpfs() -> io::Result<OwnedFd> {
-    let fs = cstr_fd(
-        c"tmpfs",
-        |name| {
-            // SAFETY: fsopen reads a NUL-terminated name.
-            unsafe {
-                libc::syscall(libc::SYS_fsopen, name.as_ptr(), 1 /* FSOPEN_CLOEXEC */)
-            }
-        },
-        "fsopen(tmpfs)",
-    )?;
+    // SAFETY: fsopen reads a NUL-terminated name.
+    let fs = unsafe {
+        libc::syscall(
+            libc::SYS_fsopen,
+            c"tmpfs".as_ptr(),
+            1, /* FSOPEN_CLOEXEC */
+        )
+    };
+    let fs = own_fd(check(fs)? as RawFd);
     for (key, value) in [(c"size", c"64k"), (c"mode", c"0755")] {
         // SAFETY: fsconfig(FSCONFIG_SET_STRING) reads two NUL-terminated strings.
         let ret = unsafe {
@@ -122,11 +121,11 @@ pub fn detached_tmpfs() -> io::Result<OwnedFd> {
                 0,
             )
         };
-        check(ret, "fsconfig(tmpfs)")?;
+        check(ret)?;
     }
     // SAFETY: FSCONFIG_CMD_CREATE takes no pointers.
     let ret = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), 6, 0usize, 0usize, 0) };
-    check(ret, "fsconfig(tmpfs, CREATE)")?;
+    check(ret)?;
     // SAFETY: fsmount takes integers.
     let ret = unsafe {
         libc::syscall(
@@ -136,19 +135,7 @@ pub fn detached_tmpfs() -> io::Result<OwnedFd> {
             0,
         )
     };
-    let fd = check(ret, "fsmount(tmpfs)")?;
-    // SAFETY: fsmount returned a new fd that we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn cstr_fd(
-    arg: &CStr,
-    call: impl FnOnce(&CStr) -> libc::c_long,
-    what: &str,
-) -> io::Result<OwnedFd> {
-    let fd = check(call(arg), what)?;
-    // SAFETY: the call returned a new fd that we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Ok(own_fd(check(ret)? as RawFd))
 }
 
 /// Mounts the file `name` of the detached mount `from` onto `target`, without following a
@@ -164,10 +151,7 @@ pub fn mount_file_over(from: BorrowedFd<'_>, name: &CStr, target: &CStr) -> io::
             1 | libc::O_CLOEXEC, /* OPEN_TREE_CLONE */
         )
     };
-    let what = format!("open_tree {}", name.to_string_lossy());
-    let tree = check(tree, &what)?;
-    // SAFETY: open_tree returned a new fd that we own.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let tree = own_fd(check(tree)? as RawFd);
     // SAFETY: move_mount reads two NUL-terminated paths; MOVE_MOUNT_F_EMPTY_PATH (4) uses
     // the fd itself as the source, and without MOVE_MOUNT_T_SYMLINKS the target is not
     // followed.
@@ -181,11 +165,7 @@ pub fn mount_file_over(from: BorrowedFd<'_>, name: &CStr, target: &CStr) -> io::
             4,
         )
     };
-    check(
-        ret,
-        &format!("move_mount onto {}", target.to_string_lossy()),
-    )
-    .map(drop)
+    check(ret).map(drop)
 }
 
 /// `setsockopt` with an int value, for options nix does not wrap (NETLINK_EXT_ACK, ...).
@@ -205,7 +185,7 @@ pub fn setsockopt_int(
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    check(ret.into(), &format!("setsockopt({level}, {opt})")).map(drop)
+    check(ret.into()).map(drop)
 }
 
 /// `_exit`: leaves at once, without running destructors or flushing the parent's buffers
@@ -233,11 +213,11 @@ pub fn close_all_except(keep: &[RawFd]) -> io::Result<()> {
         if k > first {
             // SAFETY: close_range takes integers; the fds closed are our own copies.
             let ret = unsafe { libc::syscall(libc::SYS_close_range, first, k - 1, 0) };
-            check(ret, "close_range")?;
+            check(ret)?;
         }
         first = first.max(k + 1);
     }
     // SAFETY: as above.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
-    check(ret, "close_range").map(drop)
+    check(ret).map(drop)
 }

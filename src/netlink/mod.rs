@@ -384,7 +384,7 @@ impl Socket {
             let seqs = self.send(&mut msg.clone())?;
             let mut out = Vec::new();
             let mut interrupted = false;
-            let done = loop {
+            let messages = loop {
                 let n = self.recv()?;
                 let mut done = false;
                 for reply in parse_messages(&self.buf[..n])? {
@@ -408,7 +408,7 @@ impl Socket {
                 }
             };
             if !interrupted || attempt == ATTEMPTS {
-                return Ok(done);
+                return Ok(messages);
             }
         }
         unreachable!("the last attempt returns")

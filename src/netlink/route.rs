@@ -89,19 +89,21 @@ pub fn set_up(index: i32) -> Msg {
 
 /// Asks for one link by index; the reply is an RTM_NEWLINK.
 pub fn get_link_by_index(index: i32) -> Msg {
-    let mut m = Msg::new();
-    let at = m.begin(RTM_GETLINK, NLM_F_REQUEST);
-    ifinfomsg(&mut m, index, 0, 0);
-    m.end(at);
-    m
+    getlink(index, None)
 }
 
 /// Asks for one link by name; the reply is an RTM_NEWLINK.
 pub fn get_link(name: &str) -> Msg {
+    getlink(0, Some(name))
+}
+
+fn getlink(index: i32, name: Option<&str>) -> Msg {
     let mut m = Msg::new();
     let at = m.begin(RTM_GETLINK, NLM_F_REQUEST);
-    ifinfomsg(&mut m, 0, 0, 0);
-    m.attr_str(IFLA_IFNAME, name);
+    ifinfomsg(&mut m, index, 0, 0);
+    if let Some(name) = name {
+        m.attr_str(IFLA_IFNAME, name);
+    }
     m.end(at);
     m
 }
