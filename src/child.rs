@@ -3,7 +3,7 @@
 //! exec or `_exit`.
 
 use std::ffi::CString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -13,7 +13,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::SockProtocol;
+use nix::sys::socket::{ControlMessage, MsgFlags, SockProtocol, sendmsg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid, setsid};
 
@@ -33,36 +33,50 @@ pub struct ChildConfig {
     pub resolv_conf: Option<String>,
     /// Contents of the sandbox's /etc/hosts, when it gets one.
     pub hosts: Option<String>,
-    pub go_read: OwnedFd,
+    /// The init's end of the control socket: "go" and later messages from nsrun, the
+    /// relay's sockets back to it.
+    pub control: OwnedFd,
     pub report_write: OwnedFd,
     /// Signals nsrun blocked before the clone; the init reads them from a signalfd.
     pub signals: SigSet,
 }
 
 /// What the parent sends when the host side is ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Go {
     NoNetwork,
-    Network {
-        addr: Ipv4Addr,
-        prefix: u8,
-        gateway: Ipv4Addr,
-    },
+    Network(NetworkGo),
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkGo {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    /// Where the DNS relay listens inside the sandbox, if there is one.
+    pub relay: Option<Ipv4Addr>,
+    /// The nf_tables batch that creates the sandbox's table (firewall.rs); every message
+    /// but the first and the last asks for an ACK.
+    pub firewall: Vec<u8>,
+}
+
+const GO_NONE: u8 = 1;
+const GO_NET: u8 = 2;
+/// nsrun to init: host addresses that appeared while the sandbox runs.
+pub const MSG_HOST_ADDRS: u8 = b'A';
 
 impl Go {
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Go::NoNetwork => vec![1],
-            Go::Network {
-                addr,
-                prefix,
-                gateway,
-            } => {
-                let mut v = vec![2];
-                v.extend_from_slice(&addr.octets());
-                v.push(*prefix);
-                v.extend_from_slice(&gateway.octets());
+            Go::NoNetwork => vec![GO_NONE],
+            Go::Network(n) => {
+                let mut v = vec![GO_NET];
+                v.extend_from_slice(&n.addr.octets());
+                v.push(n.prefix);
+                v.extend_from_slice(&n.gateway.octets());
+                v.push(u8::from(n.relay.is_some()));
+                v.extend_from_slice(&n.relay.unwrap_or(Ipv4Addr::UNSPECIFIED).octets());
+                v.extend_from_slice(&n.firewall);
                 v
             }
         }
@@ -70,12 +84,16 @@ impl Go {
 
     pub fn decode(b: &[u8]) -> Option<Go> {
         match b {
-            [1] => Some(Go::NoNetwork),
-            [2, a, b, c, d, prefix, e, f, g, h] => Some(Go::Network {
-                addr: Ipv4Addr::new(*a, *b, *c, *d),
-                prefix: *prefix,
-                gateway: Ipv4Addr::new(*e, *f, *g, *h),
-            }),
+            [GO_NONE] => Some(Go::NoNetwork),
+            [GO_NET, a, b, c, d, prefix, e, f, g, h, relay, i, j, k, l, firewall @ ..] => {
+                Some(Go::Network(NetworkGo {
+                    addr: Ipv4Addr::new(*a, *b, *c, *d),
+                    prefix: *prefix,
+                    gateway: Ipv4Addr::new(*e, *f, *g, *h),
+                    relay: (*relay == 1).then(|| Ipv4Addr::new(*i, *j, *k, *l)),
+                    firewall: firewall.to_vec(),
+                }))
+            }
             _ => None,
         }
     }
@@ -113,52 +131,69 @@ fn report(fd: &OwnedFd, r: &Report) {
     let _ = nix::unistd::write(fd, &r.encode());
 }
 
+/// Reports a failed step and exits 125.
+fn fail(report_write: &OwnedFd, step: &str, errno: i32) -> ! {
+    report(
+        report_write,
+        &Report::SetupFailed {
+            step: step.into(),
+            errno,
+        },
+    );
+    sys_exit(125)
+}
+
 /// The sandbox's PID 1. Never returns.
 pub fn init(cfg: ChildConfig) -> ! {
     // If nsrun dies from here on, so does the sandbox: the kernel kills every process in
     // a PID namespace when its init exits.
-    if sys::set_pdeathsig(libc::SIGKILL).is_err() {
-        sys_exit(125);
+    if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
+        fail(&cfg.report_write, "set the init's parent-death signal", e.raw_os_error().unwrap_or(0));
     }
-    // Keep only stdio and our two pipe ends: nothing of nsrun's (netlink sockets, the
-    // other pipe ends) stays open in the sandbox.
+    // Keep only stdio and our two channels: nothing of nsrun's (netlink sockets, the
+    // other ends) stays open in the sandbox.
     let keep = [
         0,
         1,
         2,
-        cfg.go_read.as_raw_fd(),
+        cfg.control.as_raw_fd(),
         cfg.report_write.as_raw_fd(),
     ];
-    if sys::close_all_except(&keep).is_err() {
-        sys_exit(125);
+    if let Err(e) = sys::close_all_except(&keep) {
+        fail(&cfg.report_write, "close nsrun's files in the init", e.raw_os_error().unwrap_or(0));
     }
     // Our own process group, so a terminal's Ctrl-C reaches nsrun once, and nsrun alone
     // forwards it.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
 
-    // Wait for the host side. EOF means nsrun failed or died before PDEATHSIG was set.
-    let mut buf = [0u8; 16];
-    let mut go_pipe =
-        std::fs::File::from(cfg.go_read.try_clone().unwrap_or_else(|_| sys_exit(125)));
+    // Wait for the host side. EOF means nsrun failed or died before PDEATHSIG was set:
+    // nothing to report to.
+    let mut buf = vec![0u8; 256 * 1024];
     let n = loop {
-        match go_pipe.read(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) | Ok(0) => sys_exit(125),
+        match nix::sys::socket::recv(cfg.control.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => fail(&cfg.report_write, "read the go message", e as i32),
+            Ok(0) => sys_exit(125),
             Ok(n) => break n,
         }
     };
-    drop(go_pipe);
     let Some(go) = Go::decode(&buf[..n]) else {
-        sys_exit(125)
+        fail(&cfg.report_write, "decode the go message", libc::EPROTO)
     };
+    drop(buf);
 
     match setup(&cfg, go) {
-        Ok((files, command)) => supervise(&cfg, files, command),
-        Err(StepError(step, errno)) => {
-            report(&cfg.report_write, &Report::SetupFailed { step, errno });
-            sys_exit(125)
-        }
+        Ok(started) => supervise(&cfg, started),
+        Err(StepError(step, errno)) => fail(&cfg.report_write, &step, errno),
     }
+}
+
+/// What the init keeps while the command runs.
+struct Started {
+    files: Option<PrivateFiles>,
+    /// The socket of the sandbox's nf_tables table, for host addresses added later.
+    firewall: Option<Socket>,
+    command: Pid,
 }
 
 /// The private files mounted over /etc, kept to mount them again if the host replaces
@@ -194,7 +229,7 @@ impl PrivateFiles {
     }
 }
 
-fn setup(cfg: &ChildConfig, go: Go) -> Result<(Option<PrivateFiles>, Pid), StepError> {
+fn setup(cfg: &ChildConfig, go: Go) -> Result<Started, StepError> {
     // Mount propagation private before the first mount, so nothing reaches the host.
     mount(
         None::<&str>,
@@ -220,25 +255,10 @@ fn setup(cfg: &ChildConfig, go: Go) -> Result<(Option<PrivateFiles>, Pid), StepE
         Socket::open(SockProtocol::NetlinkRoute).step(|| "open rtnetlink in the sandbox".into())?;
     rtnl.request(route::set_up(1), "lo up")
         .step(|| "bring lo up".into())?;
-    if let Go::Network {
-        addr,
-        prefix,
-        gateway,
-    } = go
-    {
-        let reply = rtnl
-            .get(route::get_link("eth0"), "RTM_GETLINK eth0")
-            .step(|| "find eth0".into())?;
-        let eth0 = route::parse_link(&reply)
-            .map(|l| l.index)
-            .ok_or_else(|| StepError("find eth0".into(), libc::ENODEV))?;
-        rtnl.request(route::add_addr(eth0, addr, prefix), "")
-            .step(|| format!("add {addr}/{prefix} to eth0"))?;
-        rtnl.request(route::set_up(eth0), "")
-            .step(|| "bring eth0 up".into())?;
-        rtnl.request(route::add_default_route(gateway, eth0), "")
-            .step(|| format!("add default route via {gateway}"))?;
-    }
+    let firewall = match &go {
+        Go::Network(net) => Some(network(cfg, &mut rtnl, net)?),
+        Go::NoNetwork => None,
+    };
     drop(rtnl);
 
     if let Some(name) = &cfg.hostname {
@@ -247,11 +267,117 @@ fn setup(cfg: &ChildConfig, go: Go) -> Result<(Option<PrivateFiles>, Pid), StepE
     }
 
     let files = private_files(cfg)?;
+    lock_proc_and_sys()?;
     let command = match sys::fork().step(|| "fork the command".into())? {
         None => exec_command(cfg),
         Some(pid) => pid,
     };
-    Ok((files, command))
+    Ok(Started {
+        files,
+        firewall,
+        command,
+    })
+}
+
+/// Writes a sysctl of the sandbox's own network namespace.
+fn sandbox_sysctl(path: &str, value: &str) -> Result<(), StepError> {
+    std::fs::write(path, value).step(|| format!("write {value} to {path}"))
+}
+
+/// The sandbox's side of the network: its filters first, then addresses, link and route.
+fn network(cfg: &ChildConfig, rtnl: &mut Socket, net: &NetworkGo) -> Result<Socket, StepError> {
+    let reply = rtnl
+        .get(route::get_link("eth0"), "RTM_GETLINK eth0")
+        .step(|| "find eth0".into())?;
+    let eth0 = route::parse_link(&reply)
+        .map(|l| l.index)
+        .ok_or_else(|| StepError("find eth0".into(), libc::ENODEV))?;
+    // The sandbox's table exists before eth0 is up: no packet passes unfiltered.
+    let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
+        .step(|| "open nf_tables in the sandbox".into())?;
+    let firewall = crate::netlink::Msg {
+        buf: net.firewall.clone(),
+    };
+    let count = firewall.count();
+    let acked: Vec<usize> = (1..count.saturating_sub(1)).collect();
+    nft.transact(firewall, &acked, "create the sandbox's nf_tables table")
+        .step(|| "create the sandbox's nf_tables table inet nsrun".into())?;
+    // IPv6 is refused by the table already; without addresses it also stays quiet.
+    for conf in ["all", "default", "eth0"] {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
+    }
+    // Any port, even below 1024, for any user, in this namespace only.
+    sandbox_sysctl("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")?;
+    let (addr, prefix, gateway) = (net.addr, net.prefix, net.gateway);
+    rtnl.request(route::add_addr(eth0, addr, prefix), "")
+        .step(|| format!("add {addr}/{prefix} to eth0"))?;
+    rtnl.request(route::set_up(eth0), "")
+        .step(|| "bring eth0 up".into())?;
+    rtnl.request(route::add_default_route(gateway, eth0), "")
+        .step(|| format!("add default route via {gateway}"))?;
+    if let Some(listen) = net.relay {
+        let sockets = crate::relay::listeners(listen)
+            .map_err(|e| StepError(format!("{e:#}"), libc::EADDRNOTAVAIL))?;
+        let fds = [sockets.0.as_raw_fd(), sockets.1.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let iov = [std::io::IoSlice::new(b"L")];
+        sendmsg::<()>(cfg.control.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+            .step(|| "pass the DNS relay's sockets to nsrun".into())?;
+    }
+    Ok(nft)
+}
+
+/// Nothing in the sandbox's /proc or /sys may change the host, even for uid 0 without
+/// capabilities (a root-started command): /proc/sys is read-only (a fresh /proc shows
+/// the host's kernel.*, vm.*, fs.* sysctls, and `kernel.core_pattern` alone runs a
+/// program as host root); the kernel interfaces that docker and bubblewrap hide are
+/// masked. Paths a kernel lacks are skipped.
+fn lock_proc_and_sys() -> Result<(), StepError> {
+    let read_only = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    // proc(5): writing these changes the whole machine.
+    for path in ["/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq"] {
+        match mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+            Err(Errno::ENOENT) => continue,
+            r => r.step(|| format!("bind {path} read-only"))?,
+        }
+        mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | read_only,
+            None::<&str>,
+        )
+        .step(|| format!("make {path} read-only"))?;
+    }
+    // Files that leak kernel memory, addresses or keys, or trigger hardware.
+    for path in [
+        "/proc/kcore",          // the kernel's memory as an ELF core
+        "/proc/keys",           // every key the kernel holds that the reader may view
+        "/proc/timer_list",     // timers with kernel addresses and other processes' data
+        "/proc/sched_debug",    // every task on the machine, across PID namespaces
+        "/proc/latency_stats",  // kernel call chains
+        "/proc/timer_stats",
+    ] {
+        match mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+            Err(Errno::ENOENT) => {}
+            r => r.step(|| format!("mask {path}"))?,
+        }
+    }
+    // Directories of hardware interfaces: ACPI, SCSI and sound control, firmware tables
+    // and variables (EFI variables can brick a machine), power capping.
+    for path in [
+        "/proc/acpi",
+        "/proc/scsi",
+        "/proc/asound",
+        "/sys/firmware",
+        "/sys/devices/virtual/powercap",
+    ] {
+        match mount(Some("tmpfs"), path, Some("tmpfs"), read_only, Some("size=0")) {
+            Err(Errno::ENOENT) => {}
+            r => r.step(|| format!("mask {path}"))?,
+        }
+    }
+    Ok(())
 }
 
 fn private_files(cfg: &ChildConfig) -> Result<Option<PrivateFiles>, StepError> {
@@ -355,32 +481,48 @@ fn drop_privileges(cfg: &ChildConfig) -> Result<(), StepError> {
 
 /// PID 1's loop: reap, forward, keep the private files mounted; report and exit when
 /// the command ends (the kernel then kills everything else in the namespace).
-fn supervise(cfg: &ChildConfig, files: Option<PrivateFiles>, command: Pid) -> ! {
-    let Ok(sfd) =
-        SignalFd::with_flags(&cfg.signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-    else {
-        let _ = kill(command, Signal::SIGKILL);
-        sys_exit(125)
+fn supervise(cfg: &ChildConfig, mut started: Started) -> ! {
+    let command = started.command;
+    let sfd = match SignalFd::with_flags(&cfg.signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+    {
+        Ok(sfd) => sfd,
+        Err(e) => {
+            end_everything();
+            fail(&cfg.report_write, "signalfd in the init", e as i32)
+        }
     };
+    let mut control_open = true;
     loop {
-        let watch = files.as_ref().and_then(|f| f.watch.as_ref());
+        let watch = started.files.as_ref().and_then(|f| f.watch.as_ref());
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if control_open {
+            fds.push(PollFd::new(cfg.control.as_fd(), PollFlags::POLLIN));
+        }
+        let watch_at = fds.len();
         if let Some(w) = watch {
             fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => sys_exit(125),
+            Err(e) => {
+                end_everything();
+                fail(&cfg.report_write, "poll in the init", e as i32)
+            }
         }
-        let inotify_ready = fds
-            .get(1)
-            .and_then(|f| f.revents())
-            .is_some_and(|r| !r.is_empty());
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (control_ready, inotify_ready) = (control_open && ready(1), watch.is_some() && ready(watch_at));
         drop(fds);
         if inotify_ready {
-            if let Some(f) = &files {
+            if let Some(f) = &started.files {
                 f.refresh();
             }
+        }
+        if control_ready {
+            control_open = read_control(cfg, &mut started.firewall);
         }
         while let Ok(Some(info)) = sfd.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
@@ -414,7 +556,38 @@ fn supervise(cfg: &ChildConfig, files: Option<PrivateFiles>, command: Pid) -> ! 
     }
 }
 
+/// Handles what nsrun sends while the command runs; false once nsrun has gone.
+fn read_control(cfg: &ChildConfig, firewall: &mut Option<Socket>) -> bool {
+    let mut buf = [0u8; 4096];
+    let n = match nix::sys::socket::recv(cfg.control.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)
+    {
+        Ok(0) => return false,
+        Ok(n) => n,
+        Err(Errno::EAGAIN | Errno::EINTR) => return true,
+        Err(_) => return false,
+    };
+    if let ([MSG_HOST_ADDRS, addrs @ ..], Some(nft)) = (&buf[..n], firewall.as_mut()) {
+        let addrs: Vec<Ipv4Addr> = addrs
+            .chunks_exact(4)
+            .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+            .collect();
+        let (msg, acked) = crate::firewall::add_host_addrs(&addrs).finish();
+        // A failure leaves the address open only to a sandbox that already runs; the
+        // rules for every address known at the start stay.
+        let _ = nft.transact(msg, &acked, "close new host addresses");
+    }
+    true
+}
+
+/// Kills every other process of the sandbox and reaps them: when the init reports, the
+/// sandbox has no process but the init left.
+fn end_everything() {
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while waitpid(Pid::from_raw(-1), None).is_ok() {}
+}
+
 fn finish(cfg: &ChildConfig, raw_status: i32) -> ! {
+    end_everything();
     report(&cfg.report_write, &Report::Status(raw_status));
     sys_exit(0)
 }
@@ -431,11 +604,20 @@ mod tests {
     fn go_messages_round_trip() {
         for go in [
             Go::NoNetwork,
-            Go::Network {
+            Go::Network(NetworkGo {
                 addr: Ipv4Addr::new(10, 200, 0, 6),
                 prefix: 30,
                 gateway: Ipv4Addr::new(10, 200, 0, 5),
-            },
+                relay: Some(Ipv4Addr::new(127, 0, 0, 53)),
+                firewall: vec![1, 2, 3],
+            }),
+            Go::Network(NetworkGo {
+                addr: Ipv4Addr::new(10, 200, 0, 6),
+                prefix: 30,
+                gateway: Ipv4Addr::new(10, 200, 0, 5),
+                relay: None,
+                firewall: vec![],
+            }),
         ] {
             assert_eq!(Go::decode(&go.encode()), Some(go));
         }

@@ -68,6 +68,14 @@ pub struct Cli {
     #[arg(long, value_name = "CIDR", default_value = DEFAULT_POOL)]
     pub pool: String,
 
+    /// Return only once nothing of the sandbox is left on the host: its link deleted, its
+    /// init reaped, and the host's NAT table gone if no other sandbox runs. Costs about
+    /// one kernel grace period; by default nsrun returns as soon as the sandbox's
+    /// processes are gone and its link is down, and the kernel removes the rest within
+    /// a fraction of a second.
+    #[arg(long)]
+    pub wait_teardown: bool,
+
     /// Say what nsrun sets up, on stderr.
     #[arg(short, long)]
     pub verbose: bool,

@@ -1,281 +1,350 @@
-//! PURE: the nf_tables ruleset that one sandbox owns, from its addresses and the plan.
+//! PURE: the nf_tables rules that keep a sandbox in its place, and where they live.
+//!
+//! # Design
+//!
+//! **The policy lives inside the sandbox's own network namespace**, in a table that nsrun's
+//! init creates there before `eth0` comes up:
 //!
 //! ```text
-//! table ip nsrXXXXXXXX {                  # flags owner: gone when nsrun's socket closes
-//!   chain input {      filter hook input priority filter
-//!     meta iif != H accept                           # not this sandbox's: done
-//!     iifname H ip saddr != SANDBOX drop            # no spoofing
-//!     iifname H ct state established,related accept  # replies to the host's connections
-//!     iifname H ip daddr DNS udp|tcp dport 53 accept # nameservers on the host
-//!     iifname H drop                                 # the host is closed (unless --allow-host)
+//! table inet nsrun {                       # in the SANDBOX's netns; dies exactly with it
+//!   chain output { type filter hook output priority filter; policy accept;
+//!     oif lo accept
+//!     meta nfproto ipv6 jump refuse                    # no IPv6 beyond loopback
+//!     ip saddr != SANDBOX drop                         # no spoofing
+//!     ct state established,related accept              # replies to connections into it
+//!     ip daddr NAMESERVER udp|tcp dport 53 accept      # its nameservers, wherever they are
+//!     ip daddr 168.63.129.16 udp|tcp dport 53 accept   # Azure's resolver
+//!     jump host                                        # unless --allow-host
+//!     ip daddr 169.254.0.0/16 jump refuse              # link-local: cloud metadata
+//!     ip daddr 100.100.100.200 jump refuse             # Alibaba Cloud metadata
+//!     ip daddr 168.63.129.16 jump refuse               # Azure WireServer
+//!     ip daddr 224.0.0.0/4 jump refuse                 # multicast, broadcast
+//!     ip daddr LAN jump refuse                         # --block-lan
 //!   }
-//!   chain forward {    filter hook forward priority filter
-//!     meta iif != H meta oif != H accept             # not this sandbox's: done
-//!     iifname H ip saddr != SANDBOX drop
-//!     oifname H ct state established,related accept
-//!     oifname H drop                                 # nobody opens connections into it
-//!     iifname H ip daddr DNS udp|tcp dport 53 accept
-//!     iifname H ip daddr 169.254.0.0/16 drop         # link-local, cloud metadata
-//!     iifname H oifname "nsr*" drop                  # other sandboxes
-//!     iifname H ip daddr LAN drop                    # --block-lan
-//!   }
-//!   chain postrouting { nat hook postrouting priority srcnat
-//!     ip saddr SUBNET oifname != H masquerade
+//!   chain host { ip daddr HOST_ADDRESS jump refuse ... }   # every host address, the link's subnet
+//!   chain refuse { meta l4proto tcp reject with tcp reset; reject with icmpx admin-prohibited }
+//!   chain input { type filter hook input priority filter; policy drop;
+//!     iif lo accept
+//!     ct state established,related accept
+//!     ip saddr GATEWAY accept                          # the host may connect in; nobody else
 //!   }
 //! }
 //! ```
+//!
+//! Why there: the command has no CAP_NET_ADMIN in that namespace, so it cannot change the
+//! table; the table exists before the link can carry a packet and is freed only when the
+//! namespace itself is, that is after the sandbox's last process (and anything else holding
+//! the namespace: a passed socket, a bind mount) is gone. Nothing nsrun does or suffers
+//! (SIGKILL at any instant, a panic, an error path) can open a window: the kernel enforces
+//! it. The rules see the destination the sandbox asked for, before any DNAT the host does
+//! (Docker's published ports, NodePorts), and each packet meets only its own sandbox's
+//! rules, whatever the number of sandboxes. Its conntrack table is the namespace's own and
+//! starts empty, so no entry of an earlier sandbox can decide for it. Host addresses added
+//! while the sandbox runs are inserted into `host` by the init when nsrun reports them.
+//!
+//! **The host keeps only NAT**, in one table for every sandbox, owned by nsrun's holder
+//! process (see holder.rs), which also removes a sandbox's leftover link:
+//!
+//! ```text
+//! table inet nsrun {                       # in the HOST's netns; flags owner (the holder)
+//!   chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+//!     ip saddr SANDBOX oifname != "nsr*" masquerade    # one rule per sandbox, new flows only
+//!   }
+//! }
+//! ```
+//!
+//! For what comes next: the family is `inet`, so IPv6 rules join the same tables; published
+//! ports add DNAT rules to the host table and `dport` accepts to the sandbox's input chain;
+//! sandboxes on one bridge keep their own tables, so they still cannot reach each other.
 
 use std::net::Ipv4Addr;
 
-use crate::addr::{Ipv4Net, LINK_PREFIX, SandboxNet};
+use crate::addr::Ipv4Net;
 use crate::netlink::nft::{
-    Batch, CT_ESTABLISHED, CT_RELATED, Hook, IPPROTO_TCP, IPPROTO_UDP, Match, NF_ACCEPT, Rule,
-    Verdict,
+    Batch, CT_ESTABLISHED, CT_RELATED, Hook, IPPROTO_TCP, IPPROTO_UDP, Match, NF_ACCEPT, NF_DROP,
+    NFPROTO_INET, NFPROTO_IPV6, NFT_TABLE_F_OWNER, Reject, Rule, Verdict,
 };
-use crate::plan::{LAN_RANGES, NetPlan};
+use crate::plan::LAN_RANGES;
 
+/// The table's name, in the sandbox's netns and in the host's.
+pub const TABLE: &str = "nsrun";
 const PRIORITY_FILTER: i32 = 0;
 const PRIORITY_SRCNAT: i32 = 100;
+/// The loopback interface's index, the same in every network namespace.
+const LOOPBACK_INDEX: u32 = 1;
 
-/// The rules of one chain.
-pub struct Chain {
-    pub name: &'static str,
-    pub chain_type: &'static str,
-    pub hook: Hook,
-    pub priority: i32,
-    pub rules: Vec<Rule>,
+/// Cloud metadata and control endpoints outside link-local, closed by default.
+pub const METADATA: [(&str, &str); 3] = [
+    (
+        "169.254.0.0/16",
+        "link-local: the metadata service of AWS, GCP, Azure, Oracle, OpenStack, DigitalOcean (169.254.169.254), Tencent (169.254.0.23)",
+    ),
+    ("100.100.100.200/32", "Alibaba Cloud's metadata service"),
+    (
+        "168.63.129.16/32",
+        "Azure's WireServer (its DNS on port 53 stays open)",
+    ),
+];
+const AZURE_DNS: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
+
+/// What one sandbox may reach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub sandbox_addr: Ipv4Addr,
+    /// The link between host and sandbox: its gateway, network and broadcast addresses
+    /// belong to the host.
+    pub link: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// The host's own addresses when the sandbox starts.
+    pub host_addrs: Vec<Ipv4Addr>,
+    pub nameservers: Vec<Ipv4Addr>,
+    pub allow_host: bool,
+    pub block_lan: bool,
 }
 
 fn rule(matches: Vec<Match>, verdict: Verdict) -> Rule {
     Rule { matches, verdict }
 }
 
-fn dns_accepts(iif: &str, servers: &[Ipv4Addr]) -> Vec<Rule> {
-    let mut out = Vec::new();
-    for server in servers {
-        for proto in [IPPROTO_UDP, IPPROTO_TCP] {
-            out.push(rule(
-                vec![
-                    Match::IifName(iif.into()),
-                    Match::DAddr(Ipv4Net::new(*server, 32)),
-                    Match::L4Proto(proto),
-                    Match::DPort(53),
-                ],
-                Verdict::Accept,
-            ));
+fn to(net: Ipv4Net) -> Match {
+    Match::DAddr(net)
+}
+
+fn host(addr: Ipv4Addr) -> Ipv4Net {
+    Ipv4Net::new(addr, 32)
+}
+
+fn dns_accepts(server: Ipv4Addr) -> [Rule; 2] {
+    [IPPROTO_UDP, IPPROTO_TCP].map(|proto| {
+        rule(
+            vec![to(host(server)), Match::L4Proto(proto), Match::DPort(53)],
+            Verdict::Accept,
+        )
+    })
+}
+
+const REFUSE: Verdict = Verdict::Jump("refuse");
+
+/// The rules of the sandbox's `output` chain, in order.
+pub fn output_rules(p: &Policy) -> Vec<Rule> {
+    let mut out = vec![
+        rule(vec![Match::Oif(LOOPBACK_INDEX)], Verdict::Accept),
+        rule(vec![Match::NfProto(NFPROTO_IPV6)], REFUSE),
+        rule(vec![Match::SAddrNot(p.sandbox_addr)], Verdict::Drop),
+        rule(
+            vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
+            Verdict::Accept,
+        ),
+    ];
+    for server in &p.nameservers {
+        out.extend(dns_accepts(*server));
+    }
+    out.extend(dns_accepts(AZURE_DNS));
+    if !p.allow_host {
+        out.push(rule(vec![], Verdict::Jump("host")));
+    }
+    for (net, _) in METADATA {
+        out.push(rule(vec![to(net.parse().unwrap())], REFUSE));
+    }
+    for net in ["224.0.0.0/4", "255.255.255.255/32"] {
+        out.push(rule(vec![to(net.parse().unwrap())], REFUSE));
+    }
+    if p.block_lan {
+        for range in LAN_RANGES {
+            out.push(rule(vec![to(range.parse().unwrap())], REFUSE));
         }
     }
     out
 }
 
-/// The chains of a sandbox's table. `nameservers` are the addresses in the sandbox's
-/// resolv.conf: they stay reachable on port 53 whatever else is blocked.
-/// `host_index` is the ifindex of the host end: the first rule of each filter chain
-/// compares it (4 bytes) rather than the name (16).
-pub fn chains(
-    net: &SandboxNet,
-    host_index: u32,
-    plan: &NetPlan,
-    nameservers: &[Ipv4Addr],
-) -> Vec<Chain> {
-    let h = net.host_end.as_str();
-    let iif = || Match::IifName(h.into());
-    let no_spoof = rule(
-        vec![iif(), Match::SAddrNot(net.sandbox_addr)],
-        Verdict::Drop,
-    );
-    let established = CT_ESTABLISHED | CT_RELATED;
+/// The rules of the sandbox's `host` chain: one per host address.
+pub fn host_rules(addrs: &[Ipv4Addr]) -> Vec<Rule> {
+    addrs
+        .iter()
+        .map(|a| rule(vec![to(host(*a))], REFUSE))
+        .collect()
+}
 
-    // Every base chain on a hook sees every packet, so each sandbox's chains first let
-    // go of what is not theirs, in one rule: with hundreds of sandboxes this keeps the
-    // cost per forwarded packet low. Accept ends only this chain; others still decide.
-    let not_mine_in = rule(vec![Match::IifNot(host_index)], Verdict::Accept);
-    let not_mine_fwd = rule(
-        vec![Match::IifNot(host_index), Match::OifNot(host_index)],
-        Verdict::Accept,
-    );
-    let mut input = vec![
-        not_mine_in,
-        no_spoof.clone(),
-        rule(vec![iif(), Match::CtState(established)], Verdict::Accept),
-    ];
-    if !plan.allow_host {
-        input.extend(dns_accepts(h, nameservers));
-        input.push(rule(vec![iif()], Verdict::Drop));
-    }
-
-    let mut forward = vec![
-        not_mine_fwd,
-        no_spoof,
+/// The rules of the sandbox's `input` chain (policy drop).
+pub fn input_rules(p: &Policy) -> Vec<Rule> {
+    vec![
+        rule(vec![Match::Iif(LOOPBACK_INDEX)], Verdict::Accept),
         rule(
-            vec![Match::OifName(h.into()), Match::CtState(established)],
+            vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
             Verdict::Accept,
         ),
-        rule(vec![Match::OifName(h.into())], Verdict::Drop),
-    ];
-    forward.extend(dns_accepts(h, nameservers));
-    forward.push(rule(
-        vec![iif(), Match::DAddr("169.254.0.0/16".parse().unwrap())],
-        Verdict::Drop,
-    ));
-    forward.push(rule(
-        vec![iif(), Match::OifNamePrefix(LINK_PREFIX.into())],
-        Verdict::Drop,
-    ));
-    if plan.block_lan {
-        for range in LAN_RANGES {
-            forward.push(rule(
-                vec![iif(), Match::DAddr(range.parse().unwrap())],
-                Verdict::Drop,
-            ));
-        }
-    }
-
-    let postrouting = vec![rule(
-        vec![Match::SAddr(net.subnet), Match::OifNameNot(h.into())],
-        Verdict::Masquerade,
-    )];
-
-    vec![
-        Chain {
-            name: "input",
-            chain_type: "filter",
-            hook: Hook::Input,
-            priority: PRIORITY_FILTER,
-            rules: input,
-        },
-        Chain {
-            name: "forward",
-            chain_type: "filter",
-            hook: Hook::Forward,
-            priority: PRIORITY_FILTER,
-            rules: forward,
-        },
-        Chain {
-            name: "postrouting",
-            chain_type: "nat",
-            hook: Hook::PostRouting,
-            priority: PRIORITY_SRCNAT,
-            rules: postrouting,
-        },
+        rule(vec![Match::SAddr(host(p.gateway))], Verdict::Accept),
     ]
 }
 
-/// The table's name: the host end's name, so `nft list tables` and `ip link` line up.
-pub fn table_name(net: &SandboxNet) -> &str {
-    net.host_end.as_str()
-}
-
-/// One batch that creates the owned table with all its chains and rules.
-pub fn batch(net: &SandboxNet, chains: &[Chain]) -> Batch {
-    let table = table_name(net);
-    let mut b = Batch::new();
-    b.add_table(table, true);
-    for c in chains {
-        b.add_chain(table, c.name, c.chain_type, c.hook, c.priority, NF_ACCEPT);
-        for r in &c.rules {
-            b.add_rule(table, c.name, r);
-        }
+/// One batch that creates the sandbox's table, to be sent from inside its netns.
+pub fn sandbox_batch(p: &Policy) -> Batch {
+    let mut b = Batch::new(NFPROTO_INET);
+    b.add_table(TABLE, 0, true);
+    b.add_regular_chain(TABLE, "refuse");
+    b.add_rule(
+        TABLE,
+        "refuse",
+        &rule(
+            vec![Match::L4Proto(IPPROTO_TCP)],
+            Verdict::Reject(Reject::TcpReset),
+        ),
+    );
+    b.add_rule(
+        TABLE,
+        "refuse",
+        &rule(vec![], Verdict::Reject(Reject::AdminProhibited)),
+    );
+    b.add_regular_chain(TABLE, "host");
+    let mut host_addrs = vec![p.link.network(), p.gateway, broadcast(p.link)];
+    host_addrs.extend(
+        p.host_addrs
+            .iter()
+            .filter(|a| !a.is_loopback() && !host_addrs_contains(p, a)),
+    );
+    for r in host_rules(&host_addrs) {
+        b.add_rule(TABLE, "host", &r);
+    }
+    b.add_chain(TABLE, "output", "filter", Hook::Output, PRIORITY_FILTER, NF_ACCEPT);
+    for r in output_rules(p) {
+        b.add_rule(TABLE, "output", &r);
+    }
+    b.add_chain(TABLE, "input", "filter", Hook::Input, PRIORITY_FILTER, NF_DROP);
+    for r in input_rules(p) {
+        b.add_rule(TABLE, "input", &r);
     }
     b
+}
+
+fn host_addrs_contains(p: &Policy, a: &Ipv4Addr) -> bool {
+    *a == p.gateway || *a == p.link.network() || *a == broadcast(p.link)
+}
+
+fn broadcast(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()) | !net.mask())
+}
+
+/// A batch that closes host addresses added after the sandbox started.
+pub fn add_host_addrs(addrs: &[Ipv4Addr]) -> Batch {
+    let mut b = Batch::new(NFPROTO_INET);
+    for r in host_rules(addrs) {
+        b.insert_rule(TABLE, "host", &r);
+    }
+    b
+}
+
+/// The holder's host table: created exclusively and owned by its socket. `stale` first
+/// deletes a table of that name that nobody owns (left by an older nsrun or a restore).
+pub fn holder_table(stale: bool) -> Batch {
+    let mut b = Batch::new(NFPROTO_INET);
+    if stale {
+        b.del_table(TABLE);
+    }
+    b.add_table(TABLE, NFT_TABLE_F_OWNER, true);
+    b.add_chain(
+        TABLE,
+        "postrouting",
+        "nat",
+        Hook::PostRouting,
+        PRIORITY_SRCNAT,
+        NF_ACCEPT,
+    );
+    b
+}
+
+/// NAT for one sandbox: its address, leaving by any link that is not a sandbox's.
+pub fn masquerade(sandbox_addr: Ipv4Addr) -> Rule {
+    rule(
+        vec![
+            Match::SAddr(host(sandbox_addr)),
+            Match::OifNamePrefixNot(crate::addr::LINK_PREFIX.into()),
+        ],
+        Verdict::Masquerade,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn setup(allow_host: bool, block_lan: bool) -> Vec<Chain> {
-        let net = SandboxNet::for_subnet("10.200.0.4".parse().unwrap());
-        let plan = NetPlan {
-            pool: "10.200.0.0/16".parse().unwrap(),
+    fn policy(allow_host: bool, block_lan: bool) -> Policy {
+        Policy {
+            sandbox_addr: "10.200.0.6".parse().unwrap(),
+            link: "10.200.0.4/30".parse().unwrap(),
+            gateway: "10.200.0.5".parse().unwrap(),
+            host_addrs: vec!["198.51.100.2".parse().unwrap(), "10.200.0.5".parse().unwrap()],
+            nameservers: vec!["198.51.100.53".parse().unwrap()],
             allow_host,
             block_lan,
-        };
-        chains(&net, 7, &plan, &["198.51.100.53".parse().unwrap()])
-    }
-
-    fn find<'a>(chains: &'a [Chain], name: &str) -> &'a [Rule] {
-        &chains.iter().find(|c| c.name == name).unwrap().rules
-    }
-
-    #[test]
-    fn default_closes_host_metadata_and_other_sandboxes() {
-        let c = setup(false, false);
-        let input = find(&c, "input");
-        assert_eq!(input.last().unwrap().verdict, Verdict::Drop);
-        assert_eq!(
-            input.last().unwrap().matches,
-            [Match::IifName("nsr02b20001".into())]
-        );
-        // the nameserver is accepted before the final drop, on udp and tcp
-        assert_eq!(
-            input
-                .iter()
-                .filter(|r| r.matches.contains(&Match::DPort(53)))
-                .count(),
-            2
-        );
-        let forward = find(&c, "forward");
-        assert!(forward.iter().any(|r| {
-            r.matches
-                .contains(&Match::DAddr("169.254.0.0/16".parse().unwrap()))
-        }));
-        assert!(
-            forward
-                .iter()
-                .any(|r| r.matches.contains(&Match::OifNamePrefix("nsr".into())))
-        );
-        assert!(!forward.iter().any(|r| {
-            r.matches
-                .contains(&Match::DAddr("10.0.0.0/8".parse().unwrap()))
-        }));
-        let post = find(&c, "postrouting");
-        assert_eq!(post[0].verdict, Verdict::Masquerade);
-        assert_eq!(
-            post[0].matches[0],
-            Match::SAddr("10.200.0.4/30".parse().unwrap())
-        );
-    }
-
-    #[test]
-    fn chains_first_let_go_of_other_traffic() {
-        let c = setup(false, false);
-        assert_eq!(find(&c, "input")[0].matches, [Match::IifNot(7)]);
-        assert_eq!(
-            find(&c, "forward")[0].matches,
-            [Match::IifNot(7), Match::OifNot(7)]
-        );
-        assert_eq!(find(&c, "forward")[0].verdict, Verdict::Accept);
-    }
-
-    #[test]
-    fn allow_host_opens_input_and_block_lan_closes_private_ranges() {
-        let c = setup(true, true);
-        assert!(
-            !find(&c, "input")
-                .iter()
-                .any(|r| r.verdict == Verdict::Drop && r.matches.len() == 1)
-        );
-        let forward = find(&c, "forward");
-        for range in LAN_RANGES {
-            assert!(
-                forward
-                    .iter()
-                    .any(|r| r.matches.contains(&Match::DAddr(range.parse().unwrap())))
-            );
         }
-        // DNS accepts come before the LAN drops.
-        let dns = forward
+    }
+
+    fn position(rules: &[Rule], m: &Match) -> Option<usize> {
+        rules.iter().position(|r| r.matches.contains(m))
+    }
+
+    #[test]
+    fn loopback_first_then_ipv6_and_spoofing_closed() {
+        let out = output_rules(&policy(false, false));
+        assert_eq!(out[0], rule(vec![Match::Oif(1)], Verdict::Accept));
+        assert_eq!(out[1], rule(vec![Match::NfProto(NFPROTO_IPV6)], REFUSE));
+        assert_eq!(
+            out[2],
+            rule(
+                vec![Match::SAddrNot("10.200.0.6".parse().unwrap())],
+                Verdict::Drop
+            )
+        );
+    }
+
+    #[test]
+    fn nameservers_open_before_the_host_and_metadata_close() {
+        let out = output_rules(&policy(false, true));
+        let dns = position(&out, &to("198.51.100.53/32".parse().unwrap())).unwrap();
+        let host = out
             .iter()
-            .position(|r| r.matches.contains(&Match::DPort(53)))
+            .position(|r| r.verdict == Verdict::Jump("host"))
             .unwrap();
-        let lan = forward
-            .iter()
-            .position(|r| {
-                r.matches
-                    .contains(&Match::DAddr("10.0.0.0/8".parse().unwrap()))
-            })
-            .unwrap();
-        assert!(dns < lan);
+        let metadata = position(&out, &to("169.254.0.0/16".parse().unwrap())).unwrap();
+        let lan = position(&out, &to("10.0.0.0/8".parse().unwrap())).unwrap();
+        assert!(dns < host && host < metadata && metadata < lan);
+        for (net, _) in METADATA {
+            assert!(position(&out, &to(net.parse().unwrap())).is_some(), "{net}");
+        }
+    }
+
+    #[test]
+    fn allow_host_skips_the_host_chain_and_lan_is_open_by_default() {
+        let out = output_rules(&policy(true, false));
+        assert!(!out.iter().any(|r| r.verdict == Verdict::Jump("host")));
+        assert!(position(&out, &to("10.0.0.0/8".parse().unwrap())).is_none());
+    }
+
+    #[test]
+    fn only_the_gateway_connects_in() {
+        let input = input_rules(&policy(false, false));
+        assert_eq!(input.len(), 3);
+        assert_eq!(
+            input[2].matches,
+            [Match::SAddr("10.200.0.5/32".parse().unwrap())]
+        );
+    }
+
+    #[test]
+    fn host_chain_covers_the_link_and_every_host_address_once() {
+        let b = sandbox_batch(&policy(false, false));
+        let (msg, acked) = b.finish();
+        // table, 2 chains + 2 refuse rules, host chain + 4 host rules (network, gateway,
+        // broadcast, 198.51.100.2), output + its rules, input + 3.
+        let out = output_rules(&policy(false, false)).len();
+        assert_eq!(acked.len(), 1 + 1 + 2 + 1 + 4 + 1 + out + 1 + 3);
+        assert!(msg.buf.windows(4).any(|w| w == [10, 200, 0, 7]));
+    }
+
+    #[test]
+    fn masquerade_matches_one_address_leaving_by_a_non_sandbox_link() {
+        let r = masquerade("10.200.0.6".parse().unwrap());
+        assert_eq!(r.verdict, Verdict::Masquerade);
+        assert_eq!(r.matches[1], Match::OifNamePrefixNot("nsr".into()));
     }
 }

@@ -36,22 +36,34 @@ pub fn read_etc(path: &str) -> String {
 /// What the sandbox's addressing must respect.
 #[derive(Debug, Default)]
 pub struct NetFacts {
-    /// Every IPv4 prefix on the host: addresses and main-table routes (default excluded).
+    /// Every IPv4 prefix on the host: addresses and routes (default excluded), but not
+    /// nsrun's own links, whose subnets are locked by their names (addr.rs).
     pub used: Vec<Ipv4Net>,
+    /// The host's own IPv4 addresses.
+    pub addrs: Vec<std::net::Ipv4Addr>,
     /// The link of the default route with the lowest metric.
     pub uplink: Option<Link>,
 }
 
 pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
-    let addrs = rtnl.dump(route::dump_addrs(), "RTM_GETADDR dump")?;
+    let addrs: Vec<route::Addr> = rtnl
+        .dump(route::dump_addrs(), "RTM_GETADDR dump")?
+        .iter()
+        .filter_map(|(_, p)| route::parse_addr(p))
+        .collect();
     let routes: Vec<route::Route> = rtnl
         .dump(route::dump_routes(), "RTM_GETROUTE dump")?
         .iter()
         .filter_map(|(_, p)| route::parse_route(p))
         .collect();
+    let sandbox_links: Vec<u32> = addrs
+        .iter()
+        .filter(|a| a.label.starts_with(crate::addr::LINK_PREFIX))
+        .map(|a| a.index)
+        .collect();
     let mut used: Vec<Ipv4Net> = addrs
         .iter()
-        .filter_map(|(_, p)| route::parse_addr(p))
+        .filter(|a| !sandbox_links.contains(&a.index))
         .map(|a| a.net)
         .collect();
     let main = |r: &&route::Route| r.table == u32::from(RT_TABLE_MAIN);
@@ -60,6 +72,7 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
             .iter()
             .filter(main)
             .filter(|r| r.dst.prefix > 0)
+            .filter(|r| r.oif.is_none_or(|oif| !sandbox_links.contains(&oif)))
             .map(|r| r.dst),
     );
     let uplink_index = routes
@@ -79,18 +92,18 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         }
         None => None,
     };
-    Ok(NetFacts { used, uplink })
+    Ok(NetFacts {
+        used,
+        addrs: addrs.iter().map(|a| a.net.addr).collect(),
+        uplink,
+    })
 }
 
-/// Turns IPv6 off on a link nsrun created (the sandbox's table filters IPv4; without
-/// this the host end would get a link-local address the sandbox could reach). A kernel
-/// without IPv6 has nothing to turn off.
-pub fn disable_ipv6(link: &str) -> Result<()> {
-    let path = format!("/proc/sys/net/ipv6/conf/{link}/disable_ipv6");
-    match std::fs::write(&path, "1") {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        r => r.with_context(|| format!("disable IPv6: write {path}")),
-    }
+/// Turns IPv6 off on a link nsrun created, where the host allows it. Best effort: the
+/// sandbox's own table refuses every IPv6 packet but loopback's, so a host whose
+/// /proc/sys is read-only (a container) stays closed; this only keeps the link quiet.
+pub fn disable_ipv6(link: &str) {
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{link}/disable_ipv6"), "1");
 }
 
 /// Sets `net.ipv4.conf.<link>.forwarding` to 1 through /proc (no sysctl binary).

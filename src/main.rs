@@ -5,6 +5,7 @@ mod child;
 mod cli;
 mod dns;
 mod firewall;
+mod holder;
 mod host;
 mod netlink;
 mod plan;
@@ -20,19 +21,20 @@ use clap::error::ErrorKind;
 use crate::supervise::EXIT_NSRUN_FAILED;
 
 fn main() {
+    sys::default_sigchld();
     let code = match cli::Cli::try_parse() {
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
             0
         }
         Err(e) => {
-            eprintln!("nsrun: {}", usage_error(&e));
+            say(&format!("nsrun: {}", usage_error(&e)));
             EXIT_NSRUN_FAILED
         }
         Ok(cli) => match plan::from_cli(cli).and_then(sandbox::run) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("nsrun: {}", one_line(&format!("{e:#}")));
+                say(&format!("nsrun: {}", one_line(&format!("{e:#}"))));
                 EXIT_NSRUN_FAILED
             }
         },
@@ -70,4 +72,12 @@ fn one_line(s: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Writes one line to stderr; a closed or full stderr is not worth dying for (Rust's
+/// `eprintln!` panics then, which would lose the command's exit status).
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
 }

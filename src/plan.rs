@@ -22,6 +22,7 @@ pub struct Plan {
     pub hostname: Option<String>,
     pub user: Option<String>,
     pub verbose: bool,
+    pub wait_teardown: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +81,7 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
         hostname: cli.hostname,
         user: cli.user,
         verbose: cli.verbose,
+        wait_teardown: cli.wait_teardown,
     })
 }
 

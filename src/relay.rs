@@ -8,7 +8,6 @@
 //! is parsed or trusted. Memory is bounded: at most [`MAX_QUERIES`] UDP queries and
 //! [`MAX_CONNS`] TCP connections in flight, each with a deadline.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,14 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::poll::{PollFd, PollFlags};
-use nix::sched::{CloneFlags, setns};
 use nix::sys::socket::{
-    AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn, bind, listen, setsockopt, socket,
+    AddressFamily, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket,
     sockopt,
 };
-use nix::unistd::Pid;
 
-use crate::netlink::{Socket, route};
 
 const MAX_QUERIES: usize = 64;
 const MAX_CONNS: usize = 16;
@@ -51,17 +47,6 @@ pub struct Relay {
     conns: Vec<Conn>,
 }
 
-/// Runs `f` with this thread in the network namespace of `pid`, and always comes back.
-fn in_netns<T>(pid: Pid, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let home = File::open("/proc/self/ns/net").context("open /proc/self/ns/net")?;
-    let path = format!("/proc/{pid}/ns/net");
-    let target = File::open(&path).with_context(|| format!("open {path}"))?;
-    setns(target.as_fd(), CloneFlags::CLONE_NEWNET).context("setns into the sandbox")?;
-    let result = f();
-    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).context("setns back to the host")?;
-    result
-}
-
 fn listener(ty: SockType, addr: Ipv4Addr) -> Result<OwnedFd> {
     let fd = socket(
         AddressFamily::Inet,
@@ -73,7 +58,7 @@ fn listener(ty: SockType, addr: Ipv4Addr) -> Result<OwnedFd> {
     setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
     let sockaddr = SockaddrIn::from(SocketAddrV4::new(addr, 53));
     bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &sockaddr).with_context(|| {
-        format!("bind {addr}:53 in the sandbox (a file-capability install also needs cap_net_bind_service)")
+        format!("bind the DNS relay to {addr}:53 in the sandbox")
     })?;
     if ty == SockType::Stream {
         listen(
@@ -85,27 +70,27 @@ fn listener(ty: SockType, addr: Ipv4Addr) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The relay's UDP and TCP listeners on `listen`:53, made inside the sandbox by its init
+/// (lo must be up: a socket bound to a loopback address that is not yet local answers
+/// from the wrong source, which resolvers ignore), and passed to nsrun.
+pub fn listeners(listen: Ipv4Addr) -> Result<(OwnedFd, OwnedFd)> {
+    Ok((
+        listener(SockType::Datagram, listen)?,
+        listener(SockType::Stream, listen)?,
+    ))
+}
+
 impl Relay {
-    /// Opens the relay's listeners inside the sandbox of init `pid`.
-    pub fn start(pid: Pid, upstream: SocketAddr, listen: Ipv4Addr) -> Result<Relay> {
-        let (udp, tcp) = in_netns(pid, || {
-            // lo must be up before binding: a socket bound to a loopback address that is
-            // not yet local answers from the wrong source, which resolvers ignore.
-            let mut rtnl = Socket::open(SockProtocol::NetlinkRoute)
-                .context("open rtnetlink in the sandbox")?;
-            rtnl.request(route::set_up(1), "bring lo up in the sandbox")?;
-            Ok((
-                listener(SockType::Datagram, listen)?,
-                listener(SockType::Stream, listen)?,
-            ))
-        })?;
-        Ok(Relay {
+    /// The relay over the listeners the init made; queries go to `upstream` from the
+    /// host's namespace, where nsrun is.
+    pub fn new(udp: OwnedFd, tcp: OwnedFd, upstream: SocketAddr) -> Relay {
+        Relay {
             udp: UdpSocket::from(udp),
             tcp: TcpListener::from(tcp),
             upstream,
             queries: Vec::new(),
             conns: Vec::new(),
-        })
+        }
     }
 
     /// The fds to poll, in the order [`Relay::service`] expects their readiness.

@@ -1,30 +1,43 @@
-//! The parent's sequence of steps, on the host side. Each step's undo is owned by a guard
-//! or done by the kernel: the veth dies with the sandbox's network namespace, the
-//! nf_tables table with nsrun's netlink socket, the sandbox with its init.
+//! The parent's sequence of steps, on the host side, and the owner of what it sets up.
+//!
+//! What the kernel undoes by itself: the veth dies with the sandbox's network namespace,
+//! the sandbox's filters with it (firewall.rs), every process of the sandbox with its
+//! init, the host's NAT rule with nsrun's connection to the holder (holder.rs). What
+//! nsrun undoes on its way out is only for speed: it takes the host end down, so the
+//! remains are inert from the moment it returns.
 
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::SockProtocol;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::socket::{
+    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType, recvmsg,
+    send, socketpair,
+};
+use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
 use crate::addr::{SANDBOX_PREFIX, SandboxNet, free_subnets};
-use crate::child::{self, ChildConfig, Go};
+use crate::child::{self, ChildConfig, Go, NetworkGo};
 use crate::dns::{self, Decision};
 use crate::host::{self, NetFacts};
-use crate::netlink::{self, Socket, nft, route};
+use crate::netlink::{self, Socket, route};
 use crate::plan::{self, NetPlan, Plan, Privilege};
 use crate::relay::Relay;
 use crate::supervise::{self, FORWARDED, Report};
-use crate::{firewall, users};
+use crate::{firewall, holder, users};
+
+const IFF_UP: u32 = 0x1;
+/// How long to wait for a just-ended sandbox's link that holds a wanted subnet.
+const DYING_LINK_WAIT: Duration = Duration::from_secs(2);
 
 /// MTU when the host has no default route to copy one from.
 const FALLBACK_MTU: u32 = 1500;
@@ -33,7 +46,7 @@ const MAX_ATTEMPTS: usize = 512;
 
 macro_rules! verbose {
     ($plan:expr, $($arg:tt)*) => {
-        if $plan.verbose { eprintln!("nsrun: {}", format!($($arg)*)); }
+        if $plan.verbose { crate::say(&format!("nsrun: {}", format!($($arg)*))); }
     };
 }
 
@@ -41,32 +54,58 @@ macro_rules! verbose {
 struct NetPrep {
     plan: NetPlan,
     rtnl: Socket,
-    nft: Socket,
+    /// Host address changes, to close new addresses to the sandbox too.
+    addr_events: Socket,
     facts: NetFacts,
     dns: Decision,
     host_dns: dns::HostDns,
 }
 
-/// The live host side of a sandbox's network. Dropping it closes the nf_tables socket,
-/// which deletes the sandbox's table.
+/// The host side of a sandbox's network.
 struct Network {
-    _nft: Socket,
-    net: SandboxNet,
+    rtnl: Socket,
+    addr_events: Socket,
+    host_index: i32,
+    known_addrs: Vec<Ipv4Addr>,
+    lease: Option<holder::Lease>,
 }
 
-/// The sandbox's init. Dropping the guard kills and reaps it, which ends every process
-/// in the sandbox and, with them, its network namespace and veth pair.
+/// The sandbox's init. Until it has reported, dropping the guard kills it, which ends
+/// every process in the sandbox.
 struct Init {
     pid: Pid,
-    status: Option<i32>,
+    reported: bool,
 }
 
 impl Drop for Init {
     fn drop(&mut self) {
-        if self.status.is_none() {
+        if !self.reported {
             let _ = kill(self.pid, Signal::SIGKILL);
             let _ = waitpid(self.pid, None);
         }
+    }
+}
+
+/// Everything a run holds, dropped in the order the promises need: first the sandbox's
+/// processes (so nothing runs once its link is down), then the host end (inert from
+/// here), then the NAT lease. Filters need no order: they live and die with the
+/// sandbox's namespace.
+struct Sandbox {
+    init: Init,
+    network: Option<Network>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !self.init.reported {
+            let _ = kill(self.init.pid, Signal::SIGKILL);
+            let _ = waitpid(self.init.pid, None);
+            self.init.reported = true;
+        }
+        if let Some(n) = &mut self.network {
+            let _ = n.rtnl.request(route::set_down(n.host_index), "host end down");
+        }
+        self.network = None;
     }
 }
 
@@ -98,13 +137,14 @@ pub fn run(plan: Plan) -> Result<i32> {
     )?;
     verbose!(
         plan,
-        "{privilege:?} mode; the command runs as uid {} gid {} groups {:?}",
+        "{} mode; the command runs as uid {} gid {} groups {:?}",
+        describe_privilege(privilege),
         identity.uid,
         identity.gid,
         identity.groups
     );
 
-    // 2. Read the host: addresses, routes, uplink, DNS; check nf_tables is there.
+    // 2. Read the host: addresses, routes, uplink, DNS.
     let prep = plan
         .network
         .map(|np| prepare_network(np, &plan))
@@ -129,7 +169,13 @@ pub fn run(plan: Plan) -> Result<i32> {
         .context("signalfd")?;
 
     // 4. The sandbox's init, in new namespaces; it waits for "go".
-    let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    let (control, init_control) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair")?;
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let mut flags = CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
     if plan.hostname.is_some() {
@@ -148,7 +194,7 @@ pub fn run(plan: Plan) -> Result<i32> {
             .and_then(|h| std::ffi::CString::new(h.as_str()).ok()),
         resolv_conf,
         hosts,
-        go_read,
+        control: init_control,
         report_write,
         signals,
     };
@@ -165,81 +211,109 @@ pub fn run(plan: Plan) -> Result<i32> {
         }
     };
     drop(cfg);
-    let mut init = Init { pid, status: None };
-    verbose!(plan, "sandbox init is pid {pid} (namespaces: {flags:?})");
+    let mut sandbox = Sandbox {
+        init: Init {
+            pid,
+            reported: false,
+        },
+        network: None,
+    };
+    verbose!(plan, "sandbox init is pid {pid}");
 
     if privilege == Privilege::UserNamespace {
         map_caller(pid, &identity)?;
     }
 
-    // 5. The host side of the network, then "go".
-    let relay_plan = match prep.as_ref().map(|p| &p.dns) {
-        Some(Decision::Relay { upstream, listen }) => Some((*upstream, *listen)),
-        _ => None,
-    };
-    let network = prep
-        .map(|prep| setup_network(prep, pid, &plan))
-        .transpose()?;
-    let relay = match relay_plan {
-        Some((upstream, listen)) => Some(Relay::start(pid, upstream, listen).with_context(|| {
-            format!("start the DNS relay to {upstream} (give the sandbox nameservers with --dns ADDR instead)")
-        })?),
-        None => None,
-    };
-    let go = match &network {
-        Some(n) => Go::Network {
-            addr: n.net.sandbox_addr,
-            prefix: SANDBOX_PREFIX,
-            gateway: n.net.host_addr,
-        },
+    // 5. The host side of the network, then "go" with the sandbox's filters.
+    let mut relay_upstream = None;
+    let go = match prep {
+        Some(prep) => {
+            if let Decision::Relay { upstream, .. } = &prep.dns {
+                relay_upstream = Some(*upstream);
+            }
+            let (network, go) = setup_network(prep, pid, &plan)?;
+            sandbox.network = Some(network);
+            Go::Network(go)
+        }
         None => Go::NoNetwork,
     };
-    nix::unistd::write(&go_write, &go.encode()).context("start the sandbox")?;
-    drop(go_write);
+    send(control.as_raw_fd(), &go.encode(), MsgFlags::MSG_NOSIGNAL).context("start the sandbox")?;
+    let relay = match relay_upstream {
+        Some(upstream) => receive_relay(&control, upstream)?,
+        None => None,
+    };
 
-    // 6. Supervise until the sandbox's init ends.
-    let code = supervise(&mut init, &sfd, report_read, relay)?;
-    drop(network);
+    // 6. Supervise until the command's status arrives.
+    let code = supervise(&mut sandbox, &sfd, &control, report_read, relay)?;
+    if plan.wait_teardown {
+        teardown_and_wait(sandbox);
+    }
     Ok(code)
 }
 
+/// `--wait-teardown`: deletes the host end, reaps the init, and lets the holder go if
+/// this was its last sandbox, waiting for each.
+fn teardown_and_wait(mut sandbox: Sandbox) {
+    if let Some(n) = &mut sandbox.network {
+        let _ = n.rtnl.request(route::del_link(n.host_index), "delete the host end");
+    }
+    let _ = waitpid(sandbox.init.pid, None);
+    sandbox.init.reported = true;
+    if let Some(lease) = sandbox.network.as_mut().and_then(|n| n.lease.take()) {
+        lease.end_and_wait();
+    }
+}
+
+/// Receives the DNS relay's listeners, made inside the sandbox by the init.
+fn receive_relay(control: &OwnedFd, upstream: std::net::SocketAddr) -> Result<Option<Relay>> {
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let msg = recvmsg::<()>(
+        control.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("receive the DNS relay's sockets")?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().context("receive the DNS relay's sockets")? {
+        if let ControlMessageOwned::ScmRights(received) = c {
+            fds.extend(received.into_iter().map(crate::sys::own_fd));
+        }
+    }
+    if fds.len() != 2 {
+        // The init failed before it could make them; its report says why.
+        return Ok(None);
+    }
+    let tcp = fds.pop().expect("two fds");
+    let udp = fds.pop().expect("two fds");
+    Ok(Some(Relay::new(udp, tcp, upstream)))
+}
+
 fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
+    // Subscribe before reading the addresses, so none added in between is missed.
+    let addr_events = Socket::open_groups(SockProtocol::NetlinkRoute, route::RTMGRP_IPV4_IFADDR)
+        .context("open rtnetlink for address changes")?;
     let mut rtnl = Socket::open(SockProtocol::NetlinkRoute).context("open rtnetlink")?;
     let facts = host::net_facts(&mut rtnl)?;
-    let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
-        .map_err(|e| anyhow!(plan::no_nf_tables(&e)))?;
-    // A harmless query: ENOENT means nf_tables answers.
-    match nft.get(nft::get_table("nsrun-probe"), "nf_tables GETTABLE") {
-        Err(e) if netlink::errno_of(&e) == Some(libc::ENOENT) => {}
-        Err(e) if netlink::errno_of(&e).is_some_and(plan::nf_tables_missing) => {
-            bail!(plan::no_nf_tables(&e))
-        }
-        Err(e) => return Err(e.into()),
-        Ok(_) => {}
-    }
     let host_dns = dns::read_host_config(!plan.dns.is_empty())?;
     let decision = dns::decide(&plan.dns, &host_dns);
-    verbose!(plan, "DNS: {decision:?}");
+    verbose!(plan, "DNS: {}", describe_dns(&decision));
     Ok(NetPrep {
         plan: np,
         rtnl,
-        nft,
+        addr_events,
         facts,
         dns: decision,
         host_dns,
     })
 }
 
-/// veth, owned nf_tables table, addresses, link up, forwarding. The table exists before
-/// either end of the veth is up, so no packet passes unfiltered.
-fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<Network> {
-    let mtu = prep
-        .facts
-        .uplink
-        .as_ref()
-        .map(|l| l.mtu)
-        .filter(|m| *m >= 576)
-        .unwrap_or(FALLBACK_MTU);
+/// Creates the veth with the first free subnet. A link of the same name that is down is
+/// a sandbox that just ended and whose namespace the kernel is still tearing down: wait
+/// for it rather than call the subnet taken.
+fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
     let pool = prep.plan.pool;
     let start = u64::from(std::process::id()).wrapping_mul(2654435761)
         ^ u64::from(
@@ -248,33 +322,51 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<Network> {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0),
         );
-    let mut chosen = None;
-    for (attempt, candidate) in free_subnets(pool, &prep.facts.used, start).enumerate() {
-        if attempt >= MAX_ATTEMPTS {
-            break;
-        }
-        let what = format!("create veth {}/eth0", candidate.host_end);
-        match prep.rtnl.request(
-            route::new_veth(
-                candidate.host_end.as_str(),
-                "eth0",
-                pid.as_raw() as u32,
-                mtu,
-            ),
-            &what,
-        ) {
-            Ok(()) => {
-                chosen = Some(candidate);
-                break;
+    let candidates: Vec<SandboxNet> = free_subnets(pool, &prep.facts.used, start)
+        .take(MAX_ATTEMPTS)
+        .collect();
+    for candidate in candidates {
+        let name = candidate.host_end.as_str();
+        let deadline = Instant::now() + DYING_LINK_WAIT;
+        loop {
+            let what = format!("create veth {name}/eth0");
+            match prep
+                .rtnl
+                .request(route::new_veth(name, "eth0", pid.as_raw() as u32, mtu), &what)
+            {
+                Ok(()) => return Ok(candidate),
+                Err(e) if netlink::errno_of(&e) == Some(libc::EEXIST) => {}
+                Err(e) => return Err(e.into()),
             }
-            // Another nsrun holds this subnet (its link name is taken): try the next.
-            Err(e) if netlink::errno_of(&e) == Some(libc::EEXIST) => continue,
-            Err(e) => return Err(e.into()),
+            let dying = prep
+                .rtnl
+                .get(route::get_link(name), "RTM_GETLINK")
+                .ok()
+                .and_then(|r| route::parse_link(&r))
+                .is_some_and(|l| l.flags & IFF_UP == 0);
+            if !dying || Instant::now() > deadline {
+                break; // another sandbox holds it: try the next subnet
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
-    let net = chosen.ok_or_else(|| {
-        anyhow!("address pool {pool} is exhausted: every /30 in it is in use on this host; give a larger or other range, e.g. '--pool 10.201.0.0/16'")
-    })?;
+    bail!(
+        "address pool {pool} is exhausted: every /30 in it is in use on this host; give a larger or other range, e.g. '--pool 10.201.0.0/16'"
+    )
+}
+
+/// veth, addresses, host end up, NAT through the holder, forwarding; returns the "go"
+/// message, which carries the sandbox's filters: the init installs them before its end
+/// of the link comes up, so no packet passes unfiltered.
+fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, NetworkGo)> {
+    let mtu = prep
+        .facts
+        .uplink
+        .as_ref()
+        .map(|l| l.mtu)
+        .filter(|m| *m >= 576)
+        .unwrap_or(FALLBACK_MTU);
+    let net = create_veth(&mut prep, pid, mtu)?;
     verbose!(
         plan,
         "veth {}/eth0, mtu {mtu}, subnet {} (host {}, sandbox {})",
@@ -288,33 +380,33 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<Network> {
         route::get_link(net.host_end.as_str()),
         &format!("RTM_GETLINK {}", net.host_end),
     )?;
-    let index = route::parse_link(&reply)
+    let host_index = route::parse_link(&reply)
         .map(|l| l.index)
         .context("parse RTM_NEWLINK reply")?;
-    let chains = firewall::chains(
-        &net,
-        index as u32,
-        &prep.plan,
-        dns::direct_nameservers(&prep.dns),
-    );
-    let (msg, acked) = firewall::batch(&net, &chains).finish();
-    let table = firewall::table_name(&net);
-    prep.nft
-        .transact(msg, &acked, &format!("create nf_tables table ip {table}"))
-        .map_err(|e| anyhow!("{e}: is nf_tables with NAT (nft_masq, nft_chain_nat) available?"))?;
-    verbose!(
-        plan,
-        "nf_tables table ip {table} (owner: removed when nsrun exits): {}",
-        describe_policy(&prep.plan)
-    );
-
-    host::disable_ipv6(net.host_end.as_str())?;
-    prep.rtnl.request(
-        route::add_addr(index, net.host_addr, SANDBOX_PREFIX),
+    let mut network = Network {
+        rtnl: prep.rtnl,
+        addr_events: prep.addr_events,
+        host_index,
+        known_addrs: [prep.facts.addrs.as_slice(), &[net.host_addr]].concat(),
+        lease: None,
+    };
+    host::disable_ipv6(net.host_end.as_str());
+    network.rtnl.request(
+        route::add_addr(host_index, net.host_addr, SANDBOX_PREFIX),
         &format!("add {}/{SANDBOX_PREFIX} to {}", net.host_addr, net.host_end),
     )?;
-    prep.rtnl
-        .request(route::set_up(index), &format!("bring {} up", net.host_end))?;
+    network
+        .rtnl
+        .request(route::set_up(host_index), &format!("bring {} up", net.host_end))?;
+    network.lease = Some(
+        holder::join(host_index as u32, net.sandbox_addr)
+            .context("set up NAT for the sandbox")?,
+    );
+    verbose!(
+        plan,
+        "NAT: masquerade {} in the host's table inet nsrun (kept by nsrun-holder while sandboxes run)",
+        net.sandbox_addr
+    );
 
     host::enable_forwarding(net.host_end.as_str())?;
     match &prep.facts.uplink {
@@ -338,10 +430,34 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<Network> {
             "the host has no default route: the sandbox reaches only the host's own networks"
         ),
     }
-    Ok(Network {
-        _nft: prep.nft,
-        net,
-    })
+
+    let policy = firewall::Policy {
+        sandbox_addr: net.sandbox_addr,
+        link: net.subnet,
+        gateway: net.host_addr,
+        host_addrs: prep.facts.addrs.clone(),
+        nameservers: dns::direct_nameservers(&prep.dns).to_vec(),
+        allow_host: prep.plan.allow_host,
+        block_lan: prep.plan.block_lan,
+    };
+    verbose!(
+        plan,
+        "filters in the sandbox's table inet nsrun: {}",
+        describe_policy(&prep.plan)
+    );
+    let (batch, _) = firewall::sandbox_batch(&policy).finish();
+    let relay = match prep.dns {
+        Decision::Relay { listen, .. } => Some(listen),
+        Decision::Direct(_) => None,
+    };
+    let go = NetworkGo {
+        addr: net.sandbox_addr,
+        prefix: SANDBOX_PREFIX,
+        gateway: net.host_addr,
+        relay,
+        firewall: batch.buf,
+    };
+    Ok((network, go))
 }
 
 fn describe_policy(np: &NetPlan) -> String {
@@ -352,6 +468,26 @@ fn describe_policy(np: &NetPlan) -> String {
     };
     let lan = if np.block_lan { ", LAN closed" } else { "" };
     format!("NAT through the uplink, {host}, link-local and other sandboxes closed{lan}")
+}
+
+fn describe_privilege(p: Privilege) -> &'static str {
+    match p {
+        Privilege::Root => "root",
+        Privilege::FileCaps => "file-capabilities",
+        Privilege::UserNamespace => "user-namespace (no network)",
+    }
+}
+
+fn describe_dns(d: &Decision) -> String {
+    match d {
+        Decision::Direct(servers) => {
+            let list: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+            format!("the sandbox asks {} directly", list.join(", "))
+        }
+        Decision::Relay { upstream, listen } => {
+            format!("nsrun relays queries from {listen}:53 in the sandbox to {upstream}")
+        }
+    }
 }
 
 /// Maps the caller to itself in the sandbox's user namespace.
@@ -367,8 +503,9 @@ fn map_caller(pid: Pid, id: &users::Identity) -> Result<()> {
 }
 
 fn supervise(
-    init: &mut Init,
+    sandbox: &mut Sandbox,
     sfd: &SignalFd,
+    control: &OwnedFd,
     report_read: OwnedFd,
     mut relay: Option<Relay>,
 ) -> Result<i32> {
@@ -379,10 +516,15 @@ fn supervise(
     .context("fcntl")?;
     let mut report_pipe = Some(std::fs::File::from(report_read));
     let mut reports = Vec::new();
+    let pid = sandbox.init.pid;
     loop {
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         if let Some(p) = &report_pipe {
             fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+        }
+        let events_at = fds.len();
+        if let Some(n) = &sandbox.network {
+            fds.push(PollFd::new(n.addr_events.as_fd(), PollFlags::POLLIN));
         }
         let relay_at = fds.len();
         if let Some(r) = &relay {
@@ -395,6 +537,8 @@ fn supervise(
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll"),
         }
+        let events_ready = sandbox.network.is_some()
+            && fds[events_at].revents().is_some_and(|r| !r.is_empty());
         let relay_ready: Vec<bool> = fds[relay_at..]
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
@@ -403,9 +547,16 @@ fn supervise(
         if let Some(r) = &mut relay {
             r.service(&relay_ready);
         }
+        if events_ready {
+            if let Some(n) = &mut sandbox.network {
+                close_new_host_addrs(n, control);
+            }
+        }
+        let mut init_ended = false;
         if let Some(p) = &mut report_pipe {
             if drain(p, &mut reports) {
                 report_pipe = None;
+                init_ended = true;
             }
         }
         while let Ok(Some(info)) = sfd.read_signal() {
@@ -413,24 +564,58 @@ fn supervise(
                 continue;
             };
             if sig != Signal::SIGCHLD {
-                let _ = kill(init.pid, sig);
+                let _ = kill(pid, sig);
             }
         }
-        match waitpid(init.pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => init.status = Some(code << 8),
-            Ok(WaitStatus::Signaled(_, sig, _)) => init.status = Some(sig as i32),
-            Ok(_) => continue,
-            Err(e) => return Err(e).context("wait for the sandbox"),
+        let decoded = Report::decode_all(&reports);
+        let done = decoded.iter().any(|r| !matches!(r, Report::ExecFailed { .. }));
+        if !done && !init_ended {
+            continue;
         }
-        // Every process of the sandbox is gone with its init: read what is left.
-        if let Some(p) = &mut report_pipe {
-            drain(p, &mut reports);
-        }
-        let (message, code) = supervise::outcome(&Report::decode_all(&reports), init.status);
+        // The init reports once every process of the sandbox but itself is gone. Without
+        // a report (killed from outside), its wait status says what happened.
+        let init_status = if done {
+            None
+        } else {
+            match waitpid(pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => Some(code << 8),
+                Ok(WaitStatus::Signaled(_, sig, _)) => Some(sig as i32),
+                _ => None,
+            }
+        };
+        sandbox.init.reported = true;
+        let (message, code) = supervise::outcome(&decoded, init_status);
         if let Some(m) = message {
-            eprintln!("nsrun: {m}");
+            crate::say(&format!("nsrun: {m}"));
+        }
+        // Inert from here: the host end carries nothing, its routes are gone.
+        if let Some(n) = &mut sandbox.network {
+            let _ = n.rtnl.request(route::set_down(n.host_index), "host end down");
         }
         return Ok(code);
+    }
+}
+
+/// Tells the init about host addresses that appeared since the sandbox started.
+fn close_new_host_addrs(network: &mut Network, control: &OwnedFd) {
+    let mut new = Vec::new();
+    for (ty, payload) in network.addr_events.notifications() {
+        if ty != route::RTM_NEWADDR {
+            continue;
+        }
+        if let Some(a) = route::parse_addr(&payload) {
+            if !network.known_addrs.contains(&a.net.addr) {
+                network.known_addrs.push(a.net.addr);
+                new.push(a.net.addr);
+            }
+        }
+    }
+    if !new.is_empty() {
+        let mut msg = vec![child::MSG_HOST_ADDRS];
+        for a in new.iter().take(1000) {
+            msg.extend_from_slice(&a.octets());
+        }
+        let _ = send(control.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL);
     }
 }
 

@@ -221,3 +221,23 @@ pub fn close_all_except(keep: &[RawFd]) -> io::Result<()> {
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
     check(ret).map(drop)
 }
+
+/// `pidfd_open(pid, 0)`: an fd that polls readable once the process has exited.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes integers.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    Ok(own_fd(check(ret)? as RawFd))
+}
+
+/// Names the calling thread (what `ps -o comm` shows).
+pub fn set_name(name: &CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}
+
+/// Restores the default action of SIGCHLD: a parent that ignored it would make the
+/// kernel reap nsrun's children before nsrun could read their status.
+pub fn default_sigchld() {
+    // SAFETY: installing SIG_DFL has no handler to be unsafe about.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+}

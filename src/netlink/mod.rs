@@ -19,6 +19,7 @@ pub const NLMSG_DONE: u16 = 3;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_ECHO: u16 = 0x8;
 pub const NLM_F_DUMP_INTR: u16 = 0x10;
 pub const NLM_F_DUMP: u16 = 0x300;
 pub const NLM_F_EXCL: u16 = 0x200;
@@ -107,6 +108,11 @@ impl Msg {
     pub fn nest_end(&mut self, at: usize) {
         let len = (self.buf.len() - at) as u16;
         self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    /// How many messages the buffer holds.
+    pub fn count(&self) -> usize {
+        self.messages().len()
     }
 
     /// Offsets of each message in the buffer.
@@ -242,6 +248,12 @@ pub fn errno_of(err: &io::Error) -> Option<i32> {
 }
 
 /// A netlink socket bound to the network namespace that was current when it was opened.
+impl AsFd for Socket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 pub struct Socket {
     fd: OwnedFd,
     seq: u32,
@@ -250,6 +262,11 @@ pub struct Socket {
 
 impl Socket {
     pub fn open(protocol: SockProtocol) -> io::Result<Socket> {
+        Socket::open_groups(protocol, 0)
+    }
+
+    /// A socket that also receives the kernel's notifications for `groups` (a bind mask).
+    pub fn open_groups(protocol: SockProtocol, groups: u32) -> io::Result<Socket> {
         let fd = socket(
             AddressFamily::Netlink,
             SockType::Raw,
@@ -266,7 +283,7 @@ impl Socket {
             // Best effort: only the detail of error messages depends on these.
             let _ = crate::sys::setsockopt_int(fd.as_fd(), SOL_NETLINK, opt, 1);
         }
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(io::Error::from)?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups)).map_err(io::Error::from)?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -294,6 +311,19 @@ impl Socket {
         )
         .map_err(io::Error::from)?;
         Ok(seqs)
+    }
+
+    /// Notifications waiting on a socket opened with [`Socket::open_groups`], without
+    /// blocking: (type, payload) of each message.
+    pub fn notifications(&mut self) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Ok(n) = recv(self.fd.as_raw_fd(), &mut self.buf, MsgFlags::MSG_DONTWAIT) {
+            match parse_messages(&self.buf[..n]) {
+                Ok(messages) => out.extend(messages.iter().map(|m| (m.ty, m.payload.to_vec()))),
+                Err(_) => break,
+            }
+        }
+        out
     }
 
     fn recv(&mut self) -> io::Result<usize> {

@@ -5,21 +5,27 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Msg, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
+use super::{Msg, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_ECHO, NLM_F_REQUEST};
 use crate::addr::Ipv4Net;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 const NFNL_MSG_BATCH_END: u16 = 17;
 const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
-const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_DELRULE: u16 = 8;
 
-/// Table family `ip`.
+/// Table family `inet`: one table for IPv4 and IPv6.
+pub const NFPROTO_INET: u8 = 1;
+/// `meta nfproto ipv4`, and table family `ip`.
 pub const NFPROTO_IPV4: u8 = 2;
+/// `meta nfproto ipv6`.
+pub const NFPROTO_IPV6: u8 = 10;
 
-const NFT_TABLE_F_OWNER: u32 = 0x2;
+pub const NFT_TABLE_F_OWNER: u32 = 0x2;
 
 const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_TABLE_FLAGS: u16 = 2;
@@ -32,6 +38,7 @@ const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_HANDLE: u16 = 3;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
@@ -39,6 +46,9 @@ const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+const NFTA_REJECT_TYPE: u16 = 1;
+const NFTA_REJECT_ICMP_CODE: u16 = 2;
 
 const NFT_REG_VERDICT: u32 = 0;
 const NFT_REG_1: u32 = 1;
@@ -48,19 +58,23 @@ const NFT_CMP_EQ: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
 const NFT_META_IIF: u32 = 4;
 const NFT_META_OIF: u32 = 5;
-const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
+const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_CT_STATE: u32 = 0;
+const NFT_JUMP: i32 = -3;
+const NFT_REJECT_TCP_RST: u32 = 1;
+const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
+const NFT_REJECT_ICMPX_ADMIN_PROHIBITED: u8 = 3;
 
 pub const NF_DROP: u32 = 0;
 pub const NF_ACCEPT: u32 = 1;
 
 /// `NF_INET_*` hooks.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     Input = 1,
-    Forward = 2,
+    Output = 3,
     PostRouting = 4,
 }
 
@@ -72,18 +86,14 @@ pub const IPPROTO_UDP: u8 = 17;
 /// One condition of a rule, in the words `nft` would print.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Match {
-    /// `iifname "NAME"`
-    IifName(String),
-    /// `meta iif != INDEX`: a 4-byte compare, cheaper than a name
-    IifNot(u32),
-    /// `meta oif != INDEX`
-    OifNot(u32),
-    /// `oifname "NAME"`
-    OifName(String),
-    /// `oifname != "NAME"`
-    OifNameNot(String),
-    /// `oifname "PREFIX*"`
-    OifNamePrefix(String),
+    /// `meta nfproto ipv4|ipv6`
+    NfProto(u8),
+    /// `meta iif INDEX`: a 4-byte compare
+    Iif(u32),
+    /// `meta oif INDEX`
+    Oif(u32),
+    /// `oifname != "PREFIX*"`
+    OifNamePrefixNot(String),
     /// `ip saddr NET`
     SAddr(Ipv4Net),
     /// `ip saddr != ADDR`
@@ -98,11 +108,29 @@ pub enum Match {
     DPort(u16),
 }
 
+impl Match {
+    fn is_ipv4_payload(&self) -> bool {
+        matches!(self, Match::SAddr(_) | Match::SAddrNot(_) | Match::DAddr(_))
+    }
+}
+
+/// How a refused packet is answered, so a blocked connection fails at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// `reject with tcp reset`
+    TcpReset,
+    /// `reject with icmpx admin-prohibited`
+    AdminProhibited,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Accept,
     Drop,
     Masquerade,
+    Reject(Reject),
+    /// `jump CHAIN`
+    Jump(&'static str),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +142,7 @@ pub struct Rule {
 /// A transaction: BATCH_BEGIN, object messages (each with NLM_F_ACK), BATCH_END.
 pub struct Batch {
     msg: Msg,
+    family: u8,
     acked: Vec<usize>,
     count: usize,
 }
@@ -127,20 +156,16 @@ fn be32(v: u32) -> [u8; 4] {
     v.to_be_bytes()
 }
 
-impl Default for Batch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Batch {
-    pub fn new() -> Batch {
+    /// A batch for tables of `family` ([`NFPROTO_INET`] or [`NFPROTO_IPV4`]).
+    pub fn new(family: u8) -> Batch {
         let mut msg = Msg::new();
         let at = msg.begin(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST);
         nfgenmsg(&mut msg, 0, NFNL_SUBSYS_NFTABLES);
         msg.end(at);
         Batch {
             msg,
+            family,
             acked: Vec::new(),
             count: 1,
         }
@@ -153,18 +178,27 @@ impl Batch {
             (NFNL_SUBSYS_NFTABLES << 8) | ty,
             flags | NLM_F_REQUEST | NLM_F_ACK,
         );
-        nfgenmsg(&mut self.msg, NFPROTO_IPV4, 0);
+        nfgenmsg(&mut self.msg, self.family, 0);
         at
     }
 
-    /// `add table ip NAME { flags owner; }`: the kernel deletes an owned table when the
-    /// netlink socket that created it closes, even if its process is killed.
-    pub fn add_table(&mut self, name: &str, owner: bool) {
-        let at = self.object(NFT_MSG_NEWTABLE, NLM_F_CREATE);
+    /// `add table FAMILY NAME { flags ...; }`. With [`NFT_TABLE_F_OWNER`] the kernel
+    /// deletes the table when the netlink socket that created it closes, even if its
+    /// process is killed. `exclusive` fails with EEXIST if the table exists.
+    pub fn add_table(&mut self, name: &str, flags: u32, exclusive: bool) {
+        let excl = if exclusive { super::NLM_F_EXCL } else { 0 };
+        let at = self.object(NFT_MSG_NEWTABLE, NLM_F_CREATE | excl);
         self.msg.attr_str(NFTA_TABLE_NAME, name);
-        if owner {
-            self.msg.attr(NFTA_TABLE_FLAGS, &be32(NFT_TABLE_F_OWNER));
+        if flags != 0 {
+            self.msg.attr(NFTA_TABLE_FLAGS, &be32(flags));
         }
+        self.msg.end(at);
+    }
+
+    /// `delete table FAMILY NAME` with everything in it.
+    pub fn del_table(&mut self, name: &str) {
+        let at = self.object(NFT_MSG_DELTABLE, 0);
+        self.msg.attr_str(NFTA_TABLE_NAME, name);
         self.msg.end(at);
     }
 
@@ -190,24 +224,83 @@ impl Batch {
         self.msg.end(at);
     }
 
+    /// A regular chain, reached only by `jump`.
+    pub fn add_regular_chain(&mut self, table: &str, name: &str) {
+        let at = self.object(NFT_MSG_NEWCHAIN, NLM_F_CREATE);
+        self.msg.attr_str(NFTA_CHAIN_TABLE, table);
+        self.msg.attr_str(NFTA_CHAIN_NAME, name);
+        self.msg.end(at);
+    }
+
     /// Appends `rule` to `table`/`chain`.
     pub fn add_rule(&mut self, table: &str, chain: &str, rule: &Rule) {
-        let at = self.object(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
+        self.rule(table, chain, rule, NLM_F_CREATE | NLM_F_APPEND);
+    }
+
+    /// Inserts `rule` at the head of `table`/`chain`.
+    pub fn insert_rule(&mut self, table: &str, chain: &str, rule: &Rule) {
+        self.rule(table, chain, rule, NLM_F_CREATE);
+    }
+
+    /// Appends `rule` and asks the kernel to echo it back, with its handle
+    /// (see [`rule_handle`]).
+    pub fn add_rule_echo(&mut self, table: &str, chain: &str, rule: &Rule) {
+        self.rule(table, chain, rule, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ECHO);
+    }
+
+    fn rule(&mut self, table: &str, chain: &str, rule: &Rule, flags: u16) {
+        let at = self.object(NFT_MSG_NEWRULE, flags);
         self.msg.attr_str(NFTA_RULE_TABLE, table);
         self.msg.attr_str(NFTA_RULE_CHAIN, chain);
         let list = self.msg.nest(NFTA_RULE_EXPRESSIONS);
+        // An inet table sees IPv4 and IPv6: an IPv4 header field is read only after
+        // `meta nfproto ipv4`, as nft adds it.
+        if self.family == NFPROTO_INET
+            && rule.matches.iter().any(Match::is_ipv4_payload)
+            && !rule.matches.iter().any(|m| matches!(m, Match::NfProto(_)))
+        {
+            encode_match(&mut self.msg, &Match::NfProto(NFPROTO_IPV4));
+        }
         for m in &rule.matches {
             encode_match(&mut self.msg, m);
         }
-        match rule.verdict {
-            Verdict::Accept => verdict(&mut self.msg, NF_ACCEPT),
-            Verdict::Drop => verdict(&mut self.msg, NF_DROP),
+        match &rule.verdict {
+            Verdict::Accept => verdict(&mut self.msg, NF_ACCEPT as i32, None),
+            Verdict::Drop => verdict(&mut self.msg, NF_DROP as i32, None),
+            Verdict::Jump(chain) => verdict(&mut self.msg, NFT_JUMP, Some(chain)),
             Verdict::Masquerade => {
                 let e = expr(&mut self.msg, "masq");
                 expr_end(&mut self.msg, e);
             }
+            Verdict::Reject(how) => {
+                let e = expr(&mut self.msg, "reject");
+                match how {
+                    Reject::TcpReset => {
+                        self.msg.attr(NFTA_REJECT_TYPE, &be32(NFT_REJECT_TCP_RST));
+                        self.msg.attr(NFTA_REJECT_ICMP_CODE, &[0]);
+                    }
+                    Reject::AdminProhibited => {
+                        self.msg
+                            .attr(NFTA_REJECT_TYPE, &be32(NFT_REJECT_ICMPX_UNREACH));
+                        self.msg.attr(
+                            NFTA_REJECT_ICMP_CODE,
+                            &[NFT_REJECT_ICMPX_ADMIN_PROHIBITED],
+                        );
+                    }
+                }
+                expr_end(&mut self.msg, e);
+            }
         }
         self.msg.nest_end(list);
+        self.msg.end(at);
+    }
+
+    /// Deletes the rule with `handle` (a DELRULE without a handle would empty the chain).
+    pub fn del_rule(&mut self, table: &str, chain: &str, handle: u64) {
+        let at = self.object(NFT_MSG_DELRULE, 0);
+        self.msg.attr_str(NFTA_RULE_TABLE, table);
+        self.msg.attr_str(NFTA_RULE_CHAIN, chain);
+        self.msg.attr(NFTA_RULE_HANDLE, &handle.to_be_bytes());
         self.msg.end(at);
     }
 
@@ -220,14 +313,28 @@ impl Batch {
     }
 }
 
+/// The handle of a rule echoed back by the kernel (an `NFT_MSG_NEWRULE` payload).
+pub fn rule_handle(payload: &[u8]) -> Option<u64> {
+    super::attrs(payload.get(4..)?)
+        .find(|(ty, _)| *ty == NFTA_RULE_HANDLE)
+        .and_then(|(_, v)| Some(u64::from_be_bytes(v.try_into().ok()?)))
+}
+
+/// The flags of a table, from a GETTABLE reply.
+pub fn table_flags(payload: &[u8]) -> Option<u32> {
+    super::attrs(payload.get(4..)?)
+        .find(|(ty, _)| *ty == NFTA_TABLE_FLAGS)
+        .and_then(|(_, v)| Some(u32::from_be_bytes(v.try_into().ok()?)))
+}
+
 /// A plain GETTABLE request for one table (not batched), to probe for nf_tables.
-pub fn get_table(name: &str) -> Msg {
+pub fn get_table(family: u8, name: &str) -> Msg {
     let mut m = Msg::new();
     let at = m.begin(
         (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
         NLM_F_REQUEST | NLM_F_ACK,
     );
-    nfgenmsg(&mut m, NFPROTO_IPV4, 0);
+    nfgenmsg(&mut m, family, 0);
     m.attr_str(NFTA_TABLE_NAME, name);
     m.end(at);
     m
@@ -286,23 +393,18 @@ fn meta(m: &mut Msg, key: u32) {
     expr_end(m, e);
 }
 
-fn verdict(m: &mut Msg, code: u32) {
+fn verdict(m: &mut Msg, code: i32, chain: Option<&str>) {
     let e = expr(m, "immediate");
     m.attr(1, &be32(NFT_REG_VERDICT)); // DREG
     let data = m.nest(2); // NFTA_IMMEDIATE_DATA
     let v = m.nest(NFTA_DATA_VERDICT);
-    m.attr(NFTA_VERDICT_CODE, &be32(code));
+    m.attr(NFTA_VERDICT_CODE, &code.to_be_bytes());
+    if let Some(chain) = chain {
+        m.attr_str(NFTA_VERDICT_CHAIN, chain);
+    }
     m.nest_end(v);
     m.nest_end(data);
     expr_end(m, e);
-}
-
-/// An interface name as the kernel loads it: 16 bytes, NUL-padded (exact match).
-fn ifname16(name: &str) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    let n = name.len().min(15);
-    b[..n].copy_from_slice(&name.as_bytes()[..n]);
-    b
 }
 
 fn addr_match(m: &mut Msg, offset: u32, net: &Ipv4Net) {
@@ -318,29 +420,21 @@ fn addr_match(m: &mut Msg, offset: u32, net: &Ipv4Net) {
 
 fn encode_match(m: &mut Msg, what: &Match) {
     match what {
-        Match::IifName(n) => {
-            meta(m, NFT_META_IIFNAME);
-            cmp(m, NFT_CMP_EQ, &ifname16(n));
+        Match::NfProto(p) => {
+            meta(m, NFT_META_NFPROTO);
+            cmp(m, NFT_CMP_EQ, &[*p]);
         }
-        Match::IifNot(index) => {
+        Match::Iif(index) => {
             meta(m, NFT_META_IIF);
-            cmp(m, NFT_CMP_NEQ, &index.to_ne_bytes());
+            cmp(m, NFT_CMP_EQ, &index.to_ne_bytes());
         }
-        Match::OifNot(index) => {
+        Match::Oif(index) => {
             meta(m, NFT_META_OIF);
-            cmp(m, NFT_CMP_NEQ, &index.to_ne_bytes());
+            cmp(m, NFT_CMP_EQ, &index.to_ne_bytes());
         }
-        Match::OifName(n) => {
+        Match::OifNamePrefixNot(p) => {
             meta(m, NFT_META_OIFNAME);
-            cmp(m, NFT_CMP_EQ, &ifname16(n));
-        }
-        Match::OifNameNot(n) => {
-            meta(m, NFT_META_OIFNAME);
-            cmp(m, NFT_CMP_NEQ, &ifname16(n));
-        }
-        Match::OifNamePrefix(p) => {
-            meta(m, NFT_META_OIFNAME);
-            cmp(m, NFT_CMP_EQ, p.as_bytes());
+            cmp(m, NFT_CMP_NEQ, p.as_bytes());
         }
         Match::SAddr(net) => addr_match(m, 12, net),
         Match::DAddr(net) => addr_match(m, 16, net),

@@ -8,8 +8,11 @@ use super::{Msg, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 use crate::addr::Ipv4Net;
 
 pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_DELLINK: u16 = 17;
 pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWADDR: u16 = 20;
+/// The multicast group of IPv4 address changes, as a bind mask.
+pub const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 pub const RTM_GETADDR: u16 = 22;
 pub const RTM_NEWROUTE: u16 = 24;
 pub const RTM_GETROUTE: u16 = 26;
@@ -29,6 +32,7 @@ const VETH_INFO_PEER: u16 = 1;
 
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+const IFA_LABEL: u16 = 3;
 
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
@@ -83,6 +87,24 @@ pub fn set_up(index: i32) -> Msg {
     let mut m = Msg::new();
     let at = m.begin(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
     ifinfomsg(&mut m, index, IFF_UP, IFF_UP);
+    m.end(at);
+    m
+}
+
+/// Takes link `index` down: it carries nothing, and the kernel drops its routes.
+pub fn set_down(index: i32) -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
+    ifinfomsg(&mut m, index, 0, IFF_UP);
+    m.end(at);
+    m
+}
+
+/// Deletes link `index` (a veth: both ends).
+pub fn del_link(index: i32) -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK);
+    ifinfomsg(&mut m, index, 0, 0);
     m.end(at);
     m
 }
@@ -194,6 +216,8 @@ pub fn parse_link(payload: &[u8]) -> Option<Link> {
 pub struct Addr {
     pub index: u32,
     pub net: Ipv4Net,
+    /// The link's name (IFA_LABEL).
+    pub label: String,
 }
 
 pub fn parse_addr(payload: &[u8]) -> Option<Addr> {
@@ -204,17 +228,23 @@ pub fn parse_addr(payload: &[u8]) -> Option<Addr> {
     let index = u32::from_ne_bytes(header[4..8].try_into().ok()?);
     let mut local = None;
     let mut address = None;
+    let mut label = String::new();
     for (ty, value) in attrs(&payload[8..]) {
         let ip = <[u8; 4]>::try_from(value).ok().map(Ipv4Addr::from);
         match ty {
             IFA_LOCAL => local = ip,
             IFA_ADDRESS => address = ip,
+            IFA_LABEL => {
+                label = String::from_utf8_lossy(value.split(|b| *b == 0).next().unwrap_or(value))
+                    .into_owned()
+            }
             _ => {}
         }
     }
     Some(Addr {
         index,
         net: Ipv4Net::new(local.or(address)?, header[1]),
+        label,
     })
 }
 

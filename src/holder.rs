@@ -1,0 +1,469 @@
+//! The holder: one small process per host network namespace that owns the host's NAT
+//! table for every sandbox (firewall.rs) and removes what a sandbox leaves on the host.
+//!
+//! Why a separate process: an nf_tables table owned by a socket dies with it, which is
+//! the cleanup nsrun wants after SIGKILL; but releasing an owned table, and closing any
+//! nf_tables socket after a change, waits for an RCU grace period under the netns's
+//! commit mutex (`nft_rcv_nl_event`). One table per sandbox would put that wait on every
+//! nsrun's exit and serialize concurrent sandboxes. The holder pays it once, when it
+//! exits, off every caller's path; nsrun itself never opens an nf_tables socket on the
+//! host.
+//!
+//! Protocol, over the abstract unix socket `@nsrun-holder` (per network namespace,
+//! SOCK_SEQPACKET): a client sends `R` + ifindex + IPv4 address; the holder adds the
+//! sandbox's masquerade rule and answers `K`, or `E` + why. When the connection closes
+//! (nsrun exits, or is killed), the holder deletes the rule and, 200 ms later, the
+//! sandbox's host-side link if it still exists (a socket passed out of the sandbox can
+//! keep its namespace alive; its link to the host must not outlive nsrun). `W` asks the
+//! holder to exit as soon as this client goes, if it is the last (`X`), for `--wait`.
+//! The holder exits 500 ms after its last client; a client that finds none starts one.
+//! Clients and holder check each other for CAP_NET_ADMIN, so an unprivileged process
+//! can neither squat the name usefully nor make the holder delete links.
+
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::sys::socket::{
+    AddressFamily, Backlog, MsgFlags, SockFlag, SockProtocol, SockType, UnixAddr, accept4, bind,
+    connect, getsockopt, listen, recv, send, socket, sockopt,
+};
+use nix::sys::wait::waitpid;
+use nix::unistd::pipe2;
+
+use crate::firewall::{self, TABLE};
+use crate::netlink::{self, Socket, nft, route};
+use crate::sys;
+
+const NAME: &[u8] = b"nsrun-holder";
+const IDLE: Duration = Duration::from_millis(500);
+const LINK_GRACE: Duration = Duration::from_millis(200);
+const JOIN_DEADLINE: Duration = Duration::from_secs(5);
+const CAP_NET_ADMIN: u32 = 12;
+
+/// A sandbox's registration with the holder; dropping it (or nsrun's death) ends it.
+pub struct Lease {
+    sock: OwnedFd,
+    holder: libc::pid_t,
+}
+
+fn addr() -> UnixAddr {
+    UnixAddr::new_abstract(NAME).expect("a short abstract name")
+}
+
+fn seqpacket() -> Result<OwnedFd> {
+    socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("unix socket for nsrun's holder")
+}
+
+/// Whether process `pid` has CAP_NET_ADMIN in its effective set.
+fn has_net_admin(pid: libc::pid_t) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+fn recv_reply(sock: &OwnedFd, timeout: Duration) -> Option<Vec<u8>> {
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    match poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(n) if n > 0 => {}
+        _ => return None,
+    }
+    let mut buf = [0u8; 512];
+    match recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+        Ok(n) if n > 0 => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+/// Registers the sandbox whose host end is `ifindex` and whose address is `sandbox`,
+/// starting a holder when none runs. On return the host's NAT for it is in place.
+pub fn join(ifindex: u32, sandbox: Ipv4Addr) -> Result<Lease> {
+    let deadline = Instant::now() + JOIN_DEADLINE;
+    let mut request = vec![b'R'];
+    request.extend_from_slice(&ifindex.to_ne_bytes());
+    request.extend_from_slice(&sandbox.octets());
+    loop {
+        if Instant::now() > deadline {
+            bail!(
+                "nsrun's holder (@nsrun-holder) did not answer within {}s",
+                JOIN_DEADLINE.as_secs()
+            );
+        }
+        let sock = seqpacket()?;
+        match connect(sock.as_raw_fd(), &addr()) {
+            Ok(()) => {}
+            Err(Errno::ECONNREFUSED | Errno::ENOENT) => {
+                spawn()?;
+                continue;
+            }
+            Err(e) => return Err(e).context("connect to nsrun's holder @nsrun-holder"),
+        }
+        let holder = getsockopt(&sock, sockopt::PeerCredentials)
+            .map(|c| c.pid())
+            .context("SO_PEERCRED of nsrun's holder")?;
+        if !has_net_admin(holder) {
+            bail!(
+                "process {holder} listens on @nsrun-holder without CAP_NET_ADMIN: it is not nsrun's holder; stop it (kill {holder}) and run nsrun again"
+            );
+        }
+        if send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL).is_err() {
+            continue; // the holder was exiting: start again
+        }
+        match recv_reply(&sock, JOIN_DEADLINE).as_deref() {
+            Some([b'K']) => return Ok(Lease { sock, holder }),
+            Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
+            _ => continue, // closed while exiting: start again
+        }
+    }
+}
+
+impl Lease {
+    /// For `--wait`: ends the lease and, if this was the holder's last sandbox, waits
+    /// until the holder (and with it the host's NAT table) is gone.
+    pub fn end_and_wait(self) {
+        let pidfd = sys::pidfd_open(self.holder).ok();
+        let last = send(self.sock.as_raw_fd(), b"W", MsgFlags::MSG_NOSIGNAL).is_ok()
+            && recv_reply(&self.sock, Duration::from_secs(1)).as_deref() == Some(b"X");
+        drop(self.sock);
+        if let (true, Some(pidfd)) = (last, pidfd) {
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(3000u16));
+        }
+    }
+}
+
+/// Starts a holder, detached (its own session, stdio on /dev/null), and waits until it
+/// listens, lost the race to another, or failed.
+fn spawn() -> Result<()> {
+    let (ready_read, ready_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    match sys::fork().context("fork nsrun's holder")? {
+        None => {
+            // The intermediate child: fork the holder and leave, so the holder is no
+            // child of nsrun's.
+            if let Ok(None) = sys::fork() {
+                run(ready_write);
+            }
+            sys::exit_now(0);
+        }
+        Some(child) => {
+            drop(ready_write);
+            let _ = waitpid(child, None);
+        }
+    }
+    let mut answer = String::new();
+    let _ = std::fs::File::from(ready_read).read_to_string(&mut answer);
+    match answer.as_str() {
+        "ok" | "busy" => Ok(()),
+        "" => bail!("nsrun's holder exited before it was ready"),
+        why => bail!("{why}"),
+    }
+}
+
+/// The holder's life. Never returns.
+fn run(ready: OwnedFd) -> ! {
+    let say = |text: &str| {
+        let _ = nix::unistd::write(&ready, text.as_bytes());
+    };
+    let _ = nix::unistd::setsid();
+    let _ = std::env::set_current_dir("/");
+    if let Ok(null) = nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty())
+    {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null, fd);
+        }
+    }
+    if sys::close_all_except(&[0, 1, 2, ready.as_raw_fd()]).is_err() {
+        sys::exit_now(1);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    sys::set_name(c"nsrun-holder");
+
+    let listener = match seqpacket() {
+        Ok(l) => l,
+        Err(e) => {
+            say(&format!("{e:#}"));
+            sys::exit_now(1)
+        }
+    };
+    match bind(listener.as_raw_fd(), &addr()) {
+        Ok(()) => {}
+        Err(Errno::EADDRINUSE) => {
+            say("busy");
+            sys::exit_now(0)
+        }
+        Err(e) => {
+            say(&format!("bind @nsrun-holder: {e}"));
+            sys::exit_now(1)
+        }
+    }
+    let tables = match create_table() {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("{e:#}"));
+            sys::exit_now(1)
+        }
+    };
+    let rtnl = match Socket::open(SockProtocol::NetlinkRoute) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("open rtnetlink: {e}"));
+            sys::exit_now(1)
+        }
+    };
+    if let Err(e) = listen(&listener, Backlog::new(128).unwrap_or(Backlog::MAXCONN)) {
+        say(&format!("listen on @nsrun-holder: {e}"));
+        sys::exit_now(1)
+    }
+    let _ = nix::fcntl::fcntl(
+        listener.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+    );
+    say("ok");
+    drop(ready);
+    Holder {
+        listener: Some(listener),
+        nft: tables,
+        rtnl,
+        clients: Vec::new(),
+        links: Vec::new(),
+    }
+    .serve()
+}
+
+/// Creates the host table, owned by a new socket. A table of that name owned by another
+/// socket is an exiting holder's: wait for it. One that nobody owns is stale: replace it.
+fn create_table() -> Result<Socket> {
+    let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
+        .map_err(|e| anyhow::anyhow!(crate::plan::no_nf_tables(&e)))?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (msg, acked) = firewall::holder_table(false).finish();
+        let err = match nft.transact(msg, &acked, &format!("create nf_tables table inet {TABLE}"))
+        {
+            Ok(_) => return Ok(nft),
+            Err(e) => e,
+        };
+        match netlink::errno_of(&err) {
+            Some(libc::EEXIST) => {}
+            Some(errno) if crate::plan::nf_tables_missing(errno) || errno == libc::ENOENT => {
+                bail!(crate::plan::no_nf_tables(&format!(
+                    "{err}: NAT (nft_chain_nat, nft_masq) missing?"
+                )))
+            }
+            _ => return Err(err.into()),
+        }
+        let owned = nft
+            .get(nft::get_table(nft::NFPROTO_INET, TABLE), "GETTABLE inet nsrun")
+            .ok()
+            .and_then(|p| nft::table_flags(&p))
+            .is_some_and(|f| f & nft::NFT_TABLE_F_OWNER != 0);
+        if !owned {
+            let (msg, acked) = firewall::holder_table(true).finish();
+            match nft.transact(msg, &acked, "replace a stale table inet nsrun") {
+                Ok(_) => return Ok(nft),
+                Err(e) if netlink::errno_of(&e) == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("table inet {TABLE} stays owned by another socket: is an old nsrun holder stuck?");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+struct Client {
+    sock: OwnedFd,
+    ifindex: Option<u32>,
+    handle: Option<u64>,
+    last_wish: bool,
+}
+
+struct Holder {
+    listener: Option<OwnedFd>,
+    nft: Socket,
+    rtnl: Socket,
+    clients: Vec<Client>,
+    /// Host ends to remove once their grace period is over.
+    links: Vec<(u32, Instant)>,
+}
+
+impl Holder {
+    fn serve(&mut self) -> ! {
+        let mut idle_since = Some(Instant::now());
+        loop {
+            let now = Instant::now();
+            let mut wake = idle_since.map(|t| t + IDLE);
+            if let Some((_, at)) = self.links.iter().min_by_key(|(_, at)| *at) {
+                wake = Some(wake.map_or(*at, |w| w.min(*at)));
+            }
+            let timeout = wake.map_or(PollTimeout::NONE, |w| {
+                PollTimeout::from(
+                    u16::try_from(w.saturating_duration_since(now).as_millis() + 1)
+                        .unwrap_or(u16::MAX),
+                )
+            });
+            let Some(listener) = &self.listener else {
+                sys::exit_now(0)
+            };
+            let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+            fds.extend(
+                self.clients
+                    .iter()
+                    .map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLIN)),
+            );
+            if let Err(e) = poll(&mut fds, timeout) {
+                if e != Errno::EINTR {
+                    sys::exit_now(1);
+                }
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+
+            for (i, _) in ready.iter().enumerate().skip(1).filter(|(_, r)| **r).rev() {
+                self.serve_client(i - 1);
+            }
+            if let (true, Some(listener)) = (ready[0], &self.listener) {
+                while let Ok(sock) = accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+                    self.clients.push(Client {
+                        sock: sys::own_fd(sock),
+                        ifindex: None,
+                        handle: None,
+                        last_wish: false,
+                    });
+                }
+            }
+            self.remove_links(false);
+            if self.clients.is_empty() {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= IDLE {
+                    self.exit();
+                }
+            } else {
+                idle_since = None;
+            }
+        }
+    }
+
+    /// Stops listening, removes what is pending, and exits: the kernel then deletes the
+    /// owned table.
+    fn exit(&mut self) -> ! {
+        self.listener.take();
+        self.remove_links(true);
+        sys::exit_now(0)
+    }
+
+    fn serve_client(&mut self, i: usize) {
+        let mut buf = [0u8; 64];
+        let n = match recv(self.clients[i].sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN | Errno::EINTR) => return,
+            Err(_) => 0,
+        };
+        let reply: Vec<u8> = match &buf[..n] {
+            [] => {
+                let client = self.clients.swap_remove(i);
+                self.release(&client);
+                if client.last_wish && self.clients.is_empty() {
+                    self.exit();
+                }
+                return;
+            }
+            [b'R', a, b, c, d, e, f, g, h] => {
+                match self.register(i, u32::from_ne_bytes([*a, *b, *c, *d]), Ipv4Addr::new(*e, *f, *g, *h)) {
+                    Ok(()) => b"K".to_vec(),
+                    Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
+                }
+            }
+            [b'W'] => {
+                self.clients[i].last_wish = true;
+                if self.clients.len() == 1 { b"X".to_vec() } else { b"K".to_vec() }
+            }
+            _ => b"Eunknown request".to_vec(),
+        };
+        let _ = send(
+            self.clients[i].sock.as_raw_fd(),
+            &reply,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        );
+    }
+
+    fn register(&mut self, i: usize, ifindex: u32, sandbox: Ipv4Addr) -> Result<()> {
+        let peer = getsockopt(&self.clients[i].sock, sockopt::PeerCredentials)
+            .context("SO_PEERCRED")?;
+        if !has_net_admin(peer.pid()) {
+            bail!("nsrun's holder serves only processes with CAP_NET_ADMIN");
+        }
+        if self.clients[i].ifindex.is_some() {
+            bail!("already registered");
+        }
+        let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+        batch.add_rule_echo(TABLE, "postrouting", &firewall::masquerade(sandbox));
+        let (msg, acked) = batch.finish();
+        let replies = self
+            .nft
+            .transact(msg, &acked, &format!("add masquerade for {sandbox}"))?;
+        self.clients[i].handle = replies.iter().find_map(|p| nft::rule_handle(p));
+        self.clients[i].ifindex = Some(ifindex);
+        Ok(())
+    }
+
+    fn release(&mut self, client: &Client) {
+        if let Some(handle) = client.handle {
+            let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+            batch.del_rule(TABLE, "postrouting", handle);
+            let (msg, acked) = batch.finish();
+            let _ = self.nft.transact(msg, &acked, "delete a masquerade rule");
+        }
+        if let Some(index) = client.ifindex {
+            self.links.push((index, Instant::now() + LINK_GRACE));
+        }
+    }
+
+    /// Deletes host ends whose sandbox is over but whose namespace something still holds.
+    /// Normally the kernel has removed them with the namespace already.
+    fn remove_links(&mut self, all: bool) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self
+            .links
+            .drain(..)
+            .partition(|(_, at)| all || *at <= now);
+        self.links = later;
+        for (index, _) in due {
+            let Ok(reply) = self.rtnl.get(
+                route::get_link_by_index(index as i32),
+                "RTM_GETLINK",
+            ) else {
+                continue; // gone already
+            };
+            let is_ours = route::parse_link(&reply)
+                .is_some_and(|l| l.name.starts_with(crate::addr::LINK_PREFIX));
+            if is_ours {
+                let _ = self
+                    .rtnl
+                    .request(route::del_link(index as i32), "RTM_DELLINK");
+            }
+        }
+    }
+}
