@@ -5,6 +5,7 @@ complete -c nsrun -l pool -d 'IPv4 pool the sandbox\'s /30 subnet is taken from,
 complete -c nsrun -l no-net -d 'No network: the sandbox has only `lo`, up. Works without root where the kernel allows unprivileged user namespaces'
 complete -c nsrun -l allow-host -d 'Let the sandbox open connections to the host\'s own addresses (blocked by default)'
 complete -c nsrun -l block-lan -d 'Also block the LAN: private ranges (10/8, 172.16/12, 192.168/16, 100.64/10). The sandbox\'s nameservers stay reachable'
+complete -c nsrun -l wait-teardown -d 'Return only once nothing of the sandbox is left on the host: its link deleted, its init reaped, and the host\'s NAT table gone if no other sandbox runs. Costs about one kernel grace period; by default nsrun returns as soon as the sandbox\'s processes are gone and its link is down, and the kernel removes the rest within a fraction of a second'
 complete -c nsrun -s v -l verbose -d 'Say what nsrun sets up, on stderr'
 complete -c nsrun -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsrun -s V -l version -d 'Print version'

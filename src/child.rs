@@ -85,15 +85,30 @@ impl Go {
     pub fn decode(b: &[u8]) -> Option<Go> {
         match b {
             [GO_NONE] => Some(Go::NoNetwork),
-            [GO_NET, a, b, c, d, prefix, e, f, g, h, relay, i, j, k, l, firewall @ ..] => {
-                Some(Go::Network(NetworkGo {
-                    addr: Ipv4Addr::new(*a, *b, *c, *d),
-                    prefix: *prefix,
-                    gateway: Ipv4Addr::new(*e, *f, *g, *h),
-                    relay: (*relay == 1).then(|| Ipv4Addr::new(*i, *j, *k, *l)),
-                    firewall: firewall.to_vec(),
-                }))
-            }
+            [
+                GO_NET,
+                a,
+                b,
+                c,
+                d,
+                prefix,
+                e,
+                f,
+                g,
+                h,
+                relay,
+                i,
+                j,
+                k,
+                l,
+                firewall @ ..,
+            ] => Some(Go::Network(NetworkGo {
+                addr: Ipv4Addr::new(*a, *b, *c, *d),
+                prefix: *prefix,
+                gateway: Ipv4Addr::new(*e, *f, *g, *h),
+                relay: (*relay == 1).then(|| Ipv4Addr::new(*i, *j, *k, *l)),
+                firewall: firewall.to_vec(),
+            })),
             _ => None,
         }
     }
@@ -148,7 +163,11 @@ pub fn init(cfg: ChildConfig) -> ! {
     // If nsrun dies from here on, so does the sandbox: the kernel kills every process in
     // a PID namespace when its init exits.
     if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
-        fail(&cfg.report_write, "set the init's parent-death signal", e.raw_os_error().unwrap_or(0));
+        fail(
+            &cfg.report_write,
+            "set the init's parent-death signal",
+            e.raw_os_error().unwrap_or(0),
+        );
     }
     // Keep only stdio and our two channels: nothing of nsrun's (netlink sockets, the
     // other ends) stays open in the sandbox.
@@ -160,7 +179,11 @@ pub fn init(cfg: ChildConfig) -> ! {
         cfg.report_write.as_raw_fd(),
     ];
     if let Err(e) = sys::close_all_except(&keep) {
-        fail(&cfg.report_write, "close nsrun's files in the init", e.raw_os_error().unwrap_or(0));
+        fail(
+            &cfg.report_write,
+            "close nsrun's files in the init",
+            e.raw_os_error().unwrap_or(0),
+        );
     }
     // Our own process group, so a terminal's Ctrl-C reaches nsrun once, and nsrun alone
     // forwards it.
@@ -321,8 +344,14 @@ fn network(cfg: &ChildConfig, rtnl: &mut Socket, net: &NetworkGo) -> Result<Sock
         let fds = [sockets.0.as_raw_fd(), sockets.1.as_raw_fd()];
         let cmsg = [ControlMessage::ScmRights(&fds)];
         let iov = [std::io::IoSlice::new(b"L")];
-        sendmsg::<()>(cfg.control.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-            .step(|| "pass the DNS relay's sockets to nsrun".into())?;
+        sendmsg::<()>(
+            cfg.control.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::empty(),
+            None,
+        )
+        .step(|| "pass the DNS relay's sockets to nsrun".into())?;
     }
     Ok(nft)
 }
@@ -333,10 +362,23 @@ fn network(cfg: &ChildConfig, rtnl: &mut Socket, net: &NetworkGo) -> Result<Sock
 /// program as host root); the kernel interfaces that docker and bubblewrap hide are
 /// masked. Paths a kernel lacks are skipped.
 fn lock_proc_and_sys() -> Result<(), StepError> {
-    let read_only = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let read_only =
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     // proc(5): writing these changes the whole machine.
-    for path in ["/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq"] {
-        match mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+    for path in [
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+    ] {
+        match mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
             Err(Errno::ENOENT) => continue,
             r => r.step(|| format!("bind {path} read-only"))?,
         }
@@ -351,14 +393,20 @@ fn lock_proc_and_sys() -> Result<(), StepError> {
     }
     // Files that leak kernel memory, addresses or keys, or trigger hardware.
     for path in [
-        "/proc/kcore",          // the kernel's memory as an ELF core
-        "/proc/keys",           // every key the kernel holds that the reader may view
-        "/proc/timer_list",     // timers with kernel addresses and other processes' data
-        "/proc/sched_debug",    // every task on the machine, across PID namespaces
-        "/proc/latency_stats",  // kernel call chains
+        "/proc/kcore",         // the kernel's memory as an ELF core
+        "/proc/keys",          // every key the kernel holds that the reader may view
+        "/proc/timer_list",    // timers with kernel addresses and other processes' data
+        "/proc/sched_debug",   // every task on the machine, across PID namespaces
+        "/proc/latency_stats", // kernel call chains
         "/proc/timer_stats",
     ] {
-        match mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+        match mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
             Err(Errno::ENOENT) => {}
             r => r.step(|| format!("mask {path}"))?,
         }
@@ -372,7 +420,13 @@ fn lock_proc_and_sys() -> Result<(), StepError> {
         "/sys/firmware",
         "/sys/devices/virtual/powercap",
     ] {
-        match mount(Some("tmpfs"), path, Some("tmpfs"), read_only, Some("size=0")) {
+        match mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            read_only,
+            Some("size=0"),
+        ) {
             Err(Errno::ENOENT) => {}
             r => r.step(|| format!("mask {path}"))?,
         }
@@ -483,14 +537,14 @@ fn drop_privileges(cfg: &ChildConfig) -> Result<(), StepError> {
 /// the command ends (the kernel then kills everything else in the namespace).
 fn supervise(cfg: &ChildConfig, mut started: Started) -> ! {
     let command = started.command;
-    let sfd = match SignalFd::with_flags(&cfg.signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-    {
-        Ok(sfd) => sfd,
-        Err(e) => {
-            end_everything();
-            fail(&cfg.report_write, "signalfd in the init", e as i32)
-        }
-    };
+    let sfd =
+        match SignalFd::with_flags(&cfg.signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+            Ok(sfd) => sfd,
+            Err(e) => {
+                end_everything();
+                fail(&cfg.report_write, "signalfd in the init", e as i32)
+            }
+        };
     let mut control_open = true;
     loop {
         let watch = started.files.as_ref().and_then(|f| f.watch.as_ref());
@@ -514,7 +568,8 @@ fn supervise(cfg: &ChildConfig, mut started: Started) -> ! {
                 .and_then(|f| f.revents())
                 .is_some_and(|r| !r.is_empty())
         };
-        let (control_ready, inotify_ready) = (control_open && ready(1), watch.is_some() && ready(watch_at));
+        let (control_ready, inotify_ready) =
+            (control_open && ready(1), watch.is_some() && ready(watch_at));
         drop(fds);
         if inotify_ready {
             if let Some(f) = &started.files {

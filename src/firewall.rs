@@ -205,11 +205,25 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     for r in host_rules(&host_addrs) {
         b.add_rule(TABLE, "host", &r);
     }
-    b.add_chain(TABLE, "output", "filter", Hook::Output, PRIORITY_FILTER, NF_ACCEPT);
+    b.add_chain(
+        TABLE,
+        "output",
+        "filter",
+        Hook::Output,
+        PRIORITY_FILTER,
+        NF_ACCEPT,
+    );
     for r in output_rules(p) {
         b.add_rule(TABLE, "output", &r);
     }
-    b.add_chain(TABLE, "input", "filter", Hook::Input, PRIORITY_FILTER, NF_DROP);
+    b.add_chain(
+        TABLE,
+        "input",
+        "filter",
+        Hook::Input,
+        PRIORITY_FILTER,
+        NF_DROP,
+    );
     for r in input_rules(p) {
         b.add_rule(TABLE, "input", &r);
     }
@@ -272,7 +286,10 @@ mod tests {
             sandbox_addr: "10.200.0.6".parse().unwrap(),
             link: "10.200.0.4/30".parse().unwrap(),
             gateway: "10.200.0.5".parse().unwrap(),
-            host_addrs: vec!["198.51.100.2".parse().unwrap(), "10.200.0.5".parse().unwrap()],
+            host_addrs: vec![
+                "198.51.100.2".parse().unwrap(),
+                "10.200.0.5".parse().unwrap(),
+            ],
             nameservers: vec!["198.51.100.53".parse().unwrap()],
             allow_host,
             block_lan,

@@ -184,8 +184,7 @@ fn run(ready: OwnedFd) -> ! {
     };
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
-    if let Ok(null) = nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty())
-    {
+    if let Ok(null) = nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
         for fd in 0..3 {
             let _ = nix::unistd::dup2(null, fd);
         }
@@ -256,8 +255,7 @@ fn create_table() -> Result<Socket> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let (msg, acked) = firewall::holder_table(false).finish();
-        let err = match nft.transact(msg, &acked, &format!("create nf_tables table inet {TABLE}"))
-        {
+        let err = match nft.transact(msg, &acked, &format!("create nf_tables table inet {TABLE}")) {
             Ok(_) => return Ok(nft),
             Err(e) => e,
         };
@@ -271,7 +269,10 @@ fn create_table() -> Result<Socket> {
             _ => return Err(err.into()),
         }
         let owned = nft
-            .get(nft::get_table(nft::NFPROTO_INET, TABLE), "GETTABLE inet nsrun")
+            .get(
+                nft::get_table(nft::NFPROTO_INET, TABLE),
+                "GETTABLE inet nsrun",
+            )
             .ok()
             .and_then(|p| nft::table_flags(&p))
             .is_some_and(|f| f & nft::NFT_TABLE_F_OWNER != 0);
@@ -284,7 +285,9 @@ fn create_table() -> Result<Socket> {
             }
         }
         if Instant::now() > deadline {
-            bail!("table inet {TABLE} stays owned by another socket: is an old nsrun holder stuck?");
+            bail!(
+                "table inet {TABLE} stays owned by another socket: is an old nsrun holder stuck?"
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -376,7 +379,11 @@ impl Holder {
 
     fn serve_client(&mut self, i: usize) {
         let mut buf = [0u8; 64];
-        let n = match recv(self.clients[i].sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+        let n = match recv(
+            self.clients[i].sock.as_raw_fd(),
+            &mut buf,
+            MsgFlags::MSG_DONTWAIT,
+        ) {
             Ok(n) => n,
             Err(Errno::EAGAIN | Errno::EINTR) => return,
             Err(_) => 0,
@@ -391,14 +398,22 @@ impl Holder {
                 return;
             }
             [b'R', a, b, c, d, e, f, g, h] => {
-                match self.register(i, u32::from_ne_bytes([*a, *b, *c, *d]), Ipv4Addr::new(*e, *f, *g, *h)) {
+                match self.register(
+                    i,
+                    u32::from_ne_bytes([*a, *b, *c, *d]),
+                    Ipv4Addr::new(*e, *f, *g, *h),
+                ) {
                     Ok(()) => b"K".to_vec(),
                     Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
                 }
             }
             [b'W'] => {
                 self.clients[i].last_wish = true;
-                if self.clients.len() == 1 { b"X".to_vec() } else { b"K".to_vec() }
+                if self.clients.len() == 1 {
+                    b"X".to_vec()
+                } else {
+                    b"K".to_vec()
+                }
             }
             _ => b"Eunknown request".to_vec(),
         };
@@ -410,8 +425,8 @@ impl Holder {
     }
 
     fn register(&mut self, i: usize, ifindex: u32, sandbox: Ipv4Addr) -> Result<()> {
-        let peer = getsockopt(&self.clients[i].sock, sockopt::PeerCredentials)
-            .context("SO_PEERCRED")?;
+        let peer =
+            getsockopt(&self.clients[i].sock, sockopt::PeerCredentials).context("SO_PEERCRED")?;
         if !has_net_admin(peer.pid()) {
             bail!("nsrun's holder serves only processes with CAP_NET_ADMIN");
         }
@@ -445,16 +460,14 @@ impl Holder {
     /// Normally the kernel has removed them with the namespace already.
     fn remove_links(&mut self, all: bool) {
         let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = self
-            .links
-            .drain(..)
-            .partition(|(_, at)| all || *at <= now);
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.links.drain(..).partition(|(_, at)| all || *at <= now);
         self.links = later;
         for (index, _) in due {
-            let Ok(reply) = self.rtnl.get(
-                route::get_link_by_index(index as i32),
-                "RTM_GETLINK",
-            ) else {
+            let Ok(reply) = self
+                .rtnl
+                .get(route::get_link_by_index(index as i32), "RTM_GETLINK")
+            else {
                 continue; // gone already
             };
             let is_ours = route::parse_link(&reply)

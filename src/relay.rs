@@ -16,10 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::socket::{
-    AddressFamily, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket,
-    sockopt,
+    AddressFamily, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket, sockopt,
 };
-
 
 const MAX_QUERIES: usize = 64;
 const MAX_CONNS: usize = 16;
@@ -57,9 +55,8 @@ fn listener(ty: SockType, addr: Ipv4Addr) -> Result<OwnedFd> {
     .context("DNS relay socket")?;
     setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
     let sockaddr = SockaddrIn::from(SocketAddrV4::new(addr, 53));
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &sockaddr).with_context(|| {
-        format!("bind the DNS relay to {addr}:53 in the sandbox")
-    })?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &sockaddr)
+        .with_context(|| format!("bind the DNS relay to {addr}:53 in the sandbox"))?;
     if ty == SockType::Stream {
         listen(
             &fd,

@@ -19,8 +19,8 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
-    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType, recvmsg,
-    send, socketpair,
+    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType, recvmsg, send,
+    socketpair,
 };
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
@@ -103,7 +103,9 @@ impl Drop for Sandbox {
             self.init.reported = true;
         }
         if let Some(n) = &mut self.network {
-            let _ = n.rtnl.request(route::set_down(n.host_index), "host end down");
+            let _ = n
+                .rtnl
+                .request(route::set_down(n.host_index), "host end down");
         }
         self.network = None;
     }
@@ -255,7 +257,9 @@ pub fn run(plan: Plan) -> Result<i32> {
 /// this was its last sandbox, waiting for each.
 fn teardown_and_wait(mut sandbox: Sandbox) {
     if let Some(n) = &mut sandbox.network {
-        let _ = n.rtnl.request(route::del_link(n.host_index), "delete the host end");
+        let _ = n
+            .rtnl
+            .request(route::del_link(n.host_index), "delete the host end");
     }
     let _ = waitpid(sandbox.init.pid, None);
     sandbox.init.reported = true;
@@ -330,10 +334,10 @@ fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
         let deadline = Instant::now() + DYING_LINK_WAIT;
         loop {
             let what = format!("create veth {name}/eth0");
-            match prep
-                .rtnl
-                .request(route::new_veth(name, "eth0", pid.as_raw() as u32, mtu), &what)
-            {
+            match prep.rtnl.request(
+                route::new_veth(name, "eth0", pid.as_raw() as u32, mtu),
+                &what,
+            ) {
                 Ok(()) => return Ok(candidate),
                 Err(e) if netlink::errno_of(&e) == Some(libc::EEXIST) => {}
                 Err(e) => return Err(e.into()),
@@ -395,12 +399,12 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         route::add_addr(host_index, net.host_addr, SANDBOX_PREFIX),
         &format!("add {}/{SANDBOX_PREFIX} to {}", net.host_addr, net.host_end),
     )?;
-    network
-        .rtnl
-        .request(route::set_up(host_index), &format!("bring {} up", net.host_end))?;
+    network.rtnl.request(
+        route::set_up(host_index),
+        &format!("bring {} up", net.host_end),
+    )?;
     network.lease = Some(
-        holder::join(host_index as u32, net.sandbox_addr)
-            .context("set up NAT for the sandbox")?,
+        holder::join(host_index as u32, net.sandbox_addr).context("set up NAT for the sandbox")?,
     );
     verbose!(
         plan,
@@ -537,8 +541,8 @@ fn supervise(
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll"),
         }
-        let events_ready = sandbox.network.is_some()
-            && fds[events_at].revents().is_some_and(|r| !r.is_empty());
+        let events_ready =
+            sandbox.network.is_some() && fds[events_at].revents().is_some_and(|r| !r.is_empty());
         let relay_ready: Vec<bool> = fds[relay_at..]
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
@@ -568,7 +572,9 @@ fn supervise(
             }
         }
         let decoded = Report::decode_all(&reports);
-        let done = decoded.iter().any(|r| !matches!(r, Report::ExecFailed { .. }));
+        let done = decoded
+            .iter()
+            .any(|r| !matches!(r, Report::ExecFailed { .. }));
         if !done && !init_ended {
             continue;
         }
@@ -590,7 +596,9 @@ fn supervise(
         }
         // Inert from here: the host end carries nothing, its routes are gone.
         if let Some(n) = &mut sandbox.network {
-            let _ = n.rtnl.request(route::set_down(n.host_index), "host end down");
+            let _ = n
+                .rtnl
+                .request(route::set_down(n.host_index), "host end down");
         }
         return Ok(code);
     }

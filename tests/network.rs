@@ -65,38 +65,43 @@ fn the_sandbox_sees_its_address_and_route() {
 }
 
 #[test]
-fn the_table_lives_exactly_as_long_as_the_sandbox() {
+fn filters_live_in_the_sandbox_and_nat_with_the_holder() {
     world(
         r#"
         snapshot
-        expect_code 0 $NSRUN -- sh -c 'sleep 0.2'
-        expect_eq "$(nsrun_tables)" 0 "no table after a normal exit"
-        # While it runs: one owned table, named after the host end of the veth.
         $NSRUN -- sleep 30 &
         pid=$!
-        for _ in $(seq 100); do [ "$(nsrun_tables)" = 1 ] && break; sleep 0.05; done
-        expect_eq "$(nsrun_tables)" 1 "table while running"
-        rules=$(nft list ruleset)
-        expect_contains "$rules" "flags owner" "the table is owned by nsrun's socket"
-        expect_contains "$rules" "masquerade" "NAT rule"
-        expect_contains "$rules" "ip daddr 169.254.0.0/16 drop" "link-local closed"
+        wait_sandbox_up $pid
+        addr=$(sandbox_addr $pid)
+        # The policy: a table in the sandbox's own netns, made before eth0 came up.
+        rules=$(in_sandbox $pid nft list ruleset)
+        expect_contains "$rules" "table inet nsrun" "the sandbox's table"
+        expect_contains "$rules" "meta nfproto ipv6 jump refuse" "IPv6 refused"
+        expect_contains "$rules" "ip saddr != $addr drop" "anti-spoofing"
+        expect_contains "$rules" "ip daddr 169.254.0.0/16 jump refuse" "link-local closed"
+        expect_contains "$rules" "ip daddr 198.51.100.2 jump refuse" "the host's address closed"
+        expect_contains "$rules" "reject with tcp reset" "refused, not dropped"
+        # The host keeps only NAT, in the holder's owned table.
+        host=$(nft list ruleset)
+        expect_contains "$host" "table inet nsrun" "the host's NAT table"
+        expect_contains "$host" "flags owner" "owned by the holder's socket"
+        expect_contains "$host" "ip saddr $addr oifname != \"nsr*\" masquerade" "NAT for this sandbox"
         link=$(ip -o link show | grep -o 'nsr[0-9a-f]*' | head -1)
-        expect_contains "$rules" "table ip $link" "table named after the link"
-        # No IPv6 on the host end: the table filters IPv4 only, so IPv6 must not exist there.
         expect_eq "$(ip -6 -o addr show dev $link)" "" "no IPv6 address on the host end"
-        # nft flush ruleset by someone else does not remove the sandbox's filters.
+        # nft flush ruleset on the host touches neither.
         nft flush ruleset
-        expect_eq "$(nsrun_tables)" 1 "table survives a foreign flush"
+        expect_eq "$(holder_tables)" 1 "the NAT table survives a foreign flush"
+        expect_contains "$(in_sandbox $pid nft list tables)" "inet nsrun" "the sandbox's table is out of reach"
         kill -9 $pid
-        for _ in $(seq 100); do [ "$(nsrun_tables)" = 0 ] && break; sleep 0.05; done
-        expect_eq "$(nsrun_tables)" 0 "no table after kill -9"
-        # An error once the table exists: exec fails.
+        # After kill -9: the NAT rule goes at once, the link within a moment.
+        for _ in $(seq 100); do nft list ruleset | grep -q "$addr" || break; sleep 0.01; done
+        expect_not_contains "$(nft list ruleset)" "$addr" "no NAT rule after kill -9"
+        # An error once everything exists: exec fails.
         expect_code 127 $NSRUN -- no-such-command-here
-        expect_eq "$(nsrun_tables)" 0 "no table after an exec error"
         # SIGTERM to nsrun.
         $NSRUN -- sleep 30 &
         pid=$!
-        for _ in $(seq 100); do [ "$(nsrun_tables)" = 1 ] && break; sleep 0.05; done
+        wait_sandbox_up $pid
         kill -TERM $pid
         set +e; wait $pid; code=$?; set -e
         expect_eq "$code" 143 "exit code after SIGTERM"
@@ -125,12 +130,11 @@ fn isolation_host_metadata_and_other_sandboxes() {
     world(&format!(
         r#"
         start_upstream_http
-        # Host services on every host address, and a metadata stand-in beyond the uplink.
+        # Host services on every host address, and a metadata stand-in beyond the uplink
+        # (the upstream's server on 0.0.0.0:80 answers there).
         python3 "$WORK/upstream_server.py" 0.0.0.0 8080 &
         wait_port - 127.0.0.1 8080
         in_up ip addr add 169.254.169.254/32 dev lo
-        in_up python3 "$WORK/upstream_server.py" 169.254.169.254 80 &
-        wait_port up 169.254.169.254 80
         ip route add 169.254.169.254/32 via 198.51.100.1
         expect_code 0 {CURL} http://169.254.169.254/
         snapshot
@@ -145,8 +149,9 @@ fn isolation_host_metadata_and_other_sandboxes() {
         # Another sandbox is closed; the host can still connect in, and replies flow.
         $NSRUN -- python3 "$WORK/upstream_server.py" 0.0.0.0 9090 &
         server=$!
-        for _ in $(seq 100); do ip -o link show | grep -q nsr && break; sleep 0.05; done
-        a_net=$(ip -4 -o addr show | awk '/nsr/ {{print $4}}' | head -1)
+        # The server's link: up (a sandbox that just ended leaves its link down a moment).
+        for _ in $(seq 100); do ip -4 -o addr show up | grep -q nsr && break; sleep 0.05; done
+        a_net=$(ip -4 -o addr show up | awk '/nsr/ {{print $4}}' | head -1)
         a_ip=$(python3 -c "import ipaddress,sys; n=ipaddress.ip_interface(sys.argv[1]); print(n.ip+1)" $a_net)
         wait_port - $a_ip 9090
         expect_code 0 {CURL} http://$a_ip:9090/
@@ -227,7 +232,7 @@ fn a_failure_after_the_veth_and_table_exist_leaves_nothing() {
         # veth and the owned table were created.
         expect_code 125 unshare --mount --propagation private bash -c \
           'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec $NSRUN -- true'
-        expect_contains "$ERR" "nsrun: disable IPv6: write /proc/sys/net/ipv6/conf/nsr" "names the step"
+        expect_contains "$ERR" "nsrun: enable forwarding: write /proc/sys/net/ipv4/conf/nsr" "names the step"
         expect_contains "$ERR" "Read-only file system (os error 30)" "keeps the errno"
         expect_eq "$(echo "$ERR" | wc -l)" 1 "one line"
         expect_clean

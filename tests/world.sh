@@ -102,9 +102,9 @@ wait_port() {
   local ns=$1 addr=$2 port=$3
   for _ in $(seq 100); do
     if [ "$ns" = - ]; then
-      (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null && return 0
+      timeout 1 bash -c "exec 3<>/dev/tcp/$addr/$port" 2>/dev/null && return 0
     else
-      ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/$addr/$port" 2>/dev/null && return 0
+      ip netns exec "$ns" timeout 1 bash -c "exec 3<>/dev/tcp/$addr/$port" 2>/dev/null && return 0
     fi
     sleep 0.05
   done
@@ -138,8 +138,34 @@ expect_clean() {
   fail "the world is not as it was before nsrun ran"
 }
 
-# nsrun's tables (one per running sandbox).
-nsrun_tables() { nft list tables 2>/dev/null | grep -c ' nsr' || true; }
+# The host's NAT table, kept by nsrun's holder while sandboxes run (0 or 1).
+holder_tables() { nft list tables 2>/dev/null | grep -c '^table inet nsrun$' || true; }
+
+# sandbox_init NSRUN_PID: the sandbox's init (nsrun's child in its own namespaces).
+sandbox_init() {
+  local init
+  for _ in $(seq 200); do
+    init=$(pgrep -P "$1" | head -1)
+    [ -n "$init" ] && [ "$(readlink /proc/$init/ns/net)" != "$(readlink /proc/self/ns/net)" ] && { echo "$init"; return; }
+    sleep 0.02
+  done
+  fail "no sandbox init under nsrun $1"
+}
+
+# in_sandbox NSRUN_PID CMD...: runs CMD as the world's root in the sandbox's netns.
+in_sandbox() { local pid=$1; shift; nsenter --net=/proc/$(sandbox_init "$pid")/ns/net "$@"; }
+
+# wait_sandbox_up NSRUN_PID: until the sandbox's eth0 has its address (the command runs).
+wait_sandbox_up() {
+  for _ in $(seq 200); do
+    in_sandbox "$1" ip -4 -o addr show eth0 2>/dev/null | grep -q inet && return 0
+    sleep 0.02
+  done
+  fail "the sandbox of nsrun $1 never came up"
+}
+
+# The address of the sandbox of nsrun NSRUN_PID.
+sandbox_addr() { in_sandbox "$1" ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1; }
 
 # count_sleeps PATTERN: how many `sleep` processes have PATTERN in their command line
 # (pgrep -f would also match the test script's own bash).

@@ -92,6 +92,9 @@ pub enum Match {
     Iif(u32),
     /// `meta oif INDEX`
     Oif(u32),
+    /// `oifname "NAME"` (exact; the reference's worked example uses it)
+    #[cfg_attr(not(test), allow(dead_code))]
+    OifName(String),
     /// `oifname != "PREFIX*"`
     OifNamePrefixNot(String),
     /// `ip saddr NET`
@@ -282,10 +285,8 @@ impl Batch {
                     Reject::AdminProhibited => {
                         self.msg
                             .attr(NFTA_REJECT_TYPE, &be32(NFT_REJECT_ICMPX_UNREACH));
-                        self.msg.attr(
-                            NFTA_REJECT_ICMP_CODE,
-                            &[NFT_REJECT_ICMPX_ADMIN_PROHIBITED],
-                        );
+                        self.msg
+                            .attr(NFTA_REJECT_ICMP_CODE, &[NFT_REJECT_ICMPX_ADMIN_PROHIBITED]);
                     }
                 }
                 expr_end(&mut self.msg, e);
@@ -432,6 +433,12 @@ fn encode_match(m: &mut Msg, what: &Match) {
             meta(m, NFT_META_OIF);
             cmp(m, NFT_CMP_EQ, &index.to_ne_bytes());
         }
+        Match::OifName(n) => {
+            meta(m, NFT_META_OIFNAME);
+            let mut name = [0u8; 16];
+            name[..n.len().min(15)].copy_from_slice(&n.as_bytes()[..n.len().min(15)]);
+            cmp(m, NFT_CMP_EQ, &name);
+        }
         Match::OifNamePrefixNot(p) => {
             meta(m, NFT_META_OIFNAME);
             cmp(m, NFT_CMP_NEQ, p.as_bytes());
@@ -483,8 +490,8 @@ mod tests {
     /// priority srcnat; policy accept; ip saddr 10.201.0.0/30 oifname "eth0" masquerade } }`
     #[test]
     fn owner_table_nat_chain_masquerade_golden_bytes() {
-        let mut b = Batch::new();
-        b.add_table("nsrun", true);
+        let mut b = Batch::new(NFPROTO_IPV4);
+        b.add_table("nsrun", NFT_TABLE_F_OWNER, false);
         b.add_chain(
             "nsrun",
             "postrouting",
@@ -542,7 +549,7 @@ mod tests {
     }
 
     fn rule_bytes(rule: Rule) -> Vec<u8> {
-        let mut b = Batch::new();
+        let mut b = Batch::new(NFPROTO_IPV4);
         b.add_rule("t", "c", &rule);
         let (msg, _) = b.finish();
         // Skip BATCH_BEGIN (20 bytes), the NEWRULE header and nfgenmsg (20), and the
@@ -551,24 +558,151 @@ mod tests {
         msg.buf[20 + 36..20 + rule_len].to_vec()
     }
 
-    /// `iifname "vh0" accept`: reference/netlink.md §4.7.
+    /// `meta oif 1 accept`: meta OIF (key 5) into reg 1, a 4-byte host-endian compare,
+    /// the accept verdict. `nft list` prints it as `oif "lo" accept`.
     #[test]
-    fn iifname_accept_golden_bytes() {
+    fn oif_index_accept_golden_bytes() {
         let got = rule_bytes(Rule {
-            matches: vec![Match::IifName("vh0".into())],
+            matches: vec![Match::Oif(1)],
             verdict: Verdict::Accept,
         });
         let want = hex("
-            90 00 04 80
+            84 00 04 80
             24 00 01 80 09 00 01 00 6d 65 74 61 00 00 00 00
-              14 00 02 80 08 00 02 00 00 00 00 06 08 00 01 00 00 00 00 01
-            38 00 01 80 08 00 01 00 63 6d 70 00
-              2c 00 02 80 08 00 01 00 00 00 00 01 08 00 02 00 00 00 00 00
-              18 00 03 80 14 00 01 00 76 68 30 00 00 00 00 00 00 00 00 00 00 00 00 00
+              14 00 02 80 08 00 02 00 00 00 00 05 08 00 01 00 00 00 00 01
+            2c 00 01 80 08 00 01 00 63 6d 70 00
+              20 00 02 80 08 00 01 00 00 00 00 01 08 00 02 00 00 00 00 00
+              0c 00 03 80 08 00 01 00 01 00 00 00
             30 00 01 80 0e 00 01 00 69 6d 6d 65 64 69 61 74 65 00 00 00
               1c 00 02 80 08 00 01 00 00 00 00 00
               10 00 02 80 0c 00 02 80 08 00 01 00 00 00 00 01");
         assert_eq!(got, want);
+    }
+
+    /// `jump host`: immediate into the verdict register, code NFT_JUMP (-3, ff ff ff fd)
+    /// and NFTA_VERDICT_CHAIN "host".
+    #[test]
+    fn jump_golden_bytes() {
+        let got = rule_bytes(Rule {
+            matches: vec![],
+            verdict: Verdict::Jump("host"),
+        });
+        let want = hex("
+            40 00 04 80
+            3c 00 01 80 0e 00 01 00 69 6d 6d 65 64 69 61 74 65 00 00 00
+              28 00 02 80 08 00 01 00 00 00 00 00
+              1c 00 02 80 18 00 02 80 08 00 01 00 ff ff ff fd
+                09 00 02 00 68 6f 73 74 00 00 00 00");
+        assert_eq!(got, want);
+    }
+
+    /// `meta l4proto tcp reject with tcp reset` and `reject with icmpx admin-prohibited`:
+    /// NFTA_REJECT_TYPE be32 (1 = tcp reset, 2 = icmpx), NFTA_REJECT_ICMP_CODE u8 (3 =
+    /// admin-prohibited).
+    #[test]
+    fn reject_golden_bytes() {
+        let got = rule_bytes(Rule {
+            matches: vec![],
+            verdict: Verdict::Reject(Reject::AdminProhibited),
+        });
+        let want = hex("
+            28 00 04 80
+            24 00 01 80 0b 00 01 00 72 65 6a 65 63 74 00 00
+              14 00 02 80 08 00 01 00 00 00 00 02 05 00 02 00 03 00 00 00");
+        assert_eq!(got, want);
+        let got = rule_bytes(Rule {
+            matches: vec![Match::L4Proto(IPPROTO_TCP)],
+            verdict: Verdict::Reject(Reject::TcpReset),
+        });
+        let tail = hex("
+            24 00 01 80 0b 00 01 00 72 65 6a 65 63 74 00 00
+              14 00 02 80 08 00 01 00 00 00 00 01 05 00 02 00 00 00 00 00");
+        assert_eq!(&got[got.len() - tail.len()..], tail.as_slice());
+        // meta l4proto (key 16), cmp eq one byte 06
+        assert!(got.windows(8).any(|w| w == [8, 0, 2, 0, 0, 0, 0, 16]));
+        assert!(got.windows(8).any(|w| w == [5, 0, 1, 0, 6, 0, 0, 0]));
+    }
+
+    /// In an inet table an IPv4 field is read only after `meta nfproto ipv4` (key 15,
+    /// one byte 02), as nft adds it; an explicit nfproto match is not doubled.
+    #[test]
+    fn inet_rules_guard_ipv4_payload_with_nfproto() {
+        let mut b = Batch::new(NFPROTO_INET);
+        b.add_rule(
+            "t",
+            "c",
+            &Rule {
+                matches: vec![Match::DAddr("192.0.2.1/32".parse().unwrap())],
+                verdict: Verdict::Drop,
+            },
+        );
+        let (msg, _) = b.finish();
+        let nfproto = hex("08 00 02 00 00 00 00 0f");
+        let at = msg
+            .buf
+            .windows(8)
+            .position(|w| w == nfproto.as_slice())
+            .unwrap();
+        let payload = msg.buf.windows(7).position(|w| w == b"payload").unwrap();
+        assert!(at < payload);
+        assert!(msg.buf.windows(8).any(|w| w == [5, 0, 1, 0, 2, 0, 0, 0]));
+        // nfgenmsg family inet (1) on the rule message
+        assert_eq!(msg.buf[36], NFPROTO_INET);
+        let mut b = Batch::new(NFPROTO_INET);
+        b.add_rule(
+            "t",
+            "c",
+            &Rule {
+                matches: vec![Match::NfProto(NFPROTO_IPV6)],
+                verdict: Verdict::Drop,
+            },
+        );
+        let (msg, _) = b.finish();
+        assert_eq!(
+            msg.buf
+                .windows(8)
+                .filter(|w| *w == nfproto.as_slice())
+                .count(),
+            1
+        );
+    }
+
+    /// DELRULE carries the handle (be64); DELTABLE the name; a regular chain has no hook.
+    #[test]
+    fn delete_messages_and_regular_chain_golden_bytes() {
+        let mut b = Batch::new(NFPROTO_INET);
+        b.del_rule("nsrun", "postrouting", 7);
+        b.del_table("nsrun");
+        b.add_regular_chain("nsrun", "host");
+        let (msg, acked) = b.finish();
+        assert_eq!(acked, [1, 2, 3]);
+        let want = hex("
+            14 00 00 00 10 00 01 00 01 00 00 00 00 00 00 00 00 00 00 0a
+            3c 00 00 00 08 0a 05 00 02 00 00 00 00 00 00 00 01 00 00 00
+              0a 00 01 00 6e 73 72 75 6e 00 00 00
+              10 00 02 00 70 6f 73 74 72 6f 75 74 69 6e 67 00
+              0c 00 03 00 00 00 00 00 00 00 00 07
+            20 00 00 00 02 0a 05 00 03 00 00 00 00 00 00 00 01 00 00 00
+              0a 00 01 00 6e 73 72 75 6e 00 00 00
+            2c 00 00 00 03 0a 05 04 04 00 00 00 00 00 00 00 01 00 00 00
+              0a 00 01 00 6e 73 72 75 6e 00 00 00
+              09 00 03 00 68 6f 73 74 00 00 00 00
+            14 00 00 00 11 00 01 00 05 00 00 00 00 00 00 00 00 00 00 0a");
+        assert_eq!(with_seqs(msg, 1), want);
+    }
+
+    #[test]
+    fn echoed_rule_handle_and_table_flags_parse() {
+        let mut m = Msg::new();
+        m.bytes(&[1, 0, 0, 0]);
+        m.attr_str(NFTA_RULE_TABLE, "nsrun");
+        m.attr(NFTA_RULE_HANDLE, &42u64.to_be_bytes());
+        assert_eq!(rule_handle(&m.buf), Some(42));
+        assert_eq!(rule_handle(&m.buf[..4]), None);
+        let mut t = Msg::new();
+        t.bytes(&[1, 0, 0, 0]);
+        t.attr(NFTA_TABLE_FLAGS, &be32(NFT_TABLE_F_OWNER));
+        assert_eq!(table_flags(&t.buf), Some(NFT_TABLE_F_OWNER));
     }
 
     /// `oifname "vh0" ct state established,related accept`: the ct mask is host-endian.
@@ -607,11 +741,12 @@ mod tests {
         });
         assert!(got.windows(8).any(|w| w == [5, 0, 1, 0, 17, 0, 0, 0]));
         assert!(got.windows(6).any(|w| w == [6, 0, 1, 0, 0, 53]));
-        // oifname "nsr*": prefix compare without NUL.
+        // oifname != "nsr*": prefix compare without NUL, op NEQ.
         let got = rule_bytes(Rule {
-            matches: vec![Match::OifNamePrefix("nsr".into())],
-            verdict: Verdict::Drop,
+            matches: vec![Match::OifNamePrefixNot("nsr".into())],
+            verdict: Verdict::Masquerade,
         });
         assert!(got.windows(7).any(|w| w == [7, 0, 1, 0, b'n', b's', b'r']));
+        assert!(got.windows(8).any(|w| w == [8, 0, 2, 0, 0, 0, 0, 1]));
     }
 }
