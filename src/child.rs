@@ -278,6 +278,9 @@ fn setup(cfg: &ChildConfig, go: Go) -> Result<Started, StepError> {
         Socket::open(SockProtocol::NetlinkRoute).step(|| "open rtnetlink in the sandbox".into())?;
     rtnl.request(route::set_up(1), "lo up")
         .step(|| "bring lo up".into())?;
+    if let Err(e) = crate::failpoint::hit("init-network") {
+        return Err(StepError(format!("{e}"), libc::EINTR));
+    }
     let firewall = match &go {
         Go::Network(net) => Some(network(cfg, &mut rtnl, net)?),
         Go::NoNetwork => None,

@@ -4,6 +4,7 @@ mod addr;
 mod child;
 mod cli;
 mod dns;
+mod failpoint;
 mod firewall;
 mod holder;
 mod host;

@@ -33,7 +33,7 @@ use crate::netlink::{self, Socket, route};
 use crate::plan::{self, NetPlan, Plan, Privilege};
 use crate::relay::Relay;
 use crate::supervise::{self, FORWARDED, Report};
-use crate::{firewall, holder, users};
+use crate::{failpoint, firewall, holder, users};
 
 const IFF_UP: u32 = 0x1;
 /// How long to wait for a just-ended sandbox's link that holds a wanted subnet.
@@ -66,6 +66,7 @@ struct Network {
     rtnl: Socket,
     addr_events: Socket,
     host_index: i32,
+    host_addr: Ipv4Addr,
     known_addrs: Vec<Ipv4Addr>,
     lease: Option<holder::Lease>,
 }
@@ -103,16 +104,30 @@ impl Drop for Sandbox {
             self.init.reported = true;
         }
         if let Some(n) = &mut self.network {
-            let _ = n
-                .rtnl
-                .request(route::set_down(n.host_index), "host end down");
+            n.make_inert();
         }
         self.network = None;
     }
 }
 
+impl Network {
+    /// Inert from here, in two cheap requests (deleting the link would wait for a grace
+    /// period): the host end has no address, so no route leads to it and the host
+    /// answers nothing there, and it is down, so it carries nothing.
+    fn make_inert(&mut self) {
+        let _ = self.rtnl.request(
+            route::del_addr(self.host_index, self.host_addr, SANDBOX_PREFIX),
+            "delete the host end's address",
+        );
+        let _ = self
+            .rtnl
+            .request(route::set_down(self.host_index), "host end down");
+    }
+}
+
 pub fn run(plan: Plan) -> Result<i32> {
     // 1. Privileges and identity, before touching anything.
+    failpoint::hit("start")?;
     let creds = host::creds();
     let privilege = plan::privilege(&creds, plan.network.is_some())?;
     let sudo = match privilege {
@@ -221,6 +236,7 @@ pub fn run(plan: Plan) -> Result<i32> {
         network: None,
     };
     verbose!(plan, "sandbox init is pid {pid}");
+    failpoint::hit("after-clone")?;
 
     if privilege == Privilege::UserNamespace {
         map_caller(pid, &identity)?;
@@ -240,6 +256,7 @@ pub fn run(plan: Plan) -> Result<i32> {
         None => Go::NoNetwork,
     };
     send(control.as_raw_fd(), &go.encode(), MsgFlags::MSG_NOSIGNAL).context("start the sandbox")?;
+    failpoint::hit("after-go")?;
     let relay = match relay_upstream {
         Some(upstream) => receive_relay(&control, upstream)?,
         None => None,
@@ -384,6 +401,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         route::get_link(net.host_end.as_str()),
         &format!("RTM_GETLINK {}", net.host_end),
     )?;
+    failpoint::hit("after-veth")?;
     let host_index = route::parse_link(&reply)
         .map(|l| l.index)
         .context("parse RTM_NEWLINK reply")?;
@@ -391,6 +409,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         rtnl: prep.rtnl,
         addr_events: prep.addr_events,
         host_index,
+        host_addr: net.host_addr,
         known_addrs: [prep.facts.addrs.as_slice(), &[net.host_addr]].concat(),
         lease: None,
     };
@@ -403,9 +422,11 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         route::set_up(host_index),
         &format!("bring {} up", net.host_end),
     )?;
+    failpoint::hit("after-address")?;
     network.lease = Some(
         holder::join(host_index as u32, net.sandbox_addr).context("set up NAT for the sandbox")?,
     );
+    failpoint::hit("after-nat")?;
     verbose!(
         plan,
         "NAT: masquerade {} in the host's table inet nsrun (kept by nsrun-holder while sandboxes run)",
@@ -435,6 +456,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         ),
     }
 
+    failpoint::hit("after-forwarding")?;
     let policy = firewall::Policy {
         sandbox_addr: net.sandbox_addr,
         link: net.subnet,
@@ -521,7 +543,11 @@ fn supervise(
     let mut report_pipe = Some(std::fs::File::from(report_read));
     let mut reports = Vec::new();
     let pid = sandbox.init.pid;
+    let started = Instant::now();
     loop {
+        if started.elapsed() > Duration::from_millis(300) {
+            failpoint::hit("supervise")?;
+        }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         if let Some(p) = &report_pipe {
             fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
@@ -536,7 +562,14 @@ fn supervise(
         }
         match poll(
             &mut fds,
-            PollTimeout::from(if relay.is_some() { 1000u16 } else { u16::MAX }),
+            // The relay's deadlines; in test builds, the supervise failpoint.
+            PollTimeout::from(if relay.is_some() {
+                1000u16
+            } else if cfg!(debug_assertions) {
+                100
+            } else {
+                u16::MAX
+            }),
         ) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll"),
@@ -590,15 +623,13 @@ fn supervise(
             }
         };
         sandbox.init.reported = true;
+        failpoint::hit("after-status")?;
         let (message, code) = supervise::outcome(&decoded, init_status);
         if let Some(m) = message {
             crate::say(&format!("nsrun: {m}"));
         }
-        // Inert from here: the host end carries nothing, its routes are gone.
         if let Some(n) = &mut sandbox.network {
-            let _ = n
-                .rtnl
-                .request(route::set_down(n.host_index), "host end down");
+            n.make_inert();
         }
         return Ok(code);
     }

@@ -11,6 +11,7 @@ pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_DELLINK: u16 = 17;
 pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWADDR: u16 = 20;
+pub const RTM_DELADDR: u16 = 21;
 /// The multicast group of IPv4 address changes, as a bind mask.
 pub const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 pub const RTM_GETADDR: u16 = 22;
@@ -131,8 +132,17 @@ fn getlink(index: i32, name: Option<&str>) -> Msg {
 }
 
 pub fn add_addr(index: i32, addr: Ipv4Addr, prefix: u8) -> Msg {
+    addr_msg(RTM_NEWADDR, CREATE, index, addr, prefix)
+}
+
+/// Removes an address, and with it the host's local and connected routes for it.
+pub fn del_addr(index: i32, addr: Ipv4Addr, prefix: u8) -> Msg {
+    addr_msg(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, index, addr, prefix)
+}
+
+fn addr_msg(ty: u16, flags: u16, index: i32, addr: Ipv4Addr, prefix: u8) -> Msg {
     let mut m = Msg::new();
-    let at = m.begin(RTM_NEWADDR, CREATE);
+    let at = m.begin(ty, flags);
     m.bytes(&[AF_INET, prefix, 0, 0]); // family, prefixlen, flags, scope universe
     m.bytes(&(index as u32).to_ne_bytes());
     m.attr(IFA_LOCAL, &addr.octets());
