@@ -486,7 +486,7 @@ fn exec_command(cfg: &ChildConfig) -> ! {
         sys_exit(125);
     }
     let program = &cfg.command[0];
-    let err = nix::unistd::execvp(program, &cfg.command).unwrap_err();
+    let err = exec_path(program, &cfg.command);
     report(
         &cfg.report_write,
         &Report::ExecFailed {
@@ -495,6 +495,34 @@ fn exec_command(cfg: &ChildConfig) -> ! {
         },
     );
     sys_exit(crate::supervise::exec_failure_code(err as i32))
+}
+
+/// `execvp` without its fallback of running a file that is no executable (ENOEXEC) with
+/// /bin/sh: a binary for another architecture must fail as "cannot execute" (126), as
+/// `env` reports it. Searches PATH (or the default search path) like the shell.
+fn exec_path(program: &CString, argv: &[CString]) -> Errno {
+    let name = program.as_bytes();
+    if name.contains(&b'/') {
+        return nix::unistd::execv(program, argv).unwrap_err();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut first_error = None;
+    for dir in std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).split(|b| *b == b':') {
+        let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+        let Ok(full) = CString::new([dir, b"/", name].concat()) else {
+            continue;
+        };
+        let err = nix::unistd::execv(&full, argv).unwrap_err();
+        match err {
+            // Not here: look further, as execvp does.
+            Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG | Errno::ELOOP => {}
+            // Found but unusable: remember it, and keep looking for a usable one.
+            _ => {
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    first_error.unwrap_or(Errno::ENOENT)
 }
 
 fn drop_privileges(cfg: &ChildConfig) -> Result<(), StepError> {

@@ -160,13 +160,11 @@ pub fn render_hosts(host_hosts: &str, hostname: &str) -> String {
 /// Reads a resolv.conf: a missing file or dangling symlink is empty; any other failure
 /// is an error that says what to do.
 fn read_optional(path: &str) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::anyhow!(
-            "read {path}: {e}; fix it, or give the sandbox's nameservers with --dns ADDR"
-        )),
-    }
+    crate::host::read_config(path).map_err(|e| {
+        anyhow::anyhow!(
+            "read {path}: {e}; fix it, or give the sandbox's nameservers with --dns ADDR, e.g. '--dns 192.0.2.53'"
+        )
+    })
 }
 
 /// Nothing at /etc/resolv.conf, or a directory, which a file cannot cover: the resolver
@@ -178,14 +176,16 @@ fn resolv_conf_absent() -> bool {
     }
 }
 
-/// Reads the host's DNS set-up. With `dns_given` (the user chose the nameservers) only
-/// the search and options lines are wanted, and an unreadable file is no obstacle.
+/// Reads the host's DNS set-up. With `dns_given` (the user chose the nameservers) the
+/// host's file is not opened at all: whatever it is (a FIFO, a device) cannot matter.
 pub fn read_host_config(dns_given: bool) -> Result<HostDns> {
     let resolv_missing = resolv_conf_absent();
-    let resolv = match read_optional("/etc/resolv.conf") {
-        Ok(text) => text.map(|t| parse(&t)).unwrap_or_default(),
-        Err(_) if dns_given => ResolvConf::default(),
-        Err(e) => return Err(e),
+    let resolv = if dns_given {
+        ResolvConf::default()
+    } else {
+        read_optional("/etc/resolv.conf")?
+            .map(|t| parse(&t))
+            .unwrap_or_default()
     };
     let resolved_upstream = if resolv.nameservers.contains(&IpAddr::V4(RESOLVED_STUB)) {
         read_optional(RESOLVED_UPSTREAM_FILE)

@@ -29,8 +29,45 @@ pub fn current_groups() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// The most nsrun reads of a host configuration file.
+pub const MAX_CONFIG: u64 = 1 << 20;
+
+/// Reads a host configuration file safely: only a regular file (a FIFO would block, a
+/// device like /dev/zero would never end), opened without blocking, at most
+/// [`MAX_CONFIG`] bytes. `Ok(None)` when it does not exist.
+pub fn read_config(path: &str) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > MAX_CONFIG {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} KiB", MAX_CONFIG / 1024),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG).read_to_end(&mut bytes)?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// A host file nsrun can do without (passwd, group, hosts): empty when unusable.
 pub fn read_etc(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
+    read_config(path).ok().flatten().unwrap_or_default()
 }
 
 /// What the sandbox's addressing must respect.
@@ -66,15 +103,17 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         .filter(|a| !sandbox_links.contains(&a.index))
         .map(|a| a.net)
         .collect();
-    let main = |r: &&route::Route| r.table == u32::from(RT_TABLE_MAIN);
+    // Routes of every table count (policy routing: a VPN's or Tailscale's table), but
+    // not those covering half the address space or more: default routes, and OpenVPN's
+    // def1 pair 0.0.0.0/1 + 128.0.0.0/1, which would make every pool look taken.
     used.extend(
         routes
             .iter()
-            .filter(main)
-            .filter(|r| r.dst.prefix > 0)
+            .filter(|r| r.dst.prefix > 1)
             .filter(|r| r.oif.is_none_or(|oif| !sandbox_links.contains(&oif)))
             .map(|r| r.dst),
     );
+    let main = |r: &&route::Route| r.table == u32::from(RT_TABLE_MAIN);
     let uplink_index = routes
         .iter()
         .filter(main)

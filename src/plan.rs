@@ -32,6 +32,18 @@ pub struct NetPlan {
     pub block_lan: bool,
 }
 
+/// Where sandbox addresses may come from: the ranges meant for private use (RFC 1918)
+/// and shared address space (RFC 6598), which no public destination uses.
+pub const PRIVATE_RANGES: [&str; 4] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+];
+
+/// How many nameservers a resolv.conf may usefully list (glibc's MAXNS).
+pub const MAX_NAMESERVERS: usize = 3;
+
 /// The private ranges `--block-lan` closes.
 pub const LAN_RANGES: [&str; 4] = [
     "10.0.0.0/8",
@@ -68,6 +80,12 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
         .iter()
         .map(|d| parse_dns(d))
         .collect::<Result<Vec<_>>>()?;
+    if dns.len() > MAX_NAMESERVERS {
+        bail!(
+            "--dns given {} times: the resolver library uses at most {MAX_NAMESERVERS} nameservers; give at most {MAX_NAMESERVERS}, e.g. '--dns 192.0.2.53 --dns 192.0.2.54'",
+            dns.len()
+        );
+    }
     if let Some(name) = &cli.hostname {
         validate_hostname(name)?;
     }
@@ -101,12 +119,14 @@ pub fn parse_pool(s: &str) -> Result<Ipv4Net> {
             pool.prefix
         );
     }
-    if pool.addr.is_loopback()
-        || pool.addr.is_multicast()
-        || pool.addr.is_link_local()
-        || pool.prefix < 8
-    {
-        bail!("--pool {pool}: not a usable private range; e.g. '--pool 10.200.0.0/16'");
+    if !PRIVATE_RANGES.iter().any(|r| {
+        r.parse::<Ipv4Net>()
+            .is_ok_and(|r| r.prefix <= pool.prefix && r.overlaps(&pool))
+    }) {
+        bail!(
+            "--pool {pool}: not a private range, so its addresses could be real destinations of the host; nsrun takes sandbox addresses only from {}; e.g. '--pool 10.201.0.0/16'",
+            PRIVATE_RANGES.join(", ")
+        );
     }
     Ok(pool)
 }
@@ -334,6 +354,28 @@ mod tests {
         assert!(parse_pool("169.254.0.0/16").is_err());
         assert!(parse_pool("10.0.0.0").is_err());
         assert!(parse_pool("0.0.0.0/0").is_err());
+        // Only private ranges: a public pool would take over real destinations.
+        for public in [
+            "203.0.113.0/30",
+            "8.8.8.0/24",
+            "10.0.0.0/7",
+            "172.32.0.0/16",
+            "100.128.0.0/16",
+        ] {
+            let e = parse_pool(public).unwrap_err().to_string();
+            assert!(
+                e.contains("not a private range") && e.contains("10.0.0.0/8"),
+                "{e}"
+            );
+        }
+        for private in [
+            "10.0.0.0/8",
+            "172.31.0.0/16",
+            "192.168.77.0/24",
+            "100.64.0.0/10",
+        ] {
+            assert!(parse_pool(private).is_ok(), "{private}");
+        }
     }
 
     #[test]

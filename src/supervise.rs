@@ -125,7 +125,7 @@ pub fn outcome(reports: &[Report], init_status: Option<i32>) -> (Option<String>,
                     ""
                 };
                 return (
-                    Some(format!("exec {command}: {err}{hint}")),
+                    Some(format!("exec {}: {err}{hint}", command.escape_debug())),
                     exec_failure_code(*errno),
                 );
             }

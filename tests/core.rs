@@ -97,8 +97,7 @@ fn runs_as_the_sudo_caller_or_the_user_asked_for() {
 
 #[test]
 fn file_capabilities_trust_nothing_from_the_environment() {
-    if !common::which("setcap") {
-        eprintln!("skipped: setcap (libcap2-bin) is missing");
+    if !common::require_tool("setcap") {
         return;
     }
     world(

@@ -189,3 +189,54 @@ fn the_sandbox_host_name_resolves_inside() {
         "#,
     );
 }
+
+#[test]
+fn a_file_capability_install_resolves_with_every_dns_layout() {
+    if !common::require_tool("setcap") {
+        return;
+    }
+    dns_world(
+        r#"
+        start_dns up 198.51.100.1
+        start_dns - 127.0.0.1
+        cp $NSRUN "$WORK/nsrun"
+        setcap cap_net_admin,cap_sys_admin,cap_setpcap+ep "$WORK/nsrun"
+        mkdir -p /run/systemd/resolve
+        printf 'nameserver 198.51.100.1\n' >/run/systemd/resolve/resolv.conf
+        snapshot
+        as_user() { setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/nsrun" "$@" -- getent ahostsv4 upstream.test | awk 'NR==1 {print $1}'; }
+        for layout in 'nameserver 198.51.100.1' 'nameserver 127.0.0.53' 'nameserver 127.0.0.1'; do
+          printf '%s\n' "$layout" >/etc/resolv.conf
+          expect_eq "$(as_user)" 198.51.100.1 "a setcap install as an ordinary user, resolv.conf [$layout]"
+        done
+        expect_eq "$(as_user --dns 198.51.100.1)" 198.51.100.1 "a setcap install with --dns"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn a_hostile_resolv_conf_neither_blocks_nor_bloats_nsrun() {
+    dns_world(
+        r#"
+        start_dns up 198.51.100.1
+        snapshot
+        rm /etc/resolv.conf
+        mkfifo /etc/resolv.conf
+        expect_code 125 timeout 5 $NSRUN -- true
+        expect_contains "$ERR" "read /etc/resolv.conf: not a regular file" "a FIFO is refused, not waited on"
+        expect_contains "$ERR" "--dns" "says what to do"
+        expect_eq "$(lookup --dns 198.51.100.1)" 198.51.100.1 "--dns does not open the host's file"
+        rm /etc/resolv.conf
+        ln -s /dev/zero /etc/resolv.conf
+        expect_code 125 timeout 5 $NSRUN -- true
+        expect_contains "$ERR" "not a regular file" "a device is refused"
+        rm /etc/resolv.conf
+        head -c 2000000 /dev/zero | tr '\0' '#' >/etc/resolv.conf
+        expect_code 125 timeout 5 $NSRUN -- true
+        expect_contains "$ERR" "larger than 1024 KiB" "a huge file is refused"
+        printf 'nameserver 198.51.100.1\n' >/etc/resolv.conf
+        expect_clean
+        "#,
+    );
+}

@@ -120,11 +120,28 @@ fn privileged_errors_in_a_world() {
         # A resolv.conf nsrun cannot read.
         rm /etc/resolv.conf; mkdir /etc/resolv.conf
         expect_code 125 $NSRUN -- true
-        expect_eq "$ERR" "nsrun: read /etc/resolv.conf: Is a directory (os error 21); fix it, or give the sandbox's nameservers with --dns ADDR" "unreadable resolv.conf"
+        expect_eq "$ERR" "nsrun: read /etc/resolv.conf: not a regular file; fix it, or give the sandbox's nameservers with --dns ADDR, e.g. '--dns 192.0.2.53'" "unreadable resolv.conf"
         expect_eq "$(echo "$ERR" | wc -l)" 1 "one line"
         expect_code 0 $NSRUN --dns 198.51.100.1 -- true
         rmdir /etc/resolv.conf; printf 'nameserver 198.51.100.1\n' >/etc/resolv.conf
         expect_clean
         "#,
     );
+}
+
+#[test]
+fn too_many_nameservers() {
+    let e = usage_error(&[
+        "--dns",
+        "192.0.2.1",
+        "--dns",
+        "192.0.2.2",
+        "--dns",
+        "192.0.2.3",
+        "--dns",
+        "192.0.2.4",
+        "true",
+    ]);
+    assert!(e.contains("--dns given 4 times"), "{e}");
+    assert!(e.contains("at most 3"), "{e}");
 }

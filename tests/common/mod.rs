@@ -27,6 +27,19 @@ pub fn privileged() -> bool {
     false
 }
 
+/// True when `tool` is installed; otherwise says why the test skips (a failure under
+/// NSRUN_TEST_REQUIRE_ROOT=1, where CI must run everything).
+pub fn require_tool(tool: &str) -> bool {
+    if which(tool) {
+        return true;
+    }
+    if std::env::var_os("NSRUN_TEST_REQUIRE_ROOT").is_some_and(|v| v == "1") {
+        panic!("{tool} is missing (NSRUN_TEST_REQUIRE_ROOT=1): .ci/run installs it");
+    }
+    eprintln!("skipped: {tool} is missing");
+    false
+}
+
 pub fn which(tool: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))

@@ -1,0 +1,152 @@
+//! Attacks on the sandbox's promises (SECURITY.md): a uid-0 command and the host's
+//! kernel settings, pools that would steal routes, IPv6 where the host cannot switch it
+//! off, cloud metadata, forged error lines, exit codes.
+
+mod common;
+use common::world;
+
+#[test]
+fn a_uid_0_command_cannot_write_proc_sys_or_read_masked_kernel_files() {
+    world(
+        r#"
+        snapshot
+        # Root without sudo: the command runs as uid 0 (no capabilities). Every writable
+        # sysctl is written back with its own value, so even a failure of the test
+        # changes nothing; what matters is that no write succeeds.
+        for mode in "" --no-net; do
+          expect_code 0 $NSRUN $mode -- sh -c '
+            id -u
+            checked=0
+            for f in $(find /proc/sys -type f -perm /222 2>/dev/null); do
+              v=$(cat "$f" 2>/dev/null) || continue
+              checked=$((checked+1))
+              if (printf "%s\n" "$v" >"$f") 2>/dev/null; then echo "WROTE $f"; fi
+            done
+            echo "checked $checked"
+            grep " /proc/sys " /proc/self/mountinfo | grep -o " ro,[^ ]*" | head -1
+            echo "kcore $(head -c 64 /proc/kcore 2>/dev/null | wc -c)"
+            echo "keys $(cat /proc/keys 2>/dev/null | wc -l)"
+            echo "sched_debug $(cat /proc/sched_debug 2>/dev/null | wc -l)"
+            echo "firmware $(ls -A /sys/firmware 2>/dev/null | wc -l)"
+            echo "sysrq $( (echo h >/proc/sysrq-trigger) 2>/dev/null && echo written || echo refused)"'
+          [ "$mode" = --no-net ] || expect_eq "$(echo "$OUT" | head -1)" 0 "the command runs as uid 0"
+          expect_not_contains "$OUT" "WROTE" "a host sysctl written from the sandbox ($mode)"
+          checked=$(echo "$OUT" | awk '/^checked/ {print $2}')
+          [ "$checked" -gt 100 ] || fail "only $checked sysctls were tried"
+          expect_contains "$OUT" "kcore 0" "/proc/kcore masked ($mode)"
+          expect_contains "$OUT" "keys 0" "/proc/keys masked ($mode)"
+          expect_contains "$OUT" "sched_debug 0" "/proc/sched_debug masked ($mode)"
+          expect_contains "$OUT" "firmware 0" "/sys/firmware masked ($mode)"
+          expect_contains "$OUT" "sysrq refused" "/proc/sysrq-trigger read-only ($mode)"
+        done
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn pools_never_take_a_route_of_the_host() {
+    world(
+        r#"
+        start_upstream_http
+        snapshot
+        expect_code 125 $NSRUN --pool 203.0.113.0/30 -- true
+        expect_contains "$ERR" "--pool 203.0.113.0/30: not a private range" "a public pool is refused"
+        expect_contains "$ERR" "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16" "says which ranges are allowed"
+        expect_clean
+        # A route in another routing table (a VPN's, Tailscale's table 52) takes a pool.
+        ip route add 10.90.0.0/24 dev eth0 table 52
+        expect_code 125 $NSRUN --pool 10.90.0.0/28 -- true
+        expect_contains "$ERR" "address pool 10.90.0.0/28 is exhausted" "a route of table 52 counts"
+        expect_code 0 $NSRUN --pool 10.90.0.0/23 -- sh -c 'ip -4 -o addr show eth0'
+        expect_contains "$OUT" "inet 10.90.1." "the part of the pool outside table 52's route"
+        ip route del 10.90.0.0/24 dev eth0 table 52
+        # OpenVPN's def1 routes cover everything but are default routes, not pool users.
+        ip route add 0.0.0.0/1 via 198.51.100.1
+        ip route add 128.0.0.0/1 via 198.51.100.1
+        expect_code 0 $NSRUN -- curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "a sandbox works beside def1 routes"
+        ip route del 0.0.0.0/1
+        ip route del 128.0.0.0/1
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn ipv6_stays_closed_even_where_the_host_cannot_switch_it_off() {
+    world(
+        r#"
+        # A host service on every IPv6 address, and a /proc/sys/net/ipv6 that nsrun
+        # cannot write (a container, a hardened host): the host end keeps IPv6.
+        python3 -c 'import http.server, socket
+class S(http.server.HTTPServer): address_family = socket.AF_INET6
+S(("::", 8086), http.server.SimpleHTTPRequestHandler).serve_forever()' >/dev/null 2>&1 &
+        for _ in $(seq 100); do ss -ltn | grep -q ':8086 ' && break; sleep 0.02; done
+        echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad
+        snapshot
+        unshare --mount --propagation private bash -c '
+          mount -t tmpfs -o ro tmpfs /proc/sys/net/ipv6/conf
+          exec $NSRUN -- sh -c "while [ ! -e \"$TMPDIR/go\" ]; do sleep 0.05; done
+            curl -s -g --max-time 2 -o /dev/null \"http://[\$(cat $TMPDIR/ll)%eth0]:8086/\" && echo ipv6-open || echo ipv6-closed"' >"$WORK/out" &
+        pid=$!
+        for _ in $(seq 200); do ip -o link show | grep -q nsr && break; sleep 0.02; done
+        link=$(ip -o link show | grep -o 'nsr[0-9a-f]*' | head -1)
+        for _ in $(seq 200); do ip -6 -o addr show dev $link | grep -q fe80 && break; sleep 0.02; done
+        ll=$(ip -6 -o addr show dev $link | awk '/fe80/ {print $4}' | cut -d/ -f1)
+        [ -n "$ll" ] || fail "the host end has no IPv6 link-local address: the test needs one"
+        echo "$ll" >"$TMPDIR/ll"
+        # The sandbox side switched IPv6 off too; as if that had failed, switch it on.
+        in_sandbox $pid sh -c 'echo 0 >/proc/sys/net/ipv6/conf/eth0/accept_dad; echo 0 >/proc/sys/net/ipv6/conf/eth0/disable_ipv6'
+        for _ in $(seq 200); do in_sandbox $pid ip -6 -o addr show dev eth0 | grep -q fe80 && break; sleep 0.02; done
+        in_sandbox $pid ip -6 -o addr show dev eth0 | grep -q fe80 || fail "the sandbox has no IPv6 link-local address: the test needs one"
+        touch "$TMPDIR/go"
+        wait $pid
+        expect_eq "$(cat $WORK/out)" "ipv6-closed" "the host's IPv6 service from a sandbox"
+        rm -f "$TMPDIR/go" "$TMPDIR/ll"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn cloud_metadata_endpoints_are_closed() {
+    world(
+        r#"
+        start_upstream_http
+        for ip in 100.100.100.200 168.63.129.16 169.254.0.23; do
+          in_up ip addr add $ip/32 dev lo
+          ip route add $ip/32 via 198.51.100.1
+        done
+        start_dns up 168.63.129.16
+        expect_code 0 curl -s --max-time 2 http://100.100.100.200/
+        snapshot
+        expect_code 0 $NSRUN -- sh -c 'for ip in 100.100.100.200 168.63.129.16 169.254.0.23; do
+            curl -s --max-time 2 -o /dev/null http://$ip/ && echo "$ip open" || echo "$ip closed"; done'
+        expect_eq "$(echo $OUT)" "100.100.100.200 closed 168.63.129.16 closed 169.254.0.23 closed" "metadata endpoints"
+        expect_code 0 $NSRUN --dns 168.63.129.16 -- sh -c 'getent ahostsv4 upstream.test | head -1'
+        expect_contains "$OUT" "198.51.100.1" "Azure's resolver on port 53 stays open"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn error_lines_cannot_be_forged_and_exit_codes_follow_env() {
+    world(
+        r#"
+        snapshot
+        expect_code 127 $NSRUN --no-net -- "$(printf 'no-such\nnsrun: forged line')"
+        expect_eq "$(echo "$ERR" | wc -l)" 1 "one line on stderr"
+        expect_contains "$ERR" 'no-such\nnsrun: forged line' "the newline is shown escaped"
+        # A file that is no executable for this machine (another architecture's ELF).
+        printf '\177ELF\002\001\001\000\000\000\000\000\000\000\000\000\002\000\267\000' >"$WORK/foreign"
+        chmod +x "$WORK/foreign"
+        expect_code 126 $NSRUN --no-net -- "$WORK/foreign"
+        expect_contains "$ERR" "Exec format error" "says why"
+        cp "$WORK/foreign" "$TMPDIR/foreign-in-path"
+        expect_code 126 env PATH="$TMPDIR:$PATH" $NSRUN --no-net -- foreign-in-path
+        expect_clean
+        "#,
+    );
+}
