@@ -22,9 +22,10 @@ be executed; 127 if it was not found; 125 if nsrun itself failed.";
 ///
 /// nsrun gives COMMAND a private network stack: a veth pair to the host, a private
 /// address and default route, NAT through the host's uplink, a private resolv.conf,
-/// and a firewall that keeps it away from the host, other sandboxes and link-local
-/// services. The command runs as the invoking user with no capabilities, and every
-/// process of the sandbox ends when the command does, or when nsrun is killed.
+/// and a firewall inside the sandbox's own namespace that refuses the host, other
+/// sandboxes, cloud metadata services and IPv6, and holds whatever happens to nsrun.
+/// The command runs as the invoking user with no capabilities, and every process of
+/// the sandbox ends when the command does, or when nsrun is killed.
 #[derive(Debug, Parser)]
 #[command(
     name = "nsrun",
@@ -42,6 +43,9 @@ pub struct Cli {
 
     /// Run the command as USER (and GROUP), by name or number, e.g. `--user nobody` or
     /// `--user 1000:1000`. Default: the invoking user (SUDO_UID/SUDO_GID under sudo).
+    /// nsrun does not isolate the filesystem: a command that runs as uid 0 (root without
+    /// sudo and without --user) can still read and change the host's files, nsrun's own
+    /// binary included; give untrusted commands an unprivileged user.
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
 
@@ -50,12 +54,13 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
 
-    /// Nameserver for the sandbox's /etc/resolv.conf, instead of the host's (repeatable),
-    /// e.g. `--dns 192.0.2.53`.
+    /// Nameserver for the sandbox's /etc/resolv.conf, instead of the host's (up to 3
+    /// times), e.g. `--dns 192.0.2.53`. The host's resolv.conf is then not read.
     #[arg(long, value_name = "ADDR", action = ArgAction::Append)]
     pub dns: Vec<String>,
 
-    /// Let the sandbox open connections to the host's own addresses (blocked by default).
+    /// Let the sandbox open connections to the host's own addresses, and to the ports the
+    /// host publishes on them with DNAT (refused by default).
     #[arg(long)]
     pub allow_host: bool,
 
@@ -64,7 +69,10 @@ pub struct Cli {
     #[arg(long)]
     pub block_lan: bool,
 
-    /// IPv4 pool the sandbox's /30 subnet is taken from, e.g. `--pool 10.200.0.0/16`.
+    /// IPv4 pool the sandbox's /30 subnet is taken from, inside the private ranges
+    /// (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10), e.g.
+    /// `--pool 10.200.0.0/16`. Subnets in use on the host, in any routing table, are
+    /// skipped.
     #[arg(long, value_name = "CIDR", default_value = DEFAULT_POOL)]
     pub pool: String,
 
