@@ -23,7 +23,7 @@ _nsrun() {
 
     case "${cmd}" in
         nsrun)
-            opts="-v -h -V --no-net --user --hostname --dns --allow-host --block-lan --pool --wait-teardown --verbose --help --version"
+            opts="-v -h -V --no-net --user --hostname --dns --allow-host --block-lan --pool --wait-teardown --stop-timeout --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -42,6 +42,10 @@ _nsrun() {
                     return 0
                     ;;
                 --pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stop-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -84,6 +84,12 @@ pub struct Cli {
     #[arg(long)]
     pub wait_teardown: bool,
 
+    /// After nsrun passes on SIGTERM, SIGINT, SIGHUP or SIGQUIT, how long the command
+    /// has to end before nsrun kills every process of the sandbox with SIGKILL (the exit
+    /// status is then 137), e.g. `--stop-timeout 30`.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub stop_timeout: std::time::Duration,
+
     /// Say what nsrun sets up, on stderr.
     #[arg(short, long)]
     pub verbose: bool,
@@ -91,4 +97,14 @@ pub struct Cli {
     /// The command to run and its arguments, passed verbatim.
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
+}
+
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 86_400.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| {
+            format!("'{s}' is not a number of seconds from 0 to 86400; e.g. '--stop-timeout 30'")
+        })
 }

@@ -23,6 +23,7 @@ pub struct Plan {
     pub user: Option<String>,
     pub verbose: bool,
     pub wait_teardown: bool,
+    pub stop_timeout: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +101,7 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
         user: cli.user,
         verbose: cli.verbose,
         wait_teardown: cli.wait_teardown,
+        stop_timeout: cli.stop_timeout,
     })
 }
 

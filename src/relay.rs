@@ -90,6 +90,20 @@ impl Relay {
         }
     }
 
+    /// Relays until nsrun exits (its own thread).
+    pub fn run(mut self) {
+        loop {
+            let mut fds = self.poll_fds();
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            self.service(&ready);
+        }
+    }
+
     /// The fds to poll, in the order [`Relay::service`] expects their readiness.
     pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
         let mut fds = vec![

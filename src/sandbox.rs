@@ -257,13 +257,20 @@ pub fn run(plan: Plan) -> Result<i32> {
     };
     send(control.as_raw_fd(), &go.encode(), MsgFlags::MSG_NOSIGNAL).context("start the sandbox")?;
     failpoint::hit("after-go")?;
-    let relay = match relay_upstream {
-        Some(upstream) => receive_relay(&control, upstream)?,
-        None => None,
-    };
+    // The relay runs in a thread of its own: a slow or silent upstream resolver can
+    // delay only DNS, never the forwarding of signals in the loop below. It ends with
+    // nsrun.
+    if let Some(upstream) = relay_upstream {
+        if let Some(relay) = receive_relay(&control, upstream)? {
+            std::thread::Builder::new()
+                .name("dns-relay".into())
+                .spawn(move || relay.run())
+                .context("start the DNS relay")?;
+        }
+    }
 
     // 6. Supervise until the command's status arrives.
-    let code = supervise(&mut sandbox, &sfd, &control, report_read, relay)?;
+    let code = supervise(&mut sandbox, &sfd, &control, report_read, plan.stop_timeout)?;
     if plan.wait_teardown {
         teardown_and_wait(sandbox);
     }
@@ -533,7 +540,7 @@ fn supervise(
     sfd: &SignalFd,
     control: &OwnedFd,
     report_read: OwnedFd,
-    mut relay: Option<Relay>,
+    stop_timeout: Duration,
 ) -> Result<i32> {
     fcntl(
         report_read.as_raw_fd(),
@@ -544,6 +551,8 @@ fn supervise(
     let mut reports = Vec::new();
     let pid = sandbox.init.pid;
     let started = Instant::now();
+    let mut stopping: Option<(Signal, Instant)> = None;
+    let mut stop_killed = false;
     loop {
         if started.elapsed() > Duration::from_millis(300) {
             failpoint::hit("supervise")?;
@@ -556,17 +565,12 @@ fn supervise(
         if let Some(n) = &sandbox.network {
             fds.push(PollFd::new(n.addr_events.as_fd(), PollFlags::POLLIN));
         }
-        let relay_at = fds.len();
-        if let Some(r) = &relay {
-            fds.extend(r.poll_fds());
-        }
+
         match poll(
             &mut fds,
-            // The relay's deadlines; in test builds, the supervise failpoint.
-            PollTimeout::from(if relay.is_some() {
-                1000u16
-            } else if cfg!(debug_assertions) {
-                100
+            // The stop deadline; in test builds, the supervise failpoint.
+            PollTimeout::from(if stopping.is_some() || cfg!(debug_assertions) {
+                100u16
             } else {
                 u16::MAX
             }),
@@ -576,14 +580,7 @@ fn supervise(
         }
         let events_ready =
             sandbox.network.is_some() && fds[events_at].revents().is_some_and(|r| !r.is_empty());
-        let relay_ready: Vec<bool> = fds[relay_at..]
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
         drop(fds);
-        if let Some(r) = &mut relay {
-            r.service(&relay_ready);
-        }
         if events_ready {
             if let Some(n) = &mut sandbox.network {
                 close_new_host_addrs(n, control);
@@ -602,6 +599,22 @@ fn supervise(
             };
             if sig != Signal::SIGCHLD {
                 let _ = kill(pid, sig);
+            }
+            if supervise::stops(sig) && stopping.is_none() {
+                stopping = Some((sig, Instant::now()));
+            }
+        }
+        // A command that ignores the stop signal it was given: after --stop-timeout the
+        // whole sandbox is killed, as `timeout -k` and `docker stop` do.
+        if let Some((sig, since)) = stopping {
+            if since.elapsed() >= stop_timeout && !stop_killed {
+                crate::say(&format!(
+                    "nsrun: the command did not stop within {}s of {}; killing the sandbox (see --stop-timeout)",
+                    stop_timeout.as_secs_f32(),
+                    sig.as_str()
+                ));
+                let _ = kill(pid, Signal::SIGKILL);
+                stop_killed = true;
             }
         }
         let decoded = Report::decode_all(&reports);

@@ -22,6 +22,14 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
+/// The signals that ask the command to end: after them, `--stop-timeout` runs.
+pub fn stops(sig: Signal) -> bool {
+    matches!(
+        sig,
+        Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT
+    )
+}
+
 /// Terminal-generated signals go to the command's whole process group, as a terminal
 /// would send them; the others to the command alone, as `kill` would.
 pub fn to_group(sig: Signal) -> bool {
