@@ -23,13 +23,33 @@ _nsrun() {
 
     case "${cmd}" in
         nsrun)
-            opts="-v -h -V --no-net --user --hostname --dns --allow-host --block-lan --pool --wait-teardown --stop-timeout --verbose --help --version"
+            opts="-e -w -v -h -V --no-net --user --env --env-file --clearenv --workdir --hostname --dns --allow-host --block-lan --pool --wait-teardown --stop-timeout --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -w)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -25,6 +25,10 @@ use crate::users::Identity;
 /// Everything the init needs, prepared by the parent before the clone.
 pub struct ChildConfig {
     pub command: Vec<CString>,
+    /// The command's environment, NAME=VALUE.
+    pub env: Vec<CString>,
+    /// Where the command starts, if not nsrun's working directory.
+    pub workdir: Option<CString>,
     pub identity: Identity,
     /// Change uid, gid and groups (root); otherwise the command keeps nsrun's own ids.
     pub change_identity: bool,
@@ -485,8 +489,23 @@ fn exec_command(cfg: &ChildConfig) -> ! {
         report(&cfg.report_write, &Report::SetupFailed { step, errno });
         sys_exit(125);
     }
+    if let Some(dir) = &cfg.workdir {
+        if let Err(e) = nix::unistd::chdir(dir.as_c_str()) {
+            report(
+                &cfg.report_write,
+                &Report::SetupFailed {
+                    step: format!(
+                        "change to the working directory {} (-w)",
+                        dir.to_string_lossy().escape_debug()
+                    ),
+                    errno: e as i32,
+                },
+            );
+            sys_exit(125);
+        }
+    }
     let program = &cfg.command[0];
-    let err = exec_path(program, &cfg.command);
+    let err = exec_path(program, &cfg.command, &cfg.env);
     report(
         &cfg.report_write,
         &Report::ExecFailed {
@@ -500,19 +519,23 @@ fn exec_command(cfg: &ChildConfig) -> ! {
 /// `execvp` without its fallback of running a file that is no executable (ENOEXEC) with
 /// /bin/sh: a binary for another architecture must fail as "cannot execute" (126), as
 /// `env` reports it. Searches PATH (or the default search path) like the shell.
-fn exec_path(program: &CString, argv: &[CString]) -> Errno {
+fn exec_path(program: &CString, argv: &[CString], env: &[CString]) -> Errno {
     let name = program.as_bytes();
     if name.contains(&b'/') {
-        return nix::unistd::execv(program, argv).unwrap_err();
+        return nix::unistd::execve(program, argv, env).unwrap_err();
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    // The PATH the command will have, as `env NAME=... cmd` searches it.
+    let path = env
+        .iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
     let mut first_error = None;
-    for dir in std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).split(|b| *b == b':') {
+    for dir in path.split(|b| *b == b':') {
         let dir = if dir.is_empty() { b".".as_slice() } else { dir };
         let Ok(full) = CString::new([dir, b"/", name].concat()) else {
             continue;
         };
-        let err = nix::unistd::execv(&full, argv).unwrap_err();
+        let err = nix::unistd::execve(&full, argv, env).unwrap_err();
         match err {
             // Not here: look further, as execvp does.
             Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG | Errno::ELOOP => {}

@@ -49,6 +49,29 @@ pub struct Cli {
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
 
+    /// Set an environment variable for the command: `-e NAME=VALUE`, or `-e NAME` to pass
+    /// NAME's value from nsrun's environment (repeatable). By default the command gets
+    /// nsrun's whole environment, as with `env` or `ip netns exec` (under sudo, the one
+    /// sudo kept); with --user, HOME, USER, LOGNAME and SHELL come from the user's
+    /// passwd entry, as `sudo -u` sets them.
+    #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]", action = ArgAction::Append)]
+    pub env: Vec<String>,
+
+    /// Read environment variables from FILE, one NAME=VALUE per line (`#` comments and
+    /// blank lines skipped), as docker's --env-file (repeatable).
+    #[arg(long, value_name = "FILE", action = ArgAction::Append)]
+    pub env_file: Vec<std::path::PathBuf>,
+
+    /// Start the command with an empty environment but PATH, HOME, USER, LOGNAME, SHELL,
+    /// TERM and LANG, then add -e and --env-file: nothing else of the caller's (tokens,
+    /// agent sockets) reaches it. Recommended for untrusted commands.
+    #[arg(long)]
+    pub clearenv: bool,
+
+    /// Run the command in DIR, e.g. `-w /srv/app` (default: nsrun's working directory).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<std::path::PathBuf>,
+
     /// Give the sandbox its own UTS namespace with this host name; NAME also resolves
     /// inside the sandbox through a private /etc/hosts.
     #[arg(long, value_name = "NAME")]

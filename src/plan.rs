@@ -24,6 +24,16 @@ pub struct Plan {
     pub verbose: bool,
     pub wait_teardown: bool,
     pub stop_timeout: std::time::Duration,
+    pub env: EnvPlan,
+    pub workdir: Option<CString>,
+}
+
+/// What the command's environment is made of.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EnvPlan {
+    pub clear: bool,
+    /// NAME=VALUE settings from --env-file and -e, in order (later wins).
+    pub set: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +112,108 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
         verbose: cli.verbose,
         wait_teardown: cli.wait_teardown,
         stop_timeout: cli.stop_timeout,
+        env: env_plan(&cli.env, &cli.env_file, cli.clearenv, |k| {
+            std::env::var(k).ok()
+        })?,
+        workdir: cli
+            .workdir
+            .as_ref()
+            .map(|d| {
+                CString::new(d.as_os_str().as_bytes()).map_err(|_| {
+                    anyhow!("--workdir: the path contains a NUL byte; e.g. '-w /srv/app'")
+                })
+            })
+            .transpose()?,
     })
+}
+
+/// A variable name as a shell accepts it.
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Parses -e, --env-file and --clearenv. `-e NAME` takes NAME from nsrun's environment
+/// (and sets nothing when it is unset, as docker does).
+pub fn env_plan(
+    env: &[String],
+    files: &[std::path::PathBuf],
+    clear: bool,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<EnvPlan> {
+    let mut set = Vec::new();
+    let mut add = |item: &str, origin: &str| -> Result<()> {
+        let (name, value) = match item.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (item, None),
+        };
+        if !valid_env_name(name) || item.contains('\0') {
+            bail!(
+                "{origin} {:?}: not NAME=VALUE with a name of letters, digits and '_'; e.g. '-e RUST_LOG=debug' or '-e HOME'",
+                item
+            );
+        }
+        if let Some(value) = value.or_else(|| get(name)) {
+            set.push((name.to_string(), value));
+        }
+        Ok(())
+    };
+    for file in files {
+        let shown = file.display();
+        let text = crate::host::read_config(&file.to_string_lossy())
+            .map_err(|e| {
+                anyhow!("--env-file {shown}: {e}; give a readable file of NAME=VALUE lines")
+            })?
+            .ok_or_else(|| {
+                anyhow!("--env-file {shown}: no such file; give a file of NAME=VALUE lines")
+            })?;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            add(line, &format!("--env-file {shown}:"))?;
+        }
+    }
+    for item in env {
+        add(item, "--env")?;
+    }
+    Ok(EnvPlan { clear, set })
+}
+
+/// The command's environment: nsrun's (or, with --clearenv, only the basics), the
+/// target user's HOME, USER, LOGNAME and SHELL when nsrun changes user, then -e.
+pub fn command_env(
+    plan: &EnvPlan,
+    inherited: &[(String, String)],
+    user: Option<&users::PasswdEntry>,
+) -> Vec<CString> {
+    const BASICS: [&str; 7] = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG"];
+    let mut env: Vec<(String, String)> = inherited
+        .iter()
+        .filter(|(k, _)| !plan.clear || BASICS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let put = |env: &mut Vec<(String, String)>, k: &str, v: String| {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v));
+    };
+    if plan.clear && !env.iter().any(|(k, _)| k == "PATH") {
+        put(&mut env, "PATH", "/usr/local/bin:/usr/bin:/bin".into());
+    }
+    if let Some(u) = user {
+        put(&mut env, "HOME", u.home.clone());
+        put(&mut env, "USER", u.name.clone());
+        put(&mut env, "LOGNAME", u.name.clone());
+        put(&mut env, "SHELL", u.shell.clone());
+    }
+    for (k, v) in &plan.set {
+        put(&mut env, k, v.clone());
+    }
+    env.into_iter()
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect()
 }
 
 pub fn parse_pool(s: &str) -> Result<Ipv4Net> {
@@ -341,6 +452,57 @@ mod tests {
         assert!(!e.contains('\n'));
         assert!(plan(&["--dns", "0.0.0.0", "true"]).is_err());
         assert!(plan(&["--dns", "example", "true"]).is_err());
+    }
+
+    #[test]
+    fn environment_is_built_as_documented() {
+        let get = |k: &str| (k == "FROM_CALLER").then(|| "yes".to_string());
+        let p = env_plan(
+            &[
+                "A=1".into(),
+                "FROM_CALLER".into(),
+                "UNSET".into(),
+                "A=2".into(),
+            ],
+            &[],
+            false,
+            get,
+        )
+        .unwrap();
+        assert_eq!(
+            p.set,
+            [
+                ("A".into(), "1".into()),
+                ("FROM_CALLER".into(), "yes".into()),
+                ("A".into(), "2".into())
+            ]
+        );
+        assert!(env_plan(&["1A=x".into()], &[], false, get).is_err());
+        assert!(env_plan(&["A B=x".into()], &[], false, get).is_err());
+        let inherited = vec![
+            ("PATH".to_string(), "/bin".to_string()),
+            ("SSH_AUTH_SOCK".to_string(), "/tmp/agent".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let www = users::parse_passwd("www-data:x:33:33:www:/var/www:/usr/sbin/nologin\n");
+        let all = command_env(&p, &inherited, Some(&www[0]));
+        let text: Vec<String> = all
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
+        assert!(text.contains(&"SSH_AUTH_SOCK=/tmp/agent".to_string()));
+        assert!(text.contains(&"HOME=/var/www".to_string()));
+        assert!(text.contains(&"USER=www-data".to_string()));
+        assert!(text.contains(&"A=2".to_string()) && !text.contains(&"A=1".to_string()));
+        let clear = EnvPlan {
+            clear: true,
+            set: vec![],
+        };
+        let text: Vec<String> = command_env(&clear, &inherited, None)
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(text, ["PATH=/bin", "HOME=/root"]);
     }
 
     #[test]

@@ -152,6 +152,19 @@ pub fn run(plan: Plan) -> Result<i32> {
         &passwd,
         &groups,
     )?;
+    if privilege == Privilege::Root && sudo.is_none() && plan.user.is_none() && identity.uid == 0 {
+        crate::say(
+            "nsrun: the command runs as root (uid 0, no capabilities) because nsrun was started by root without sudo; it can still change the host's files; run it as an unprivileged user with --user, e.g. '--user nobody' ('--user root' keeps root and silences this)",
+        );
+    }
+    // With a change of user, HOME, USER, LOGNAME and SHELL follow the passwd entry.
+    let target_user = (privilege == Privilege::Root && (plan.user.is_some() || sudo.is_some()))
+        .then(|| passwd.iter().find(|p| p.uid == identity.uid))
+        .flatten();
+    let inherited: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let env = plan::command_env(&plan.env, &inherited, target_user);
     verbose!(
         plan,
         "{} mode; the command runs as uid {} gid {} groups {:?}",
@@ -203,6 +216,8 @@ pub fn run(plan: Plan) -> Result<i32> {
     }
     let cfg = ChildConfig {
         command: plan.command.clone(),
+        env,
+        workdir: plan.workdir.clone(),
         identity: identity.clone(),
         change_identity: privilege == Privilege::Root,
         hostname: plan

@@ -19,6 +19,8 @@ pub struct PasswdEntry {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+    pub home: String,
+    pub shell: String,
 }
 
 pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
@@ -30,10 +32,13 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
             let _pw = f.next()?;
             let uid = f.next()?.parse().ok()?;
             let gid = f.next()?.parse().ok()?;
+            let _gecos = f.next();
             Some(PasswdEntry {
                 name: name.to_string(),
                 uid,
                 gid,
+                home: f.next().unwrap_or("/").to_string(),
+                shell: f.next().unwrap_or("/bin/sh").to_string(),
             })
         })
         .collect()

@@ -322,3 +322,49 @@ PY
         "#,
     );
 }
+
+#[test]
+fn root_without_sudo_is_warned_about_once() {
+    world(
+        r#"
+        snapshot
+        expect_code 0 $NSRUN --no-net -- id -u
+        expect_eq "$OUT" 0 "root without sudo runs the command as root"
+        expect_contains "$ERR" "runs as root (uid 0, no capabilities) because nsrun was started by root without sudo" "warned"
+        expect_contains "$ERR" "--user nobody" "names the flag that avoids it"
+        expect_eq "$(echo "$ERR" | wc -l)" 1 "one line"
+        expect_code 0 $NSRUN --no-net --user root -- id -u
+        expect_eq "$ERR" "" "no warning when root is asked for"
+        expect_code 0 env SUDO_UID=65534 SUDO_GID=65534 $NSRUN --no-net -- id -u
+        expect_eq "$ERR$OUT" "65534" "no warning under sudo"
+        expect_code 0 $NSRUN --no-net --user nobody -- id -u
+        expect_eq "$ERR" "" "no warning with --user"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn environment_and_working_directory_options() {
+    world(
+        r#"
+        snapshot
+        printf '# comment\n\nFROM_FILE=file value\nBOTH=file\n' >"$WORK/env"
+        export SECRET_TOKEN=s3cret PASSED=from-caller
+        expect_code 0 $NSRUN --no-net --user root --env-file "$WORK/env" -e BOTH=flag -e PASSED -e NEW=1 -- sh -c 'echo "$FROM_FILE|$BOTH|$PASSED|$NEW|$SECRET_TOKEN"'
+        expect_eq "$OUT" "file value|flag|from-caller|1|s3cret" "-e and --env-file over the caller's environment"
+        expect_code 0 $NSRUN --no-net --user root --clearenv -e NEW=1 -- sh -c 'echo "$NEW|${SECRET_TOKEN:-unset}|$PATH"; env | cut -d= -f1 | sort | tr "\n" " "'
+        expect_contains "$OUT" "1|unset|" "--clearenv keeps nothing but the basics and -e"
+        expect_not_contains "$OUT" "SECRET_TOKEN" "--clearenv"
+        expect_code 0 $NSRUN --no-net --user root -w /usr/share -- pwd
+        expect_eq "$OUT" /usr/share "-w"
+        expect_code 125 $NSRUN --no-net --user root -w /no/such/dir -- pwd
+        expect_contains "$ERR" "change to the working directory /no/such/dir (-w): No such file or directory" "a bad -w"
+        expect_code 0 $NSRUN --user nobody -- sh -c 'echo "$HOME|$USER|$LOGNAME"'
+        expect_eq "$OUT" "$(getent passwd nobody | cut -d: -f6)|nobody|nobody" "HOME, USER, LOGNAME follow --user"
+        expect_code 125 $NSRUN -e 'BAD NAME=1' -- true
+        expect_contains "$ERR" "-e RUST_LOG=debug" "a bad -e names a valid one"
+        expect_clean
+        "#,
+    );
+}
