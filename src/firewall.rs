@@ -21,7 +21,7 @@
 //!     ip daddr 224.0.0.0/4 jump refuse                 # multicast, broadcast
 //!     ip daddr LAN jump refuse                         # --block-lan
 //!   }
-//!   chain host { ip daddr HOST_ADDRESS jump refuse ... }   # every host address, the link's subnet
+//!   chain host { ip daddr POOL jump refuse; ip daddr HOST_ADDRESS jump refuse ... }
 //!   chain refuse { meta l4proto tcp reject with tcp reset; reject with icmpx admin-prohibited }
 //!   chain input { type filter hook input priority filter; policy drop;
 //!     iif lo accept
@@ -91,9 +91,9 @@ const AZURE_DNS: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub sandbox_addr: Ipv4Addr,
-    /// The link between host and sandbox: its gateway, network and broadcast addresses
-    /// belong to the host.
-    pub link: Ipv4Net,
+    /// The pool the sandbox's link came from: its other addresses are the host's (other
+    /// sandboxes' host ends, and this one's) or other sandboxes'.
+    pub pool: Ipv4Net,
     pub gateway: Ipv4Addr,
     /// The host's own addresses when the sandbox starts.
     pub host_addrs: Vec<Ipv4Addr>,
@@ -196,12 +196,15 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
         &rule(vec![], Verdict::Reject(Reject::AdminProhibited)),
     );
     b.add_regular_chain(TABLE, "host");
-    let mut host_addrs = vec![p.link.network(), p.gateway, broadcast(p.link)];
-    host_addrs.extend(
-        p.host_addrs
-            .iter()
-            .filter(|a| !a.is_loopback() && !host_addrs_contains(p, a)),
-    );
+    // The whole pool in one rule: every other sandbox's host end (a host address) and
+    // every sandbox, however many start later, without a rule each.
+    b.add_rule(TABLE, "host", &rule(vec![to(p.pool)], REFUSE));
+    let host_addrs: Vec<Ipv4Addr> = p
+        .host_addrs
+        .iter()
+        .filter(|a| !a.is_loopback() && !p.pool.overlaps(&host(**a)))
+        .copied()
+        .collect();
     for r in host_rules(&host_addrs) {
         b.add_rule(TABLE, "host", &r);
     }
@@ -228,14 +231,6 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
         b.add_rule(TABLE, "input", &r);
     }
     b
-}
-
-fn host_addrs_contains(p: &Policy, a: &Ipv4Addr) -> bool {
-    *a == p.gateway || *a == p.link.network() || *a == broadcast(p.link)
-}
-
-fn broadcast(net: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(net.network()) | !net.mask())
 }
 
 /// A batch that closes host addresses added after the sandbox started.
@@ -284,7 +279,7 @@ mod tests {
     fn policy(allow_host: bool, block_lan: bool) -> Policy {
         Policy {
             sandbox_addr: "10.200.0.6".parse().unwrap(),
-            link: "10.200.0.4/30".parse().unwrap(),
+            pool: "10.200.0.0/16".parse().unwrap(),
             gateway: "10.200.0.5".parse().unwrap(),
             host_addrs: vec![
                 "198.51.100.2".parse().unwrap(),
@@ -351,11 +346,12 @@ mod tests {
     fn host_chain_covers_the_link_and_every_host_address_once() {
         let b = sandbox_batch(&policy(false, false));
         let (msg, acked) = b.finish();
-        // table, 2 chains + 2 refuse rules, host chain + 4 host rules (network, gateway,
-        // broadcast, 198.51.100.2), output + its rules, input + 3.
+        // table, refuse chain + 2 rules, host chain + the pool + 198.51.100.2 (the gateway
+        // is in the pool), output + its rules, input + 3.
         let out = output_rules(&policy(false, false)).len();
-        assert_eq!(acked.len(), 1 + 1 + 2 + 1 + 4 + 1 + out + 1 + 3);
-        assert!(msg.buf.windows(4).any(|w| w == [10, 200, 0, 7]));
+        assert_eq!(acked.len(), 1 + 1 + 2 + 1 + 2 + 1 + out + 1 + 3);
+        assert!(msg.buf.windows(4).any(|w| w == [198, 51, 100, 2]));
+        assert!(msg.buf.windows(4).any(|w| w == [255, 255, 0, 0])); // the pool's mask
     }
 
     #[test]

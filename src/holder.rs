@@ -293,6 +293,72 @@ fn create_table() -> Result<Socket> {
     }
 }
 
+/// A firewall on the host's forward hook that would drop the sandbox's traffic: a base
+/// chain with policy drop (Docker's and ufw's iptables FORWARD, an nftables `inet
+/// filter forward`) whose table has no rule accepting nsrun's interfaces. Such a drop is
+/// final whatever nsrun's own tables accept, and the command would run with a dead
+/// network: say so, with the command that fixes it.
+fn forward_obstacle(nft: &mut Socket) -> Option<String> {
+    const NF_INET_FORWARD: u32 = 2;
+    let chains = nft.dump(nft::dump_chains(), "list chains").ok()?;
+    let chains: Vec<nft::ChainInfo> = chains
+        .iter()
+        .filter_map(|(_, p)| nft::parse_chain(p))
+        .collect();
+    for chain in chains.iter().filter(|c| {
+        c.hook == Some(NF_INET_FORWARD)
+            && c.policy == Some(nft::NF_DROP)
+            && (c.family == nft::NFPROTO_IPV4 || c.family == nft::NFPROTO_INET)
+    }) {
+        let rules = nft
+            .dump(nft::dump_rules(chain.family, &chain.table), "list rules")
+            .ok()?;
+        let accepts_sandboxes = rules.iter().any(|(_, rule)| {
+            let accept = [8, 0, 1, 0, 0, 0, 0, 1];
+            rule.windows(3)
+                .any(|w| w == crate::addr::LINK_PREFIX.as_bytes())
+                && rule.windows(8).any(|w| w == accept)
+        });
+        if accepts_sandboxes {
+            continue;
+        }
+        let family = if chain.family == nft::NFPROTO_INET {
+            "inet"
+        } else {
+            "ip"
+        };
+        let iptables =
+            chain.family == nft::NFPROTO_IPV4 && chain.table == "filter" && chain.name == "FORWARD";
+        let docker = chains
+            .iter()
+            .any(|c| c.table == chain.table && c.name == "DOCKER-USER");
+        let fix = if docker {
+            "sudo iptables -I DOCKER-USER -i nsr+ ! -o docker0 -j ACCEPT && sudo iptables -I DOCKER-USER -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string()
+        } else if iptables {
+            "sudo iptables -I FORWARD -i nsr+ -j ACCEPT && sudo iptables -I FORWARD -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string()
+        } else {
+            format!(
+                "sudo nft insert rule {family} {t} {c} iifname \"nsr*\" accept && sudo nft insert rule {family} {t} {c} oifname \"nsr*\" ct state established,related accept",
+                t = chain.table,
+                c = chain.name
+            )
+        };
+        return Some(format!(
+            "the host's firewall drops forwarded packets (chain {} of table {family} {}{} has policy drop), so the sandbox would have no network; let nsrun's interfaces through: {fix}",
+            chain.name,
+            chain.table,
+            if docker {
+                ", Docker's"
+            } else if iptables {
+                ", iptables"
+            } else {
+                ""
+            },
+        ));
+    }
+    None
+}
+
 struct Client {
     sock: OwnedFd,
     ifindex: Option<u32>,
@@ -432,6 +498,9 @@ impl Holder {
         }
         if self.clients[i].ifindex.is_some() {
             bail!("already registered");
+        }
+        if let Some(obstacle) = forward_obstacle(&mut self.nft) {
+            bail!("{obstacle}");
         }
         let mut batch = nft::Batch::new(nft::NFPROTO_INET);
         batch.add_rule_echo(TABLE, "postrouting", &firewall::masquerade(sandbox));

@@ -67,6 +67,7 @@ struct Network {
     addr_events: Socket,
     host_index: i32,
     host_addr: Ipv4Addr,
+    pool: crate::addr::Ipv4Net,
     known_addrs: Vec<Ipv4Addr>,
     lease: Option<holder::Lease>,
 }
@@ -152,11 +153,6 @@ pub fn run(plan: Plan) -> Result<i32> {
         &passwd,
         &groups,
     )?;
-    if privilege == Privilege::Root && sudo.is_none() && plan.user.is_none() && identity.uid == 0 {
-        crate::say(
-            "nsrun: the command runs as root (uid 0, no capabilities) because nsrun was started by root without sudo; it can still change the host's files; run it as an unprivileged user with --user, e.g. '--user nobody' ('--user root' keeps root and silences this)",
-        );
-    }
     // With a change of user, HOME, USER, LOGNAME and SHELL follow the passwd entry.
     let target_user = (privilege == Privilege::Root && (plan.user.is_some() || sudo.is_some()))
         .then(|| passwd.iter().find(|p| p.uid == identity.uid))
@@ -270,6 +266,12 @@ pub fn run(plan: Plan) -> Result<i32> {
         }
         None => Go::NoNetwork,
     };
+    // Said once everything is ready, so an error of nsrun's stays the only line.
+    if privilege == Privilege::Root && sudo.is_none() && plan.user.is_none() && identity.uid == 0 {
+        crate::say(
+            "nsrun: the command runs as root (uid 0, no capabilities) because nsrun was started by root without sudo; it can still change the host's files; run it as an unprivileged user with --user, e.g. '--user nobody' ('--user root' keeps root and silences this)",
+        );
+    }
     send(control.as_raw_fd(), &go.encode(), MsgFlags::MSG_NOSIGNAL).context("start the sandbox")?;
     failpoint::hit("after-go")?;
     // The relay runs in a thread of its own: a slow or silent upstream resolver can
@@ -381,12 +383,12 @@ fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
                 Err(e) if netlink::errno_of(&e) == Some(libc::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
-            let dying = prep
-                .rtnl
-                .get(route::get_link(name), "RTM_GETLINK")
-                .ok()
-                .and_then(|r| route::parse_link(&r))
-                .is_some_and(|l| l.flags & IFF_UP == 0);
+            // Down: a dying remnant; gone already (ENODEV): it just went. Either way the
+            // name, and with it the subnet, is about to be free.
+            let dying = match prep.rtnl.get(route::get_link(name), "RTM_GETLINK") {
+                Ok(reply) => route::parse_link(&reply).is_some_and(|l| l.flags & IFF_UP == 0),
+                Err(e) => netlink::errno_of(&e) == Some(libc::ENODEV),
+            };
             if !dying || Instant::now() > deadline {
                 break; // another sandbox holds it: try the next subnet
             }
@@ -432,6 +434,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         addr_events: prep.addr_events,
         host_index,
         host_addr: net.host_addr,
+        pool: prep.plan.pool,
         known_addrs: [prep.facts.addrs.as_slice(), &[net.host_addr]].concat(),
         lease: None,
     };
@@ -481,7 +484,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
     failpoint::hit("after-forwarding")?;
     let policy = firewall::Policy {
         sandbox_addr: net.sandbox_addr,
-        link: net.subnet,
+        pool: prep.plan.pool,
         gateway: net.host_addr,
         host_addrs: prep.facts.addrs.clone(),
         nameservers: dns::direct_nameservers(&prep.dns).to_vec(),
@@ -671,7 +674,11 @@ fn close_new_host_addrs(network: &mut Network, control: &OwnedFd) {
             continue;
         }
         if let Some(a) = route::parse_addr(&payload) {
-            if !network.known_addrs.contains(&a.net.addr) {
+            // The sandbox's pool is closed as a whole already.
+            let in_pool = network
+                .pool
+                .overlaps(&crate::addr::Ipv4Net::new(a.net.addr, 32));
+            if !in_pool && !network.known_addrs.contains(&a.net.addr) {
                 network.known_addrs.push(a.net.addr);
                 new.push(a.net.addr);
             }

@@ -114,8 +114,8 @@ fn privileged_errors_in_a_world() {
         expect_code 125 $NSRUN --pool 10.79.0.0/30 -- true
         expect_eq "$ERR" "nsrun: address pool 10.79.0.0/30 is exhausted: every /30 in it is in use on this host; give a larger or other range, e.g. '--pool 10.201.0.0/16'" "pool exhausted"
         ip addr del 10.79.0.1/30 dev lo
-        # Command not found.
-        expect_code 127 $NSRUN -- no-such-command-here
+        # Command not found (--user root: no warning that root runs it).
+        expect_code 127 $NSRUN --user root -- no-such-command-here
         expect_eq "$ERR" "nsrun: exec no-such-command-here: No such file or directory (os error 2): check the name and the PATH of the user it runs as" "not found"
         # A resolv.conf nsrun cannot read.
         rm /etc/resolv.conf; mkdir /etc/resolv.conf

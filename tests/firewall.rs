@@ -111,6 +111,7 @@ fn ports_the_host_publishes_with_dnat_are_the_host() {
         # 8088, and a NodePort-like rule on 30080, both DNAT in prerouting and output.
         ip netns add ctr
         ip link add docker0 type veth peer name ceth0 netns ctr
+        ip link set docker0 addrgenmode none
         ip addr add 172.17.0.1/16 dev docker0
         ip link set docker0 up
         ip netns exec ctr ip addr add 172.17.0.2/16 dev ceth0
@@ -197,6 +198,7 @@ PY
         python3 "$WORK/listen.py" 2 "$WORK/got" &
         python3 "$WORK/listen.py" 1 "$WORK/got" &
         wait_port - 127.0.0.1 7777
+        for _ in $(seq 100); do grep -q tcp "$WORK/got" && break; sleep 0.02; done
         : >"$WORK/got"
         # Outside: a process that receives sockets over a unix socket and, once nsrun has
         # exited, tries them against the host's services.

@@ -100,6 +100,13 @@ S(("::", 8086), http.server.SimpleHTTPRequestHandler).serve_forever()' >/dev/nul
         in_sandbox $pid sh -c 'echo 0 >/proc/sys/net/ipv6/conf/eth0/accept_dad; echo 0 >/proc/sys/net/ipv6/conf/eth0/disable_ipv6'
         for _ in $(seq 200); do in_sandbox $pid ip -6 -o addr show dev eth0 | grep -q fe80 && break; sleep 0.02; done
         in_sandbox $pid ip -6 -o addr show dev eth0 | grep -q fe80 || fail "the sandbox has no IPv6 link-local address: the test needs one"
+        # Neighbour discovery would be dropped by the sandbox's input chain already; give
+        # both ends each other's link-layer address, so only the IPv6 rule itself decides.
+        sb_ll=$(in_sandbox $pid ip -6 -o addr show dev eth0 | awk '/fe80/ {print $4}' | cut -d/ -f1)
+        mac() { awk '{for (i = 1; i < NF; i++) if ($i == "link/ether") print $(i+1)}'; }
+        sb_mac=$(in_sandbox $pid ip -o link show dev eth0 | mac)
+        ip -6 neigh replace "$sb_ll" lladdr "$sb_mac" dev $link nud permanent
+        in_sandbox $pid ip -6 neigh replace "$ll" lladdr "$(ip -o link show dev $link | mac)" dev eth0 nud permanent
         touch "$TMPDIR/go"
         wait $pid
         expect_eq "$(cat $WORK/out)" "ipv6-closed" "the host's IPv6 service from a sandbox"
@@ -136,7 +143,7 @@ fn error_lines_cannot_be_forged_and_exit_codes_follow_env() {
     world(
         r#"
         snapshot
-        expect_code 127 $NSRUN --no-net -- "$(printf 'no-such\nnsrun: forged line')"
+        expect_code 127 $NSRUN --no-net --user root -- "$(printf 'no-such\nnsrun: forged line')"
         expect_eq "$(echo "$ERR" | wc -l)" 1 "one line on stderr"
         expect_contains "$ERR" 'no-such\nnsrun: forged line' "the newline is shown escaped"
         # A file that is no executable for this machine (another architecture's ELF).
@@ -146,6 +153,35 @@ fn error_lines_cannot_be_forged_and_exit_codes_follow_env() {
         expect_contains "$ERR" "Exec format error" "says why"
         cp "$WORK/foreign" "$TMPDIR/foreign-in-path"
         expect_code 126 env PATH="$TMPDIR:$PATH" $NSRUN --no-net -- foreign-in-path
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn a_blocked_connection_is_refused_at_once() {
+    world(
+        r#"
+        python3 -m http.server --bind 0.0.0.0 8080 >/dev/null 2>&1 &
+        wait_port - 127.0.0.1 8080
+        snapshot
+        expect_code 0 $NSRUN -- python3 -c '
+import socket, subprocess, time
+gw = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout.split()[2]
+for dst in ("198.51.100.2", gw, "169.254.169.254"):
+    t = time.monotonic()
+    try:
+        socket.create_connection((dst, 8080), timeout=5); print(dst, "connected")
+    except ConnectionRefusedError:
+        print(dst, "refused", "fast" if time.monotonic() - t < 1 else "slow")
+    except OSError as e:
+        print(dst, type(e).__name__)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b"x", ("198.51.100.2", 8080)); print("udp sent")
+except PermissionError:
+    print("udp refused")'
+        expect_eq "$(echo $OUT)" "198.51.100.2 refused fast $(echo $OUT | awk '{print $4}') refused fast 169.254.169.254 refused fast udp refused" "blocked destinations fail at once"
         expect_clean
         "#,
     );

@@ -118,7 +118,7 @@ world_state() {
     echo "## links"; ip -o link show | sed -E 's/^[0-9]+: //; s/ qlen [0-9]+//' | awk '{print $1, $2}' | sort
     echo "## addrs"; ip -o addr show | awk '{print $2, $3, $4}' | sort
     echo "## routes"; ip route show table all | sort
-    echo "## nft"; nft list ruleset 2>/dev/null
+    echo "## nft"; nft -s list ruleset 2>/dev/null
     echo "## mounts"; awk '{print $5, $9, $10}' /proc/self/mountinfo | sort
     echo "## procs"; ps -e -o comm= | grep -v -x -e ps -e sort -e sed -e awk -e grep -e bash -e sleep -e cmp | grep -v "^pyenv" | sort || true
   }
@@ -140,6 +140,15 @@ expect_clean() {
 
 # The host's NAT table, kept by nsrun's holder while sandboxes run (0 or 1).
 holder_tables() { nft list tables 2>/dev/null | grep -c '^table inet nsrun$' || true; }
+
+# Until the holder (and its table) of earlier runs is gone.
+wait_holder_gone() {
+  for _ in $(seq 200); do
+    [ "$(holder_tables)" = 0 ] && ! pgrep -x nsrun-holder >/dev/null && return 0
+    sleep 0.02
+  done
+  fail "nsrun-holder did not exit"
+}
 
 # sandbox_init NSRUN_PID: the sandbox's init (nsrun's child in its own namespaces).
 sandbox_init() {

@@ -17,6 +17,8 @@ const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_GETRULE: u16 = 7;
 
 /// Table family `inet`: one table for IPv4 and IPv6.
 pub const NFPROTO_INET: u8 = 1;
@@ -312,6 +314,71 @@ impl Batch {
         self.msg.end(at);
         (self.msg, self.acked)
     }
+}
+
+/// `nft list chains`: a dump of every chain of every family.
+pub fn dump_chains() -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN,
+        NLM_F_REQUEST | super::NLM_F_DUMP,
+    );
+    nfgenmsg(&mut m, 0, 0);
+    m.end(at);
+    m
+}
+
+/// A dump of every rule of one table.
+pub fn dump_rules(family: u8, table: &str) -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+        NLM_F_REQUEST | super::NLM_F_DUMP,
+    );
+    nfgenmsg(&mut m, family, 0);
+    m.attr_str(NFTA_RULE_TABLE, table);
+    m.end(at);
+    m
+}
+
+/// A base chain as a chain dump describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub family: u8,
+    pub table: String,
+    pub name: String,
+    pub hook: Option<u32>,
+    pub policy: Option<u32>,
+}
+
+fn attr_string(v: &[u8]) -> String {
+    String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(v)).into_owned()
+}
+
+/// Parses one message of a chain dump.
+pub fn parse_chain(payload: &[u8]) -> Option<ChainInfo> {
+    let family = *payload.first()?;
+    let mut chain = ChainInfo {
+        family,
+        table: String::new(),
+        name: String::new(),
+        hook: None,
+        policy: None,
+    };
+    for (ty, v) in super::attrs(payload.get(4..)?) {
+        match ty {
+            NFTA_CHAIN_TABLE => chain.table = attr_string(v),
+            NFTA_CHAIN_NAME => chain.name = attr_string(v),
+            NFTA_CHAIN_POLICY => chain.policy = v.try_into().ok().map(u32::from_be_bytes),
+            NFTA_CHAIN_HOOK => {
+                chain.hook = super::attrs(v)
+                    .find(|(t, _)| *t == NFTA_HOOK_HOOKNUM)
+                    .and_then(|(_, n)| n.try_into().ok().map(u32::from_be_bytes))
+            }
+            _ => {}
+        }
+    }
+    Some(chain)
 }
 
 /// The handle of a rule echoed back by the kernel (an `NFT_MSG_NEWRULE` payload).
