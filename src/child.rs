@@ -59,6 +59,8 @@ pub struct NetworkGo {
     pub gateway: Ipv4Addr,
     /// Where the DNS relay listens inside the sandbox, if there is one.
     pub relay: Option<Ipv4Addr>,
+    /// The sandbox's /etc/hosts, which names the host (`host.nsrun.internal`).
+    pub hosts: String,
     /// The nf_tables batch that creates the sandbox's table (firewall.rs); every message
     /// but the first and the last asks for an ACK.
     pub firewall: Vec<u8>,
@@ -80,6 +82,8 @@ impl Go {
                 v.extend_from_slice(&n.gateway.octets());
                 v.push(u8::from(n.relay.is_some()));
                 v.extend_from_slice(&n.relay.unwrap_or(Ipv4Addr::UNSPECIFIED).octets());
+                v.extend_from_slice(&(n.hosts.len() as u32).to_ne_bytes());
+                v.extend_from_slice(n.hosts.as_bytes());
                 v.extend_from_slice(&n.firewall);
                 v
             }
@@ -87,34 +91,24 @@ impl Go {
     }
 
     pub fn decode(b: &[u8]) -> Option<Go> {
-        match b {
-            [GO_NONE] => Some(Go::NoNetwork),
-            [
-                GO_NET,
-                a,
-                b,
-                c,
-                d,
-                prefix,
-                e,
-                f,
-                g,
-                h,
-                relay,
-                i,
-                j,
-                k,
-                l,
-                firewall @ ..,
-            ] => Some(Go::Network(NetworkGo {
-                addr: Ipv4Addr::new(*a, *b, *c, *d),
-                prefix: *prefix,
-                gateway: Ipv4Addr::new(*e, *f, *g, *h),
-                relay: (*relay == 1).then(|| Ipv4Addr::new(*i, *j, *k, *l)),
-                firewall: firewall.to_vec(),
-            })),
-            _ => None,
+        if b == [GO_NONE] {
+            return Some(Go::NoNetwork);
         }
+        let (&tag, rest) = b.split_first()?;
+        if tag != GO_NET || rest.len() < 18 {
+            return None;
+        }
+        let ip = |at: usize| Ipv4Addr::new(rest[at], rest[at + 1], rest[at + 2], rest[at + 3]);
+        let hosts_len = u32::from_ne_bytes(rest[14..18].try_into().ok()?) as usize;
+        let hosts = rest.get(18..18usize.checked_add(hosts_len)?)?;
+        Some(Go::Network(NetworkGo {
+            addr: ip(0),
+            prefix: rest[4],
+            gateway: ip(5),
+            relay: (rest[9] == 1).then(|| ip(10)),
+            hosts: String::from_utf8(hosts.to_vec()).ok()?,
+            firewall: rest[18 + hosts_len..].to_vec(),
+        }))
     }
 }
 
@@ -296,7 +290,11 @@ fn setup(cfg: &ChildConfig, go: Go) -> Result<Started, StepError> {
             .step(|| "set the host name".into())?;
     }
 
-    let files = private_files(cfg)?;
+    let hosts = match &go {
+        Go::Network(net) => Some(&net.hosts),
+        Go::NoNetwork => cfg.hosts.as_ref(),
+    };
+    let files = private_files(cfg, hosts)?;
     lock_proc_and_sys()?;
     let command = match sys::fork().step(|| "fork the command".into())? {
         None => exec_command(cfg),
@@ -441,14 +439,15 @@ fn lock_proc_and_sys() -> Result<(), StepError> {
     Ok(())
 }
 
-fn private_files(cfg: &ChildConfig) -> Result<Option<PrivateFiles>, StepError> {
-    let contents: Vec<(&'static str, &String)> = [
-        ("resolv.conf", cfg.resolv_conf.as_ref()),
-        ("hosts", cfg.hosts.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(n, c)| Some((n, c?)))
-    .collect();
+fn private_files(
+    cfg: &ChildConfig,
+    hosts: Option<&String>,
+) -> Result<Option<PrivateFiles>, StepError> {
+    let contents: Vec<(&'static str, &String)> =
+        [("resolv.conf", cfg.resolv_conf.as_ref()), ("hosts", hosts)]
+            .into_iter()
+            .filter_map(|(n, c)| Some((n, c?)))
+            .collect();
     if contents.is_empty() {
         return Ok(None);
     }
@@ -718,6 +717,7 @@ mod tests {
                 prefix: 30,
                 gateway: Ipv4Addr::new(10, 200, 0, 5),
                 relay: Some(Ipv4Addr::new(127, 0, 0, 53)),
+                hosts: "10.200.0.5\thost.nsrun.internal\n".into(),
                 firewall: vec![1, 2, 3],
             }),
             Go::Network(NetworkGo {
@@ -725,6 +725,7 @@ mod tests {
                 prefix: 30,
                 gateway: Ipv4Addr::new(10, 200, 0, 5),
                 relay: None,
+                hosts: String::new(),
                 firewall: vec![],
             }),
         ] {

@@ -72,6 +72,18 @@ pub struct Cli {
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workdir: Option<std::path::PathBuf>,
 
+    /// Name the sandbox's network namespace: it appears as /run/netns/NAME while the
+    /// sandbox runs, for `ip netns exec NAME ...` and `nsenter --net=/run/netns/NAME`, and
+    /// NAME is also its host name unless --hostname says otherwise. Removed when the
+    /// sandbox ends, also when nsrun is killed; e.g. `--name web`.
+    #[arg(long, value_name = "NAME", conflicts_with = "no_net")]
+    pub name: Option<String>,
+
+    /// Write the sandbox's addresses as JSON to FILE once it is set up (for scripts):
+    /// {"nsrun_pid", "init_pid", "address", "gateway", "host_link", "netns"}.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_net")]
+    pub info_file: Option<std::path::PathBuf>,
+
     /// Give the sandbox its own UTS namespace with this host name; NAME also resolves
     /// inside the sandbox through a private /etc/hosts.
     #[arg(long, value_name = "NAME")]

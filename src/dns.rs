@@ -148,14 +148,22 @@ pub fn render_resolv_conf(nameservers: &[Ipv4Addr], host: &HostDns) -> String {
 }
 
 /// The sandbox's /etc/hosts: the host's, plus the sandbox's own name on loopback.
-pub fn render_hosts(host_hosts: &str, hostname: &str) -> String {
+pub fn render_hosts(host_hosts: &str, hostname: Option<&str>, host: Option<Ipv4Addr>) -> String {
     let mut out = host_hosts.to_string();
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }
-    out.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    if let Some(name) = hostname {
+        out.push_str(&format!("127.0.1.1\t{name}\n"));
+    }
+    if let Some(host) = host {
+        out.push_str(&format!("{host}\t{HOST_NAME}\n"));
+    }
     out
 }
+
+/// The host's name inside every sandbox: its end of the sandbox's link.
+pub const HOST_NAME: &str = "host.nsrun.internal";
 
 /// Reads a resolv.conf: a missing file or dangling symlink is empty; any other failure
 /// is an error that says what to do.
@@ -300,9 +308,13 @@ mod tests {
     #[test]
     fn hosts_gets_the_sandbox_name() {
         assert_eq!(
-            render_hosts("127.0.0.1 localhost", "build1"),
+            render_hosts("127.0.0.1 localhost", Some("build1"), None),
             "127.0.0.1 localhost\n127.0.1.1\tbuild1\n"
         );
-        assert_eq!(render_hosts("", "b"), "127.0.1.1\tb\n");
+        assert_eq!(render_hosts("", Some("b"), None), "127.0.1.1\tb\n");
+        assert_eq!(
+            render_hosts("", None, Some(Ipv4Addr::new(10, 200, 0, 5))),
+            "10.200.0.5\thost.nsrun.internal\n"
+        );
     }
 }

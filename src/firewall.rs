@@ -50,6 +50,9 @@
 //!   chain postrouting { type nat hook postrouting priority srcnat; policy accept;
 //!     ip saddr SANDBOX oifname != "nsr*" masquerade    # one rule per sandbox, new flows only
 //!   }
+//!   chain forward { type filter hook forward priority filter; policy accept;
+//!     iif LINK oifname != "nsr*" drop     # each link whose forwarding nsrun switched on
+//!   }
 //! }
 //! ```
 //!
@@ -258,7 +261,26 @@ pub fn holder_table(stale: bool) -> Batch {
         PRIORITY_SRCNAT,
         NF_ACCEPT,
     );
+    b.add_chain(
+        TABLE,
+        "forward",
+        "filter",
+        Hook::Forward,
+        PRIORITY_FILTER,
+        NF_ACCEPT,
+    );
     b
+}
+
+/// On a link whose forwarding nsrun switched on: forward only to sandboxes.
+pub fn forward_guard(link: u32) -> Rule {
+    rule(
+        vec![
+            Match::Iif(link),
+            Match::OifNamePrefixNot(crate::addr::LINK_PREFIX.into()),
+        ],
+        Verdict::Drop,
+    )
 }
 
 /// NAT for one sandbox: its address, leaving by any link that is not a sandbox's.

@@ -51,6 +51,8 @@ const CAP_NET_ADMIN: u32 = 12;
 pub struct Lease {
     sock: OwnedFd,
     holder: libc::pid_t,
+    /// Links whose forwarding this registration switched on, space-separated.
+    pub switched: String,
 }
 
 fn addr() -> UnixAddr {
@@ -94,12 +96,20 @@ fn recv_reply(sock: &OwnedFd, timeout: Duration) -> Option<Vec<u8>> {
 }
 
 /// Registers the sandbox whose host end is `ifindex` and whose address is `sandbox`,
-/// starting a holder when none runs. On return the host's NAT for it is in place.
-pub fn join(ifindex: u32, sandbox: Ipv4Addr) -> Result<Lease> {
+/// starting a holder when none runs; `links` need forwarding for it. On return the host's
+/// NAT and forwarding for it are in place; the lease says which links' forwarding the
+/// holder switched on for it.
+pub fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) -> Result<Lease> {
     let deadline = Instant::now() + JOIN_DEADLINE;
     let mut request = vec![b'R'];
     request.extend_from_slice(&ifindex.to_ne_bytes());
     request.extend_from_slice(&sandbox.octets());
+    request.push(links.len().min(255) as u8);
+    for link in links.iter().take(255) {
+        request.extend_from_slice(&link.to_ne_bytes());
+    }
+    // The sandbox's --name: the holder removes its /run/netns entry if nsrun is killed.
+    request.extend_from_slice(name.unwrap_or("").as_bytes());
     loop {
         if Instant::now() > deadline {
             bail!(
@@ -128,7 +138,13 @@ pub fn join(ifindex: u32, sandbox: Ipv4Addr) -> Result<Lease> {
             continue; // the holder was exiting: start again
         }
         match recv_reply(&sock, JOIN_DEADLINE).as_deref() {
-            Some([b'K']) => return Ok(Lease { sock, holder }),
+            Some([b'K', switched @ ..]) => {
+                return Ok(Lease {
+                    sock,
+                    holder,
+                    switched: String::from_utf8_lossy(switched).into_owned(),
+                });
+            }
             Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
             _ => continue, // closed while exiting: start again
         }
@@ -189,6 +205,17 @@ fn run(ready: OwnedFd) -> ! {
             let _ = nix::unistd::dup2(null, fd);
         }
     }
+    // Test builds: where the holder's own panics and errors go, if anywhere.
+    #[cfg(debug_assertions)]
+    if let Some(log) = std::env::var_os("NSRUN_HOLDER_LOG") {
+        if let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2);
+        }
+    }
     if sys::close_all_except(&[0, 1, 2, ready.as_raw_fd()]).is_err() {
         sys::exit_now(1);
     }
@@ -243,6 +270,8 @@ fn run(ready: OwnedFd) -> ! {
         rtnl,
         clients: Vec::new(),
         links: Vec::new(),
+        names: Vec::new(),
+        forwarding: Vec::new(),
     }
     .serve()
 }
@@ -361,6 +390,8 @@ fn forward_obstacle(nft: &mut Socket) -> Option<String> {
 
 struct Client {
     sock: OwnedFd,
+    /// The sandbox's --name, whose /run/netns entry a killed nsrun leaves behind.
+    name: Option<String>,
     ifindex: Option<u32>,
     handle: Option<u64>,
     last_wish: bool,
@@ -373,6 +404,10 @@ struct Holder {
     clients: Vec<Client>,
     /// Host ends to remove once their grace period is over.
     links: Vec<(u32, Instant)>,
+    /// Names (--name) to remove once their grace period is over.
+    names: Vec<(String, Instant)>,
+    /// Links whose forwarding the holder switched on, to switch off when it exits.
+    forwarding: Vec<(u32, String)>,
 }
 
 impl Holder {
@@ -381,8 +416,9 @@ impl Holder {
         loop {
             let now = Instant::now();
             let mut wake = idle_since.map(|t| t + IDLE);
-            if let Some((_, at)) = self.links.iter().min_by_key(|(_, at)| *at) {
-                wake = Some(wake.map_or(*at, |w| w.min(*at)));
+            let deadlines = self.links.iter().map(|(_, at)| *at);
+            if let Some(at) = deadlines.chain(self.names.iter().map(|(_, at)| *at)).min() {
+                wake = Some(wake.map_or(at, |w| w.min(at)));
             }
             let timeout = wake.map_or(PollTimeout::NONE, |w| {
                 PollTimeout::from(
@@ -417,6 +453,7 @@ impl Holder {
                 while let Ok(sock) = accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
                     self.clients.push(Client {
                         sock: sys::own_fd(sock),
+                        name: None,
                         ifindex: None,
                         handle: None,
                         last_wish: false,
@@ -424,7 +461,8 @@ impl Holder {
                 }
             }
             self.remove_links(false);
-            if self.clients.is_empty() {
+            self.remove_names(false);
+            if self.clients.is_empty() && self.names.is_empty() {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= IDLE {
                     self.exit();
@@ -438,13 +476,25 @@ impl Holder {
     /// Stops listening, removes what is pending, and exits: the kernel then deletes the
     /// owned table.
     fn exit(&mut self) -> ! {
+        #[cfg(debug_assertions)]
+        eprintln!(
+            "holder {} exits, {} clients",
+            std::process::id(),
+            self.clients.len()
+        );
+        // Forwarding back as it was before the listener goes: a new holder can start
+        // only once the name is free.
+        for (_, name) in &self.forwarding {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "0");
+        }
         self.listener.take();
         self.remove_links(true);
+        self.remove_names(true);
         sys::exit_now(0)
     }
 
     fn serve_client(&mut self, i: usize) {
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 4096];
         let n = match recv(
             self.clients[i].sock.as_raw_fd(),
             &mut buf,
@@ -463,13 +513,25 @@ impl Holder {
                 }
                 return;
             }
-            [b'R', a, b, c, d, e, f, g, h] => {
+            [b'R', a, b, c, d, e, f, g, h, count, rest @ ..]
+                if rest.len() >= 4 * usize::from(*count) =>
+            {
+                let (links, name) = rest.split_at(4 * usize::from(*count));
+                let links: Vec<u32> = links
+                    .chunks_exact(4)
+                    .map(|l| u32::from_ne_bytes([l[0], l[1], l[2], l[3]]))
+                    .collect();
+                let name = String::from_utf8_lossy(name).into_owned();
+                if crate::plan::validate_netns_name(&name).is_ok() {
+                    self.clients[i].name = Some(name);
+                }
                 match self.register(
                     i,
                     u32::from_ne_bytes([*a, *b, *c, *d]),
                     Ipv4Addr::new(*e, *f, *g, *h),
+                    &links,
                 ) {
-                    Ok(()) => b"K".to_vec(),
+                    Ok(switched) => [b"K".as_slice(), switched.join(" ").as_bytes()].concat(),
                     Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
                 }
             }
@@ -490,7 +552,14 @@ impl Holder {
         );
     }
 
-    fn register(&mut self, i: usize, ifindex: u32, sandbox: Ipv4Addr) -> Result<()> {
+    /// Returns the links whose forwarding this registration switched on.
+    fn register(
+        &mut self,
+        i: usize,
+        ifindex: u32,
+        sandbox: Ipv4Addr,
+        links: &[u32],
+    ) -> Result<Vec<String>> {
         let peer =
             getsockopt(&self.clients[i].sock, sockopt::PeerCredentials).context("SO_PEERCRED")?;
         if !has_net_admin(peer.pid()) {
@@ -509,11 +578,58 @@ impl Holder {
             .nft
             .transact(msg, &acked, &format!("add masquerade for {sandbox}"))?;
         self.clients[i].handle = replies.iter().find_map(|p| nft::rule_handle(p));
+        #[cfg(debug_assertions)]
+        eprintln!(
+            "holder {} registers {ifindex} {:?}",
+            std::process::id(),
+            self.clients[i].name
+        );
         self.clients[i].ifindex = Some(ifindex);
-        Ok(())
+        self.forward_through(links)
+    }
+
+    /// Switches forwarding on for the links the sandboxes' traffic and replies use, and
+    /// guards each one it switched: a packet that arrives there is forwarded only to a
+    /// sandbox, so the host does not become a router for its neighbours. Restored when
+    /// the holder exits.
+    fn forward_through(&mut self, links: &[u32]) -> Result<Vec<String>> {
+        let mut switched = Vec::new();
+        for &index in links {
+            if self.forwarding.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            let Some(link) = self
+                .rtnl
+                .get(route::get_link_by_index(index as i32), "RTM_GETLINK")
+                .ok()
+                .and_then(|r| route::parse_link(&r))
+            else {
+                continue;
+            };
+            if !crate::host::enable_forwarding(&link.name)? {
+                continue; // already a router here: not nsrun's to change or guard
+            }
+            let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+            batch.add_rule(TABLE, "forward", &firewall::forward_guard(index));
+            let (msg, acked) = batch.finish();
+            let guarded =
+                self.nft
+                    .transact(msg, &acked, &format!("guard forwarding on {}", link.name));
+            self.forwarding.push((index, link.name.clone()));
+            guarded?;
+            switched.push(link.name);
+        }
+        Ok(switched)
     }
 
     fn release(&mut self, client: &Client) {
+        #[cfg(debug_assertions)]
+        eprintln!(
+            "holder {} releases {:?} {:?}",
+            std::process::id(),
+            client.ifindex,
+            client.name
+        );
         if let Some(handle) = client.handle {
             let mut batch = nft::Batch::new(nft::NFPROTO_INET);
             batch.del_rule(TABLE, "postrouting", handle);
@@ -522,6 +638,33 @@ impl Holder {
         }
         if let Some(index) = client.ifindex {
             self.links.push((index, Instant::now() + LINK_GRACE));
+        }
+        if let Some(name) = &client.name {
+            self.names.push((name.clone(), Instant::now() + LINK_GRACE));
+        }
+    }
+
+    /// A name nsrun did not remove itself (it was killed): remove it, unless another
+    /// sandbox holds the name by now (its lock). Done after the grace period, when a
+    /// killed nsrun's files, its lock among them, are surely closed.
+    fn remove_names(&mut self, all: bool) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.names.drain(..).partition(|(_, at)| all || *at <= now);
+        self.names = later;
+        for (name, _) in due {
+            let lock = format!("{}/netns-{name}.lock", crate::sandbox::STATE_DIR);
+            let Ok(file) = std::fs::File::open(&lock) else {
+                continue; // nsrun removed it on its way out
+            };
+            if let Ok(_held) =
+                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            {
+                let path = format!("/run/netns/{name}");
+                let _ = nix::mount::umount2(path.as_str(), nix::mount::MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&lock);
+            }
         }
     }
 

@@ -6,7 +6,11 @@ use caps::{CapSet, Capability};
 
 use crate::addr::Ipv4Net;
 use crate::netlink::Socket;
-use crate::netlink::route::{self, Link, RT_TABLE_MAIN, RTN_UNICAST};
+use crate::netlink::route::{self, Link};
+
+/// A documentation address (TEST-NET-1) that stands for "the internet" in a route lookup.
+const PROBE_DST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 1);
+const RT_TABLE_LOCAL: u8 = 255;
 use crate::plan::Creds;
 
 pub fn creds() -> Creds {
@@ -78,8 +82,10 @@ pub struct NetFacts {
     pub used: Vec<Ipv4Net>,
     /// The host's own IPv4 addresses.
     pub addrs: Vec<std::net::Ipv4Addr>,
-    /// The link of the default route with the lowest metric.
+    /// The link the kernel sends the internet's traffic through.
     pub uplink: Option<Link>,
+    /// Every link a route leads through (loopback and sandboxes' links excluded).
+    pub routed: Vec<u32>,
 }
 
 pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
@@ -113,14 +119,14 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
             .filter(|r| r.oif.is_none_or(|oif| !sandbox_links.contains(&oif)))
             .map(|r| r.dst),
     );
-    let main = |r: &&route::Route| r.table == u32::from(RT_TABLE_MAIN);
-    let uplink_index = routes
-        .iter()
-        .filter(main)
-        .filter(|r| r.dst.prefix == 0 && r.rtype == RTN_UNICAST)
-        .filter_map(|r| Some((r.priority, r.oif?)))
-        .min()
-        .map(|(_, oif)| oif as i32);
+    // The uplink: where the kernel sends a packet for the internet (a documentation
+    // address stands for it; nothing is sent), policy rules and multipath included.
+    let uplink_index = rtnl
+        .get(route::get_route(PROBE_DST), "RTM_GETROUTE 192.0.2.1")
+        .ok()
+        .and_then(|r| route::parse_route(&r))
+        .and_then(|r| r.oif)
+        .map(|oif| oif as i32);
     let uplink = match uplink_index {
         Some(index) => {
             let reply = rtnl.get(
@@ -131,7 +137,18 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         }
         None => None,
     };
+    // Every link some route of some table leads through: replies and traffic for the
+    // sandbox may use any of them (a VPN, Tailscale, an on-link LAN).
+    let mut routed: Vec<u32> = routes
+        .iter()
+        .filter(|r| r.table != u32::from(RT_TABLE_LOCAL))
+        .filter_map(|r| r.oif)
+        .filter(|oif| *oif != 1 && !sandbox_links.contains(oif))
+        .collect();
+    routed.sort_unstable();
+    routed.dedup();
     Ok(NetFacts {
+        routed,
         used,
         addrs: addrs.iter().map(|a| a.net.addr).collect(),
         uplink,

@@ -26,6 +26,8 @@ pub struct Plan {
     pub stop_timeout: std::time::Duration,
     pub env: EnvPlan,
     pub workdir: Option<CString>,
+    pub name: Option<String>,
+    pub info_file: Option<std::path::PathBuf>,
 }
 
 /// What the command's environment is made of.
@@ -100,6 +102,14 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
     if let Some(name) = &cli.hostname {
         validate_hostname(name)?;
     }
+    if let Some(name) = &cli.name {
+        validate_netns_name(name)?;
+    }
+    // The name is the host name too, when it is one and none is given.
+    let hostname = cli
+        .hostname
+        .clone()
+        .or_else(|| cli.name.clone().filter(|n| validate_hostname(n).is_ok()));
     if let Some(spec) = &cli.user {
         users::validate_spec(spec)?;
     }
@@ -107,11 +117,13 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
         command,
         network,
         dns,
-        hostname: cli.hostname,
+        hostname,
         user: cli.user,
         verbose: cli.verbose,
         wait_teardown: cli.wait_teardown,
         stop_timeout: cli.stop_timeout,
+        name: cli.name.clone(),
+        info_file: cli.info_file.clone(),
         env: env_plan(&cli.env, &cli.env_file, cli.clearenv, |k| {
             std::env::var(k).ok()
         })?,
@@ -253,6 +265,24 @@ pub fn parse_dns(s: &str) -> Result<Ipv4Addr> {
         bail!("--dns {ip} cannot be a nameserver; e.g. '--dns 192.0.2.53'");
     }
     Ok(ip)
+}
+
+/// A name `ip netns` accepts: letters, digits, '.', '_', '-', not "." or "..".
+pub fn validate_netns_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        bail!(
+            "--name {:?}: not a namespace name (letters, digits, '.', '_', '-', at most 64); e.g. '--name web'",
+            name
+        );
+    }
+    Ok(())
 }
 
 /// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens, at most

@@ -61,6 +61,87 @@ struct NetPrep {
     host_dns: dns::HostDns,
 }
 
+/// `--name`: the sandbox's network namespace bind-mounted at /run/netns/NAME. A lock in
+/// /run/nsrun tells a live name from one a killed nsrun left (which the holder removes,
+/// and the next run replaces); a /run/netns entry without nsrun's lock is another tool's.
+struct NamedNetns {
+    path: std::path::PathBuf,
+    lock_path: std::path::PathBuf,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+const NETNS_DIR: &str = "/run/netns";
+pub const STATE_DIR: &str = "/run/nsrun";
+
+impl NamedNetns {
+    fn create(name: &str, init: Pid) -> Result<NamedNetns> {
+        use std::os::unix::fs::DirBuilderExt;
+        for dir in [NETNS_DIR, STATE_DIR] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .with_context(|| format!("create {dir}"))?;
+        }
+        let path = std::path::Path::new(NETNS_DIR).join(name);
+        let lock_path = std::path::Path::new(STATE_DIR).join(format!("netns-{name}.lock"));
+        let stale = lock_path.exists();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("open {}", lock_path.display()))?;
+        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--name {name}: a running sandbox has this name; choose another, e.g. '--name {name}-2'"
+                )
+            })?;
+        if path.exists() {
+            if !stale {
+                let _ = std::fs::remove_file(&lock_path);
+                bail!(
+                    "--name {name}: {} exists and is not nsrun's (ip netns add?); choose another name, e.g. '--name {name}-2'",
+                    path.display()
+                );
+            }
+            // Left by an nsrun that was killed: replace it.
+            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(&path);
+        }
+        std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+        let netns = format!("/proc/{init}/ns/net");
+        if let Err(e) = nix::mount::mount(
+            Some(netns.as_str()),
+            &path,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e).with_context(|| format!("bind {netns} to {}", path.display()));
+        }
+        Ok(NamedNetns {
+            path,
+            lock_path,
+            _lock: lock,
+        })
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
 /// The host side of a sandbox's network.
 struct Network {
     rtnl: Socket,
@@ -70,6 +151,8 @@ struct Network {
     pool: crate::addr::Ipv4Net,
     known_addrs: Vec<Ipv4Addr>,
     lease: Option<holder::Lease>,
+    /// Dropped before the lease: the holder would otherwise remove it.
+    named: Option<NamedNetns>,
 }
 
 /// The sandbox's init. Until it has reported, dropping the guard kills it, which ends
@@ -105,6 +188,7 @@ impl Drop for Sandbox {
             self.init.reported = true;
         }
         if let Some(n) = &mut self.network {
+            n.named = None;
             n.make_inert();
         }
         self.network = None;
@@ -182,7 +266,7 @@ pub fn run(plan: Plan) -> Result<i32> {
     let hosts = plan
         .hostname
         .as_ref()
-        .map(|h| dns::render_hosts(&host::read_etc("/etc/hosts"), h));
+        .map(|h| dns::render_hosts(&host::read_etc("/etc/hosts"), Some(h), None));
 
     // 3. Signals wait in a signalfd from now on; the init inherits the mask.
     let mut signals = SigSet::empty();
@@ -437,6 +521,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         pool: prep.plan.pool,
         known_addrs: [prep.facts.addrs.as_slice(), &[net.host_addr]].concat(),
         lease: None,
+        named: None,
     };
     host::disable_ipv6(net.host_end.as_str());
     network.rtnl.request(
@@ -448,9 +533,35 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         &format!("bring {} up", net.host_end),
     )?;
     failpoint::hit("after-address")?;
-    network.lease = Some(
-        holder::join(host_index as u32, net.sandbox_addr).context("set up NAT for the sandbox")?,
-    );
+    // Named before the holder hears the name: it removes only what nsrun made.
+    if let Some(name) = &plan.name {
+        network.named = Some(NamedNetns::create(name, pid)?);
+        verbose!(
+            plan,
+            "network namespace at {NETNS_DIR}/{name} while the sandbox runs"
+        );
+    }
+    // The holder switches forwarding on where the sandbox's traffic and replies pass.
+    let lease = holder::join(
+        host_index as u32,
+        net.sandbox_addr,
+        &prep.facts.routed,
+        plan.name.as_deref(),
+    )
+    .context("set up NAT for the sandbox")?;
+    if !lease.switched.is_empty() {
+        let set: Vec<String> = lease
+            .switched
+            .split(' ')
+            .map(|l| format!("set net.ipv4.conf.{l}.forwarding=1 (was 0)"))
+            .collect();
+        verbose!(
+            plan,
+            "{} while sandboxes run; only traffic to sandboxes is forwarded from there, and it goes back to 0 when the last sandbox ends",
+            set.join(", ")
+        );
+    }
+    network.lease = Some(lease);
     failpoint::hit("after-nat")?;
     verbose!(
         plan,
@@ -460,27 +571,32 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
 
     host::enable_forwarding(net.host_end.as_str())?;
     match &prep.facts.uplink {
-        Some(uplink) => {
-            if host::enable_forwarding(&uplink.name)? {
-                verbose!(
-                    plan,
-                    "set net.ipv4.conf.{}.forwarding=1 (was 0); left set, as replies to every sandbox arrive there",
-                    uplink.name
-                );
-            } else {
-                verbose!(
-                    plan,
-                    "net.ipv4.conf.{}.forwarding is already 1",
-                    uplink.name
-                );
-            }
-        }
+        Some(uplink) => verbose!(
+            plan,
+            "the internet is reached through {} (the kernel's route for it)",
+            uplink.name
+        ),
         None => verbose!(
             plan,
-            "the host has no default route: the sandbox reaches only the host's own networks"
+            "the host has no route to the internet: the sandbox reaches only the host's own networks"
         ),
     }
-
+    if let Some(file) = &plan.info_file {
+        let netns = match &plan.name {
+            Some(name) => format!("{NETNS_DIR}/{name}"),
+            None => format!("/proc/{pid}/ns/net"),
+        };
+        let json = format!(
+            "{{\"nsrun_pid\": {}, \"init_pid\": {pid}, \"address\": \"{}\", \"gateway\": \"{}\", \"host_link\": \"{}\", \"netns\": {:?}}}\n",
+            std::process::id(),
+            net.sandbox_addr,
+            net.host_addr,
+            net.host_end,
+            netns
+        );
+        std::fs::write(file, json)
+            .with_context(|| format!("--info-file: write {}", file.display()))?;
+    }
     failpoint::hit("after-forwarding")?;
     let policy = firewall::Policy {
         sandbox_addr: net.sandbox_addr,
@@ -502,6 +618,11 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         Decision::Direct(_) => None,
     };
     let go = NetworkGo {
+        hosts: dns::render_hosts(
+            &host::read_etc("/etc/hosts"),
+            plan.hostname.as_deref(),
+            Some(net.host_addr),
+        ),
         addr: net.sandbox_addr,
         prefix: SANDBOX_PREFIX,
         gateway: net.host_addr,

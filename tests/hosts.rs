@@ -81,3 +81,72 @@ fn an_nftables_forward_chain_with_policy_drop_is_refused_then_works_with_the_fix
         "#
     ));
 }
+
+/// A host with a network behind it (eth1, 192.168.50.0/24), `ip_forward=0`: its uplink
+/// neighbour must not be able to route through it into that network, before, while a
+/// sandbox runs, or after.
+#[test]
+fn the_host_never_becomes_a_router_for_its_neighbours() {
+    world(
+        r#"
+        start_upstream_http
+        ip netns add lan
+        ip link add eth1 type veth peer name lan0 netns lan
+        ip link set eth1 addrgenmode none
+        ip addr add 192.168.50.1/24 dev eth1
+        ip link set eth1 up
+        ip netns exec lan ip addr add 192.168.50.2/24 dev lan0
+        ip netns exec lan ip link set lan0 up
+        ip netns exec lan ip link set lo up
+        ip netns exec lan ip route add default via 192.168.50.1
+        ip netns exec lan python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
+        wait_port lan 192.168.50.2 80
+        in_up ip route add 192.168.50.0/24 via 198.51.100.2
+        probe() { in_up curl -s --max-time 1 -o /dev/null http://192.168.50.2/ && echo routed || echo not-routed; }
+        expect_eq "$(probe)" not-routed "before"
+        snapshot
+        $NSRUN -v -- sh -c 'while [ ! -e "$TMPDIR/done" ]; do sleep 0.05; done' 2>"$WORK/verbose" &
+        pid=$!
+        wait_sandbox_up $pid
+        expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 1 "the uplink forwards for the sandbox"
+        expect_eq "$(probe)" not-routed "while a sandbox runs"
+        expect_code 0 $NSRUN -- curl -s --max-time 2 http://192.168.50.2/
+        expect_eq "$OUT" 192.168.50.1 "a sandbox still reaches the network behind the host"
+        touch "$TMPDIR/done"; wait $pid
+        expect_contains "$(cat $WORK/verbose)" "set net.ipv4.conf.eth0.forwarding=1 (was 0)" "-v says what it changes"
+        expect_contains "$(cat $WORK/verbose)" "goes back to 0 when the last sandbox ends" "-v says what remains"
+        wait_holder_gone
+        expect_eq "$(probe)" not-routed "after"
+        rm "$TMPDIR/done"
+        expect_clean
+        "#,
+    );
+}
+
+/// wg-quick's layout: the default route in table 51820, chosen by a policy rule, through
+/// a link with a smaller MTU; the main table's default still points at eth0.
+#[test]
+fn policy_routing_and_the_mtu_follow_the_kernels_choice() {
+    world(
+        r#"
+        start_upstream_http
+        # "wg0": a second link to the upstream, MTU 1280, taken by policy routing.
+        ip link add wg0 mtu 1280 type veth peer name wgpeer netns up
+        ip link set wg0 addrgenmode none
+        ip addr add 203.0.113.2/25 dev wg0
+        ip link set wg0 up
+        in_up ip addr add 203.0.113.1/25 dev wgpeer
+        in_up ip link set wgpeer mtu 1280 up
+        in_up ip addr add 203.0.113.200/32 dev lo
+        ip route add default via 203.0.113.1 dev wg0 table 51820
+        ip rule add not fwmark 0xca6c table 51820 pref 32000
+        ip rule add table main suppress_prefixlength 0 pref 31999
+        snapshot
+        expect_code 0 $NSRUN -v -- sh -c 'cat /sys/class/net/eth0/mtu; curl -s --max-time 2 http://203.0.113.200/'
+        expect_eq "$(echo $OUT)" "1280 203.0.113.2" "MTU of wg0, traffic through wg0"
+        expect_contains "$ERR" "the internet is reached through wg0" "-v names the route it uses"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}

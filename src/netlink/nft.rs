@@ -76,6 +76,7 @@ pub const NF_ACCEPT: u32 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     Input = 1,
+    Forward = 2,
     Output = 3,
     PostRouting = 4,
 }

@@ -184,6 +184,17 @@ pub fn dump_addrs() -> Msg {
     m
 }
 
+/// `ip route get DST`: the kernel's own choice (policy rules, every table, multipath),
+/// answered by one RTM_NEWROUTE.
+pub fn get_route(dst: Ipv4Addr) -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(RTM_GETROUTE, NLM_F_REQUEST);
+    rtmsg(&mut m, 32, 0, 0, 0);
+    m.attr(RTA_DST, &dst.octets());
+    m.end(at);
+    m
+}
+
 pub fn dump_routes() -> Msg {
     let mut m = Msg::new();
     let at = m.begin(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);

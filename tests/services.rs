@@ -1,0 +1,82 @@
+//! Services: a name other tools can join, the host by a stable name, the sandbox's
+//! addresses for scripts, low ports for an unprivileged command.
+
+mod common;
+use common::world;
+
+#[test]
+fn a_named_sandbox_is_joined_with_ip_netns_and_leaves_nothing() {
+    world(
+        r#"
+        snapshot
+        $NSRUN --name web --user nobody -- python3 -m http.server --bind 0.0.0.0 80 >/dev/null 2>&1 &
+        pid=$!
+        for _ in $(seq 200); do ip netns exec web ss -ltn 2>/dev/null | grep -q ':80 ' && break; sleep 0.02; done
+        expect_contains "$(ip netns list)" "web" "ip netns list"
+        expect_contains "$(ip netns exec web ss -ltn)" ":80 " "ip netns exec sees the service (port 80 bound by nobody)"
+        expect_contains "$(nsenter --net=/run/netns/web ip -4 -o addr show eth0)" "inet 10." "nsenter --net=/run/netns/web"
+        expect_eq "$(ip netns exec web hostname)" "$(hostname)" "ip netns exec keeps its own UTS"
+        expect_code 125 $NSRUN --name web -- true
+        expect_contains "$ERR" "--name web: a running sandbox has this name" "a name in use"
+        kill -TERM $pid; wait $pid || true
+        [ ! -e /run/netns/web ] || fail "the name is left after exit"
+        # After kill -9 of nsrun: removed, and the next run may take the name.
+        $NSRUN --name web -- sleep 30 &
+        pid=$!
+        wait_sandbox_up $pid
+        kill -9 $pid; wait $pid || true
+        for _ in $(seq 200); do [ -e /run/netns/web ] || break; sleep 0.02; done
+        [ ! -e /run/netns/web ] || fail "the name is left after kill -9"
+        expect_code 0 $NSRUN --name web -- hostname
+        expect_eq "$OUT" web "the name is the host name"
+        # A stale entry (as if the holder had been killed too) is replaced.
+        mkdir -p /run/nsrun; touch /run/nsrun/netns-stale.lock /run/netns/stale
+        expect_code 0 $NSRUN --name stale -- true
+        [ ! -e /run/netns/stale ] || fail "a stale entry is left"
+        # Another tool's namespace of that name is not touched.
+        ip netns add theirs
+        expect_code 125 $NSRUN --name theirs -- true
+        expect_contains "$ERR" "is not nsrun's" "another tool's name"
+        ip netns del theirs
+        rm -rf /run/nsrun
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn the_host_has_a_stable_name_inside_every_sandbox() {
+    world(
+        r#"
+        python3 -m http.server --bind 0.0.0.0 8080 >/dev/null 2>&1 &
+        wait_port - 127.0.0.1 8080
+        snapshot
+        expect_code 0 $NSRUN --allow-host -- curl -s --max-time 2 -o /dev/null -w '%{http_code}' http://host.nsrun.internal:8080/
+        expect_eq "$OUT" 200 "host.nsrun.internal with --allow-host"
+        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 2 http://host.nsrun.internal:8080/ || echo refused'
+        expect_eq "$OUT" refused "host.nsrun.internal without --allow-host"
+        expect_code 0 $NSRUN --hostname b1 -- getent hosts b1 host.nsrun.internal
+        expect_contains "$OUT" "b1" "the sandbox's own name still resolves"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn scripts_read_the_sandbox_addresses_from_the_info_file() {
+    world(
+        r#"
+        snapshot
+        $NSRUN --name api --info-file "$WORK/info.json" -- sh -c 'while [ ! -e "$TMPDIR/done" ]; do sleep 0.05; done' &
+        pid=$!
+        for _ in $(seq 200); do [ -s "$WORK/info.json" ] && break; sleep 0.02; done
+        addr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["address"])' "$WORK/info.json")
+        netns=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["netns"])' "$WORK/info.json")
+        expect_eq "$netns" /run/netns/api "the netns path"
+        expect_contains "$(ip netns exec api ip -4 -o addr show eth0)" "inet $addr/" "the address is the sandbox's"
+        touch "$TMPDIR/done"; wait $pid
+        rm "$TMPDIR/done" "$WORK/info.json"; rm -rf /run/nsrun
+        expect_clean
+        "#,
+    );
+}
