@@ -120,6 +120,21 @@ impl fmt::Display for LinkName {
 }
 
 impl SandboxNet {
+    /// `--ip ADDR`: the sandbox gets exactly ADDR, on a /31 (RFC 3021: both addresses
+    /// usable, so any address works, .0 and .255 included) whose other address is the
+    /// host's end. The link's name is that of the /30 around it, the same lock as a
+    /// pool's subnet there.
+    pub fn for_address(addr: Ipv4Addr) -> SandboxNet {
+        let a = u32::from(addr);
+        SandboxNet {
+            subnet: Ipv4Net::new(Ipv4Addr::from(a & !1), 31),
+            host_addr: Ipv4Addr::from(a ^ 1),
+            sandbox_addr: addr,
+            host_end: LinkName::new(&format!("{LINK_PREFIX}{:08x}", a >> 2))
+                .expect("11-byte name is valid"),
+        }
+    }
+
     /// The addressing of the /30 that starts at `network`.
     pub fn for_subnet(network: Ipv4Addr) -> SandboxNet {
         let base = u32::from(network);
@@ -227,6 +242,17 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert_eq!(n, 16384);
+    }
+
+    #[test]
+    fn a_fixed_address_gets_a_slash_31_and_the_name_of_its_slash_30() {
+        let s = SandboxNet::for_address("10.77.0.2".parse().unwrap());
+        assert_eq!(s.subnet, net("10.77.0.2/31"));
+        assert_eq!(s.host_addr, "10.77.0.3".parse::<Ipv4Addr>().unwrap());
+        let pool = SandboxNet::for_subnet("10.77.0.0".parse().unwrap());
+        assert_eq!(s.host_end, pool.host_end);
+        let edge = SandboxNet::for_address("10.77.0.255".parse().unwrap());
+        assert_eq!(edge.host_addr, "10.77.0.254".parse::<Ipv4Addr>().unwrap());
     }
 
     #[test]

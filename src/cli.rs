@@ -72,6 +72,13 @@ pub struct Cli {
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workdir: Option<std::path::PathBuf>,
 
+    /// Give the sandbox exactly this IPv4 address (a private one; the host's end of the
+    /// link is its /31 neighbour), e.g. `--ip 10.77.0.2`: the host reaches a service
+    /// there, and a restart gets the same address. An address in use on the host or by
+    /// another sandbox is an error that says who has it.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["no_net", "pool"])]
+    pub ip: Option<String>,
+
     /// Name the sandbox's network namespace: it appears as /run/netns/NAME while the
     /// sandbox runs, for `ip netns exec NAME ...` and `nsenter --net=/run/netns/NAME`, and
     /// NAME is also its host name unless --hostname says otherwise. Removed when the

@@ -80,6 +80,8 @@ pub struct NetFacts {
     /// Every IPv4 prefix on the host: addresses and routes (default excluded), but not
     /// nsrun's own links, whose subnets are locked by their names (addr.rs).
     pub used: Vec<Ipv4Net>,
+    /// Who has each prefix of `used`, for messages: "address 10.0.0.1/24 of eth1".
+    pub used_by: Vec<String>,
     /// The host's own IPv4 addresses.
     pub addrs: Vec<std::net::Ipv4Addr>,
     /// The link the kernel sends the internet's traffic through.
@@ -104,21 +106,34 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         .filter(|a| a.label.starts_with(crate::addr::LINK_PREFIX))
         .map(|a| a.index)
         .collect();
-    let mut used: Vec<Ipv4Net> = addrs
-        .iter()
-        .filter(|a| !sandbox_links.contains(&a.index))
-        .map(|a| a.net)
-        .collect();
+    let mut used: Vec<Ipv4Net> = Vec::new();
+    let mut used_by: Vec<String> = Vec::new();
+    for a in addrs.iter().filter(|a| !sandbox_links.contains(&a.index)) {
+        used.push(a.net);
+        used_by.push(format!("address {} of {}", a.net, a.label));
+    }
     // Routes of every table count (policy routing: a VPN's or Tailscale's table), but
     // not those covering half the address space or more: default routes, and OpenVPN's
     // def1 pair 0.0.0.0/1 + 128.0.0.0/1, which would make every pool look taken.
-    used.extend(
-        routes
-            .iter()
-            .filter(|r| r.dst.prefix > 1)
-            .filter(|r| r.oif.is_none_or(|oif| !sandbox_links.contains(&oif)))
-            .map(|r| r.dst),
-    );
+    for r in routes
+        .iter()
+        .filter(|r| r.dst.prefix > 1)
+        .filter(|r| r.oif.is_none_or(|oif| !sandbox_links.contains(&oif)))
+    {
+        used.push(r.dst);
+        let name = |o: u32| {
+            addrs
+                .iter()
+                .find(|a| a.index == o)
+                .map(|a| a.label.clone())
+                .unwrap_or_else(|| format!("index {o}"))
+        };
+        let via = r
+            .oif
+            .map(|o| format!(" through {}", name(o)))
+            .unwrap_or_default();
+        used_by.push(format!("route {} in table {}{via}", r.dst, r.table));
+    }
     // The uplink: where the kernel sends a packet for the internet (a documentation
     // address stands for it; nothing is sent), policy rules and multipath included.
     let uplink_index = rtnl
@@ -150,6 +165,7 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
     Ok(NetFacts {
         routed,
         used,
+        used_by,
         addrs: addrs.iter().map(|a| a.net.addr).collect(),
         uplink,
     })

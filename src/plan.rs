@@ -41,6 +41,8 @@ pub struct EnvPlan {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NetPlan {
     pub pool: Ipv4Net,
+    /// `--ip`: this address, not one from the pool.
+    pub ip: Option<Ipv4Addr>,
     pub allow_host: bool,
     pub block_lan: bool,
 }
@@ -84,6 +86,7 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
     } else {
         Some(NetPlan {
             pool: parse_pool(&cli.pool)?,
+            ip: cli.ip.as_deref().map(parse_ip).transpose()?,
             allow_host: cli.allow_host,
             block_lan: cli.block_lan,
         })
@@ -226,6 +229,22 @@ pub fn command_env(
     env.into_iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect()
+}
+
+pub fn parse_ip(s: &str) -> Result<Ipv4Addr> {
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| anyhow!("--ip {:?} is not an IPv4 address; e.g. '--ip 10.77.0.2'", s))?;
+    if !PRIVATE_RANGES.iter().any(|r| {
+        r.parse::<Ipv4Net>()
+            .is_ok_and(|r| r.overlaps(&Ipv4Net::new(ip, 32)))
+    }) {
+        bail!(
+            "--ip {ip}: not a private address, so it could be a real destination of the host; give one from {}; e.g. '--ip 10.77.0.2'",
+            PRIVATE_RANGES.join(", ")
+        );
+    }
+    Ok(ip)
 }
 
 pub fn parse_pool(s: &str) -> Result<Ipv4Net> {

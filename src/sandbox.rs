@@ -25,7 +25,7 @@ use nix::sys::socket::{
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
-use crate::addr::{SANDBOX_PREFIX, SandboxNet, free_subnets};
+use crate::addr::{SandboxNet, free_subnets};
 use crate::child::{self, ChildConfig, Go, NetworkGo};
 use crate::dns::{self, Decision};
 use crate::host::{self, NetFacts};
@@ -148,6 +148,8 @@ struct Network {
     addr_events: Socket,
     host_index: i32,
     host_addr: Ipv4Addr,
+    /// The sandbox's link (its prefix), and the range it came from.
+    link: crate::addr::Ipv4Net,
     pool: crate::addr::Ipv4Net,
     known_addrs: Vec<Ipv4Addr>,
     lease: Option<holder::Lease>,
@@ -201,7 +203,7 @@ impl Network {
     /// answers nothing there, and it is down, so it carries nothing.
     fn make_inert(&mut self) {
         let _ = self.rtnl.request(
-            route::del_addr(self.host_index, self.host_addr, SANDBOX_PREFIX),
+            route::del_addr(self.host_index, self.host_addr, self.link.prefix),
             "delete the host end's address",
         );
         let _ = self
@@ -444,6 +446,23 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
 /// for it rather than call the subnet taken.
 fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
     let pool = prep.plan.pool;
+    if let Some(ip) = prep.plan.ip {
+        let net = SandboxNet::for_address(ip);
+        if let Some(i) = prep.facts.used.iter().position(|u| u.overlaps(&net.subnet)) {
+            bail!(
+                "--ip {ip}: {} (or its neighbour {}, the host's end of the sandbox's /31) is in use on this host: {}; choose another address, e.g. '--ip 10.77.0.2'",
+                ip,
+                net.host_addr,
+                prep.facts.used_by[i]
+            );
+        }
+        return create_first_free(prep, pid, mtu, vec![net]).map_err(|_| {
+            anyhow::anyhow!(
+                "--ip {ip}: another sandbox has this address (link {}); choose another address, e.g. '--ip 10.77.0.2'",
+                net.host_end
+            )
+        });
+    }
     let start = u64::from(std::process::id()).wrapping_mul(2654435761)
         ^ u64::from(
             std::time::SystemTime::now()
@@ -454,6 +473,22 @@ fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
     let candidates: Vec<SandboxNet> = free_subnets(pool, &prep.facts.used, start)
         .take(MAX_ATTEMPTS)
         .collect();
+    create_first_free(prep, pid, mtu, candidates).map_err(|e| match e {
+        Some(e) => e,
+        None => anyhow::anyhow!(
+            "address pool {pool} is exhausted: every /30 in it is in use on this host; give a larger or other range, e.g. '--pool 10.201.0.0/16'"
+        ),
+    })
+}
+
+/// Creates the veth of the first candidate whose name (the lock on its subnet) is free;
+/// `Err(None)` when every one is taken.
+fn create_first_free(
+    prep: &mut NetPrep,
+    pid: Pid,
+    mtu: u32,
+    candidates: Vec<SandboxNet>,
+) -> std::result::Result<SandboxNet, Option<anyhow::Error>> {
     for candidate in candidates {
         let name = candidate.host_end.as_str();
         let deadline = Instant::now() + DYING_LINK_WAIT;
@@ -465,7 +500,7 @@ fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
             ) {
                 Ok(()) => return Ok(candidate),
                 Err(e) if netlink::errno_of(&e) == Some(libc::EEXIST) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Some(e.into())),
             }
             // Down: a dying remnant; gone already (ENODEV): it just went. Either way the
             // name, and with it the subnet, is about to be free.
@@ -479,9 +514,7 @@ fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    bail!(
-        "address pool {pool} is exhausted: every /30 in it is in use on this host; give a larger or other range, e.g. '--pool 10.201.0.0/16'"
-    )
+    Err(None)
 }
 
 /// veth, addresses, host end up, NAT through the holder, forwarding; returns the "go"
@@ -518,15 +551,23 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         addr_events: prep.addr_events,
         host_index,
         host_addr: net.host_addr,
-        pool: prep.plan.pool,
+        link: net.subnet,
+        pool: if prep.plan.ip.is_some() {
+            net.subnet
+        } else {
+            prep.plan.pool
+        },
         known_addrs: [prep.facts.addrs.as_slice(), &[net.host_addr]].concat(),
         lease: None,
         named: None,
     };
     host::disable_ipv6(net.host_end.as_str());
     network.rtnl.request(
-        route::add_addr(host_index, net.host_addr, SANDBOX_PREFIX),
-        &format!("add {}/{SANDBOX_PREFIX} to {}", net.host_addr, net.host_end),
+        route::add_addr(host_index, net.host_addr, net.subnet.prefix),
+        &format!(
+            "add {}/{} to {}",
+            net.host_addr, net.subnet.prefix, net.host_end
+        ),
     )?;
     network.rtnl.request(
         route::set_up(host_index),
@@ -600,7 +641,11 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
     failpoint::hit("after-forwarding")?;
     let policy = firewall::Policy {
         sandbox_addr: net.sandbox_addr,
-        pool: prep.plan.pool,
+        pool: if prep.plan.ip.is_some() {
+            net.subnet
+        } else {
+            prep.plan.pool
+        },
         gateway: net.host_addr,
         host_addrs: prep.facts.addrs.clone(),
         nameservers: dns::direct_nameservers(&prep.dns).to_vec(),
@@ -624,7 +669,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             Some(net.host_addr),
         ),
         addr: net.sandbox_addr,
-        prefix: SANDBOX_PREFIX,
+        prefix: net.subnet.prefix,
         gateway: net.host_addr,
         relay,
         firewall: batch.buf,

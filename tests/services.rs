@@ -80,3 +80,37 @@ fn scripts_read_the_sandbox_addresses_from_the_info_file() {
         "#,
     );
 }
+
+#[test]
+fn a_service_on_its_own_fixed_address_restarts_every_time() {
+    world(
+        r#"
+        snapshot
+        $NSRUN --ip 10.77.0.2 --user nobody -- python3 -m http.server --bind 10.77.0.2 80 >/dev/null 2>&1 &
+        pid=$!
+        wait_port - 10.77.0.2 80
+        expect_code 0 curl -s --max-time 2 -o /dev/null -w '%{http_code}' http://10.77.0.2/
+        expect_eq "$OUT" 200 "the host reaches the service on its fixed address"
+        expect_code 125 $NSRUN --ip 10.77.0.2 -- true
+        expect_contains "$ERR" "--ip 10.77.0.2: another sandbox has this address (link nsr" "a second sandbox on the address"
+        kill -TERM $pid; wait $pid || true
+        # Restart after restart, right after the previous one ended.
+        for i in $(seq 50); do
+          expect_code 0 $NSRUN --ip 10.77.0.2 -- sh -c 'ip -4 -o addr show eth0 | awk "{print \$4}"'
+          expect_eq "$OUT" 10.77.0.2/31 "restart $i gets the address"
+        done
+        # An address the host has, or routes elsewhere.
+        ip addr add 10.88.0.5/24 dev lo
+        expect_code 125 $NSRUN --ip 10.88.0.7 -- true
+        expect_contains "$ERR" "is in use on this host: address 10.88.0.5/24 of lo" "names who has it"
+        ip addr del 10.88.0.5/24 dev lo
+        ip route add 10.89.0.0/16 via 198.51.100.1 table 52
+        expect_code 125 $NSRUN --ip 10.89.1.1 -- true
+        expect_contains "$ERR" "route 10.89.0.0/16 in table 52" "a route of another table"
+        ip route del 10.89.0.0/16 via 198.51.100.1 table 52
+        expect_code 125 $NSRUN --ip 203.0.113.9 -- true
+        expect_contains "$ERR" "not a private address" "only private addresses"
+        expect_clean
+        "#,
+    );
+}
