@@ -79,6 +79,14 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["no_net", "pool"])]
     pub ip: Option<String>,
 
+    /// Publish a port of the sandbox on the host, with docker's syntax:
+    /// `[HOST_IP:]HOST_PORT[-END]:SANDBOX_PORT[-END][/tcp|/udp]` (repeatable), e.g.
+    /// `-p 8080:80`. Other machines reach it through the host's addresses (their source
+    /// address preserved), the host through its own addresses and, for TCP, through
+    /// localhost. A host port that is taken is an error.
+    #[arg(short = 'p', long, value_name = "[HOST_IP:]PORT:PORT", action = ArgAction::Append, conflicts_with = "no_net")]
+    pub publish: Vec<String>,
+
     /// Name the sandbox's network namespace: it appears as /run/netns/NAME while the
     /// sandbox runs, for `ip netns exec NAME ...` and `nsenter --net=/run/netns/NAME`, and
     /// NAME is also its host name unless --hostname says otherwise. Removed when the

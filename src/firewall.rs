@@ -103,6 +103,8 @@ pub struct Policy {
     pub nameservers: Vec<Ipv4Addr>,
     pub allow_host: bool,
     pub block_lan: bool,
+    /// Published (protocol, sandbox port): anyone may connect in there.
+    pub published: Vec<(u8, u16)>,
 }
 
 fn rule(matches: Vec<Match>, verdict: Verdict) -> Rule {
@@ -170,14 +172,25 @@ pub fn host_rules(addrs: &[Ipv4Addr]) -> Vec<Rule> {
 
 /// The rules of the sandbox's `input` chain (policy drop).
 pub fn input_rules(p: &Policy) -> Vec<Rule> {
-    vec![
+    let mut input = vec![
         rule(vec![Match::Iif(LOOPBACK_INDEX)], Verdict::Accept),
         rule(
             vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
             Verdict::Accept,
         ),
         rule(vec![Match::SAddr(host(p.gateway))], Verdict::Accept),
-    ]
+    ];
+    for (proto, port) in &p.published {
+        input.push(rule(
+            vec![
+                Match::NfProto(crate::netlink::nft::NFPROTO_IPV4),
+                Match::L4Proto(*proto),
+                Match::DPort(*port),
+            ],
+            Verdict::Accept,
+        ));
+    }
+    input
 }
 
 /// One batch that creates the sandbox's table, to be sent from inside its netns.
@@ -269,7 +282,30 @@ pub fn holder_table(stale: bool) -> Batch {
         PRIORITY_FILTER,
         NF_ACCEPT,
     );
+    // Published ports: connections from elsewhere (prerouting) and from the host itself
+    // to its own addresses (output); localhost is served by nsrun's own listener.
+    for (chain, hook) in [("prerouting", Hook::PreRouting), ("output", Hook::Output)] {
+        b.add_chain(TABLE, chain, "nat", hook, PRIORITY_DSTNAT, NF_ACCEPT);
+    }
     b
+}
+
+const PRIORITY_DSTNAT: i32 = -100;
+
+/// The DNAT rule of one published port, for the `prerouting` and `output` chains:
+/// to one host address, or to any of the host's addresses (a per-packet lookup, so
+/// addresses added later count) but loopback's.
+pub fn publish_rule(p: &crate::plan::Publish, sandbox: Ipv4Addr) -> Rule {
+    let mut matches = match p.host_ip {
+        Some(ip) => vec![to(host(ip))],
+        None => vec![
+            Match::NfProto(crate::netlink::nft::NFPROTO_IPV4),
+            Match::DAddrNot("127.0.0.0/8".parse().unwrap()),
+            Match::DAddrLocal,
+        ],
+    };
+    matches.extend([Match::L4Proto(p.proto), Match::DPort(p.host_port)]);
+    rule(matches, Verdict::Dnat(sandbox, p.sandbox_port))
 }
 
 /// On a link whose forwarding nsrun switched on: forward only to sandboxes.
@@ -310,6 +346,7 @@ mod tests {
             nameservers: vec!["198.51.100.53".parse().unwrap()],
             allow_host,
             block_lan,
+            published: vec![],
         }
     }
 

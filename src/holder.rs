@@ -152,6 +152,24 @@ pub fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) 
 }
 
 impl Lease {
+    /// Publishes one port of the sandbox (DNAT in the host's table).
+    pub fn publish(&self, p: &crate::plan::Publish) -> Result<()> {
+        if p.host_ip.is_some_and(|ip| ip.is_loopback()) {
+            return Ok(()); // localhost only: nsrun's own listener serves it
+        }
+        let mut msg = vec![b'P', p.proto];
+        msg.extend_from_slice(&p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).octets());
+        msg.extend_from_slice(&p.host_port.to_ne_bytes());
+        msg.extend_from_slice(&p.sandbox_port.to_ne_bytes());
+        send(self.sock.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL)
+            .context("ask nsrun's holder to publish a port")?;
+        match recv_reply(&self.sock, JOIN_DEADLINE).as_deref() {
+            Some([b'K', ..]) => Ok(()),
+            Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
+            _ => bail!("nsrun's holder did not answer"),
+        }
+    }
+
     /// For `--wait`: ends the lease and, if this was the holder's last sandbox, waits
     /// until the holder (and with it the host's NAT table) is gone.
     pub fn end_and_wait(self) {
@@ -390,6 +408,10 @@ fn forward_obstacle(nft: &mut Socket) -> Option<String> {
 
 struct Client {
     sock: OwnedFd,
+    /// The sandbox's address, once registered.
+    addr: Option<Ipv4Addr>,
+    /// DNAT rules of its published ports: (chain, handle).
+    published: Vec<(&'static str, u64)>,
     /// The sandbox's --name, whose /run/netns entry a killed nsrun leaves behind.
     name: Option<String>,
     ifindex: Option<u32>,
@@ -453,6 +475,8 @@ impl Holder {
                 while let Ok(sock) = accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
                     self.clients.push(Client {
                         sock: sys::own_fd(sock),
+                        addr: None,
+                        published: Vec::new(),
                         name: None,
                         ifindex: None,
                         handle: None,
@@ -535,6 +559,18 @@ impl Holder {
                     Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
                 }
             }
+            [b'P', proto, a, b, c, d, h0, h1, s0, s1] => {
+                let publish = crate::plan::Publish {
+                    host_ip: Some(Ipv4Addr::new(*a, *b, *c, *d)).filter(|ip| !ip.is_unspecified()),
+                    host_port: u16::from_ne_bytes([*h0, *h1]),
+                    sandbox_port: u16::from_ne_bytes([*s0, *s1]),
+                    proto: *proto,
+                };
+                match self.publish(i, &publish) {
+                    Ok(()) => b"K".to_vec(),
+                    Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
+                }
+            }
             [b'W'] => {
                 self.clients[i].last_wish = true;
                 if self.clients.len() == 1 {
@@ -585,6 +621,7 @@ impl Holder {
             self.clients[i].name
         );
         self.clients[i].ifindex = Some(ifindex);
+        self.clients[i].addr = Some(sandbox);
         self.forward_through(links)
     }
 
@@ -622,7 +659,38 @@ impl Holder {
         Ok(switched)
     }
 
+    /// DNAT for one published port of a registered sandbox.
+    fn publish(&mut self, i: usize, p: &crate::plan::Publish) -> Result<()> {
+        let Some(sandbox) = self.clients[i].addr else {
+            bail!("publish before registration");
+        };
+        let rule = firewall::publish_rule(p, sandbox);
+        for chain in ["prerouting", "output"] {
+            let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+            batch.add_rule_echo(TABLE, chain, &rule);
+            let (msg, acked) = batch.finish();
+            let replies = self.nft.transact(
+                msg,
+                &acked,
+                &format!(
+                    "publish port {} to {sandbox}:{}",
+                    p.host_port, p.sandbox_port
+                ),
+            )?;
+            if let Some(handle) = replies.iter().find_map(|r| nft::rule_handle(r)) {
+                self.clients[i].published.push((chain, handle));
+            }
+        }
+        Ok(())
+    }
+
     fn release(&mut self, client: &Client) {
+        for (chain, handle) in &client.published {
+            let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+            batch.del_rule(TABLE, chain, *handle);
+            let (msg, acked) = batch.finish();
+            let _ = self.nft.transact(msg, &acked, "delete a published port");
+        }
         #[cfg(debug_assertions)]
         eprintln!(
             "holder {} releases {:?} {:?}",

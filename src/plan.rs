@@ -38,8 +38,74 @@ pub struct EnvPlan {
     pub set: Vec<(String, String)>,
 }
 
+/// One published port: HOST_IP:HOST_PORT on the host to SANDBOX_PORT in the sandbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Publish {
+    /// Only this host address; None: every address of the host.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub sandbox_port: u16,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub proto: u8,
+}
+
+/// The most ports one sandbox may publish (ranges count each port).
+pub const MAX_PUBLISHED: usize = 1024;
+
+/// Docker's syntax: `[HOST_IP:]HOST_PORT[-END]:SANDBOX_PORT[-END][/tcp|/udp]`.
+pub fn parse_publish(spec: &str) -> Result<Vec<Publish>> {
+    let bad = |why: &str| {
+        anyhow!(
+            "--publish {:?}: {why}; give [HOST_IP:]HOST_PORT[-END]:SANDBOX_PORT[-END][/tcp|/udp], e.g. '-p 8080:80' or '-p 127.0.0.1:5353:53/udp'",
+            spec
+        )
+    };
+    let (ports, proto) = match spec.rsplit_once('/') {
+        Some((p, "tcp")) => (p, 6u8),
+        Some((p, "udp")) => (p, 17u8),
+        Some(_) => return Err(bad("the protocol is tcp or udp")),
+        None => (spec, 6u8),
+    };
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (host_ip, host, sandbox) = match parts.as_slice() {
+        [h, s] => (None, *h, *s),
+        [ip, h, s] => (
+            Some(
+                ip.parse::<Ipv4Addr>()
+                    .map_err(|_| bad("HOST_IP is not an IPv4 address"))?,
+            ),
+            *h,
+            *s,
+        ),
+        _ => return Err(bad("not HOST_PORT:SANDBOX_PORT")),
+    };
+    let range = |r: &str| -> Result<(u16, u16)> {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
+        match (port(a), port(b)) {
+            (Some(a), Some(b)) if a <= b => Ok((a, b)),
+            _ => Err(bad("a port is a number from 1 to 65535, a range LOW-HIGH")),
+        }
+    };
+    let (h0, h1) = range(host)?;
+    let (s0, s1) = range(sandbox)?;
+    if h1 - h0 != s1 - s0 {
+        return Err(bad("the two ranges differ in length"));
+    }
+    Ok((0..=(h1 - h0))
+        .map(|i| Publish {
+            host_ip,
+            host_port: h0 + i,
+            sandbox_port: s0 + i,
+            proto,
+        })
+        .collect())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetPlan {
+    /// `-p`: host ports forwarded into the sandbox.
+    pub publish: Vec<Publish>,
     pub pool: Ipv4Net,
     /// `--ip`: this address, not one from the pool.
     pub ip: Option<Ipv4Addr>,
@@ -84,7 +150,18 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
     let network = if cli.no_net {
         None
     } else {
+        let mut publish = Vec::new();
+        for spec in &cli.publish {
+            publish.extend(parse_publish(spec)?);
+        }
+        if publish.len() > MAX_PUBLISHED {
+            bail!(
+                "--publish: {} ports is more than {MAX_PUBLISHED}; publish fewer, e.g. '-p 8080-8089:80-89'",
+                publish.len()
+            );
+        }
         Some(NetPlan {
+            publish,
             pool: parse_pool(&cli.pool)?,
             ip: cli.ip.as_deref().map(parse_ip).transpose()?,
             allow_host: cli.allow_host,
@@ -552,6 +629,39 @@ mod tests {
             .map(|c| c.to_string_lossy().into_owned())
             .collect();
         assert_eq!(text, ["PATH=/bin", "HOME=/root"]);
+    }
+
+    #[test]
+    fn publish_takes_dockers_syntax() {
+        let p = parse_publish("8080:80").unwrap();
+        assert_eq!(
+            p,
+            [Publish {
+                host_ip: None,
+                host_port: 8080,
+                sandbox_port: 80,
+                proto: 6
+            }]
+        );
+        let p = parse_publish("127.0.0.1:5353:53/udp").unwrap();
+        assert_eq!(p[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p[0].proto, 17);
+        let p = parse_publish("8000-8002:9000-9002/tcp").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!((p[2].host_port, p[2].sandbox_port), (8002, 9002));
+        for bad in [
+            "80",
+            "0:80",
+            "8080:80/sctp",
+            "a:80",
+            "1-3:1-2",
+            "1.2.3:80:80",
+            "70000:80",
+            "9-8:9-8",
+        ] {
+            let e = parse_publish(bad).unwrap_err().to_string();
+            assert!(e.contains("-p 8080:80"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -259,6 +259,7 @@ pub fn run(plan: Plan) -> Result<i32> {
     // 2. Read the host: addresses, routes, uplink, DNS.
     let prep = plan
         .network
+        .clone()
         .map(|np| prepare_network(np, &plan))
         .transpose()?;
     let resolv_conf = prep
@@ -582,6 +583,9 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             "network namespace at {NETNS_DIR}/{name} while the sandbox runs"
         );
     }
+    // Published ports: the host's port is reserved by a socket of nsrun's (so a taken
+    // port is an error, and localhost is served), then DNAT goes into the host's table.
+    let reserved = reserve_ports(&prep.plan.publish)?;
     // The holder switches forwarding on where the sandbox's traffic and replies pass.
     let lease = holder::join(
         host_index as u32,
@@ -601,6 +605,24 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             "{} while sandboxes run; only traffic to sandboxes is forwarded from there, and it goes back to 0 when the last sandbox ends",
             set.join(", ")
         );
+    }
+    for p in &prep.plan.publish {
+        lease.publish(p)?;
+    }
+    if !prep.plan.publish.is_empty() {
+        verbose!(
+            plan,
+            "published {} port(s) of {} on the host (DNAT in table inet nsrun; localhost through nsrun)",
+            prep.plan.publish.len(),
+            net.sandbox_addr
+        );
+    }
+    for listener in reserved.into_iter().flatten() {
+        let target = std::net::SocketAddr::from((net.sandbox_addr, listener.1));
+        std::thread::Builder::new()
+            .name("localhost-proxy".into())
+            .spawn(move || proxy_localhost(listener.0, target))
+            .context("start the localhost proxy")?;
     }
     network.lease = Some(lease);
     failpoint::hit("after-nat")?;
@@ -651,6 +673,12 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         nameservers: dns::direct_nameservers(&prep.dns).to_vec(),
         allow_host: prep.plan.allow_host,
         block_lan: prep.plan.block_lan,
+        published: prep
+            .plan
+            .publish
+            .iter()
+            .map(|p| (p.proto, p.sandbox_port))
+            .collect(),
     };
     verbose!(
         plan,
@@ -829,6 +857,70 @@ fn supervise(
             n.make_inert();
         }
         return Ok(code);
+    }
+}
+
+/// Binds each published host port, so that a port someone else has is an error before
+/// anything runs. TCP listeners are kept to serve localhost (connections to the host's
+/// other addresses are DNATed before they reach them).
+fn reserve_ports(
+    publish: &[crate::plan::Publish],
+) -> Result<Vec<Option<(std::net::TcpListener, u16)>>> {
+    publish
+        .iter()
+        .map(|p| {
+            let addr = std::net::SocketAddr::from((
+                p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                p.host_port,
+            ));
+            let taken = |e: std::io::Error| {
+                let proto = if p.proto == 6 { "tcp" } else { "udp" };
+                anyhow::anyhow!(
+                    "--publish: port {}/{proto} on {} is taken on the host ({e}: a service or another sandbox has it); choose another host port, e.g. '-p {}:{}'",
+                    p.host_port,
+                    addr.ip(),
+                    p.host_port.wrapping_add(1).max(1),
+                    p.sandbox_port
+                )
+            };
+            if p.proto == 6 {
+                let listener = std::net::TcpListener::bind(addr).map_err(taken)?;
+                Ok(Some((listener, p.sandbox_port)))
+            } else {
+                // Held for the sandbox's life by leaking the fd into the process: the
+                // kernel closes it when nsrun exits.
+                let socket = std::net::UdpSocket::bind(addr).map_err(taken)?;
+                std::mem::forget(socket);
+                Ok(None)
+            }
+        })
+        .collect()
+}
+
+/// Relays connections to a published port that come in over localhost (which DNAT
+/// cannot send into the sandbox without route_localnet, which a sandbox could abuse).
+fn proxy_localhost(listener: std::net::TcpListener, target: std::net::SocketAddr) {
+    for client in listener.incoming().flatten() {
+        let _ = std::thread::Builder::new()
+            .name("localhost-conn".into())
+            .spawn(move || {
+                let Ok(server) =
+                    std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))
+                else {
+                    return;
+                };
+                let (Ok(mut c2), Ok(mut s2)) = (client.try_clone(), server.try_clone()) else {
+                    return;
+                };
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut c, mut s) = (client, server);
+                let _ = std::io::copy(&mut s, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
     }
 }
 

@@ -114,3 +114,42 @@ fn a_service_on_its_own_fixed_address_restarts_every_time() {
         "#,
     );
 }
+
+#[test]
+fn a_published_port_answers_the_internet_the_host_and_localhost() {
+    world(
+        r#"
+        start_upstream_http
+        python3 -m http.server --bind 127.0.0.1 9999 >/dev/null 2>&1 &
+        wait_port - 127.0.0.1 9999
+        snapshot
+        # The sandbox's server answers with the client address it sees.
+        $NSRUN -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
+        pid=$!
+        wait_sandbox_up $pid
+        addr=$(sandbox_addr $pid)
+        wait_port - $addr 80
+        expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
+        expect_eq "$OUT" 198.51.100.1 "from the internet, the client's address preserved"
+        expect_code 0 curl -s --max-time 2 http://198.51.100.2:8080/
+        expect_eq "$OUT" 198.51.100.2 "from the host through its own address"
+        expect_code 0 curl -s --max-time 2 http://localhost:8080/
+        expect_contains "$OUT" "10." "from the host through localhost"
+        expect_code 125 $NSRUN -p 8080:80 -- true
+        expect_contains "$ERR" "port 8080/tcp on 0.0.0.0 is taken on the host" "a port another sandbox has"
+        expect_code 125 $NSRUN -p 9999:80 -- true
+        expect_contains "$ERR" "port 9999/tcp on 0.0.0.0 is taken on the host" "a port a host service has"
+        # Nothing of this opens the host's loopback services to a sandbox.
+        expect_code 0 $NSRUN -- sh -c 'gw=$(ip route | awk "/default/ {print \$3}")
+          curl -s --max-time 2 -o /dev/null http://$gw:9999/ && echo open || echo closed
+          curl -s --max-time 2 -o /dev/null http://127.0.0.1:9999/ && echo open || echo closed'
+        expect_eq "$(echo $OUT)" "closed closed" "the host's loopback-only service"
+        kill -9 $pid; wait $pid || true
+        for _ in $(seq 100); do nft list ruleset | grep -q dnat || break; sleep 0.02; done
+        expect_not_contains "$(nft list ruleset)" "dnat" "published ports vanish after kill -9"
+        expect_code 0 in_up sh -c 'curl -s --max-time 1 http://198.51.100.2:8080/ || echo gone'
+        expect_eq "$OUT" gone "the port no longer answers"
+        expect_clean
+        "#,
+    );
+}

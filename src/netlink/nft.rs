@@ -64,6 +64,12 @@ const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_CT_STATE: u32 = 0;
+const NFT_REG_2: u32 = 2;
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+const RTN_LOCAL: u32 = 2;
+const NFT_NAT_DNAT: u32 = 1;
+const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 const NFT_JUMP: i32 = -3;
 const NFT_REJECT_TCP_RST: u32 = 1;
 const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
@@ -75,6 +81,7 @@ pub const NF_ACCEPT: u32 = 1;
 /// `NF_INET_*` hooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
+    PreRouting = 0,
     Input = 1,
     Forward = 2,
     Output = 3,
@@ -106,17 +113,25 @@ pub enum Match {
     SAddrNot(Ipv4Addr),
     /// `ip daddr NET`
     DAddr(Ipv4Net),
+    /// `ip daddr != NET`
+    DAddrNot(Ipv4Net),
     /// `ct state established,related` (any bit of the mask)
     CtState(u32),
     /// `meta l4proto udp`
     L4Proto(u8),
     /// `th dport PORT` (after an L4Proto match)
     DPort(u16),
+    /// `fib daddr type local`: the destination is one of this namespace's addresses,
+    /// looked up per packet (addresses added later count)
+    DAddrLocal,
 }
 
 impl Match {
     fn is_ipv4_payload(&self) -> bool {
-        matches!(self, Match::SAddr(_) | Match::SAddrNot(_) | Match::DAddr(_))
+        matches!(
+            self,
+            Match::SAddr(_) | Match::SAddrNot(_) | Match::DAddr(_) | Match::DAddrNot(_)
+        )
     }
 }
 
@@ -134,6 +149,8 @@ pub enum Verdict {
     Accept,
     Drop,
     Masquerade,
+    /// `dnat ip to ADDR:PORT`
+    Dnat(Ipv4Addr, u16),
     Reject(Reject),
     /// `jump CHAIN`
     Jump(&'static str),
@@ -276,6 +293,17 @@ impl Batch {
             Verdict::Jump(chain) => verdict(&mut self.msg, NFT_JUMP, Some(chain)),
             Verdict::Masquerade => {
                 let e = expr(&mut self.msg, "masq");
+                expr_end(&mut self.msg, e);
+            }
+            Verdict::Dnat(addr, port) => {
+                immediate(&mut self.msg, NFT_REG_1, &addr.octets());
+                immediate(&mut self.msg, NFT_REG_2, &port.to_be_bytes());
+                let e = expr(&mut self.msg, "nat");
+                self.msg.attr(1, &be32(NFT_NAT_DNAT)); // TYPE
+                self.msg.attr(2, &be32(u32::from(NFPROTO_IPV4))); // FAMILY
+                self.msg.attr(3, &be32(NFT_REG_1)); // REG_ADDR_MIN
+                self.msg.attr(5, &be32(NFT_REG_2)); // REG_PROTO_MIN
+                self.msg.attr(7, &be32(NF_NAT_RANGE_PROTO_SPECIFIED)); // FLAGS
                 expr_end(&mut self.msg, e);
             }
             Verdict::Reject(how) => {
@@ -462,6 +490,14 @@ fn meta(m: &mut Msg, key: u32) {
     expr_end(m, e);
 }
 
+/// `immediate reg REG VALUE`
+fn immediate(m: &mut Msg, reg: u32, value: &[u8]) {
+    let e = expr(m, "immediate");
+    m.attr(1, &be32(reg)); // DREG
+    data_value(m, 2, value); // DATA
+    expr_end(m, e);
+}
+
 fn verdict(m: &mut Msg, code: i32, chain: Option<&str>) {
     let e = expr(m, "immediate");
     m.attr(1, &be32(NFT_REG_VERDICT)); // DREG
@@ -513,6 +549,13 @@ fn encode_match(m: &mut Msg, what: &Match) {
         }
         Match::SAddr(net) => addr_match(m, 12, net),
         Match::DAddr(net) => addr_match(m, 16, net),
+        Match::DAddrNot(net) => {
+            payload(m, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
+            if net.prefix < 32 {
+                bitwise(m, &net.mask().to_be_bytes());
+            }
+            cmp(m, NFT_CMP_NEQ, &net.network().octets());
+        }
         Match::SAddrNot(ip) => {
             payload(m, NFT_PAYLOAD_NETWORK_HEADER, 12, 4);
             cmp(m, NFT_CMP_NEQ, &ip.octets());
@@ -532,6 +575,14 @@ fn encode_match(m: &mut Msg, what: &Match) {
         Match::DPort(port) => {
             payload(m, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
             cmp(m, NFT_CMP_EQ, &port.to_be_bytes());
+        }
+        Match::DAddrLocal => {
+            let e = expr(m, "fib");
+            m.attr(1, &be32(NFT_REG_1)); // DREG
+            m.attr(2, &be32(NFT_FIB_RESULT_ADDRTYPE)); // RESULT
+            m.attr(3, &be32(NFTA_FIB_F_DADDR)); // FLAGS
+            expr_end(m, e);
+            cmp(m, NFT_CMP_EQ, &RTN_LOCAL.to_ne_bytes());
         }
     }
 }
@@ -757,6 +808,35 @@ mod tests {
               09 00 03 00 68 6f 73 74 00 00 00 00
             14 00 00 00 11 00 01 00 05 00 00 00 00 00 00 00 00 00 00 0a");
         assert_eq!(with_seqs(msg, 1), want);
+    }
+
+    /// `fib daddr type local tcp dport 8080 dnat ip to 10.77.0.2:80`: fib (dreg 1, result
+    /// addrtype 3, flags daddr 2) and cmp eq RTN_LOCAL (2, host-endian); two immediates
+    /// (address into reg 1, port big-endian into reg 2); nat (type dnat 1, family ip 2,
+    /// addr reg 1, proto reg 2, flags proto-specified 2). `nft list` shows exactly that.
+    #[test]
+    fn dnat_to_a_sandbox_golden_pieces() {
+        let got = rule_bytes(Rule {
+            matches: vec![Match::DAddrLocal],
+            verdict: Verdict::Dnat(Ipv4Addr::new(10, 77, 0, 2), 80),
+        });
+        let fib = hex("
+            28 00 01 80 08 00 01 00 66 69 62 00
+              1c 00 02 80 08 00 01 00 00 00 00 01 08 00 02 00 00 00 00 03 08 00 03 00 00 00 00 02");
+        assert_eq!(&got[4..4 + fib.len()], fib.as_slice());
+        assert!(
+            got.windows(12)
+                .any(|w| w == hex("0c 00 03 80 08 00 01 00 02 00 00 00").as_slice())
+        );
+        let addr = hex("0c 00 02 80 08 00 01 00 0a 4d 00 02");
+        let port = hex("0c 00 02 80 06 00 01 00 00 50 00 00");
+        assert!(got.windows(12).any(|w| w == addr.as_slice()));
+        assert!(got.windows(12).any(|w| w == port.as_slice()));
+        let nat = hex("
+            38 00 01 80 08 00 01 00 6e 61 74 00
+              2c 00 02 80 08 00 01 00 00 00 00 01 08 00 02 00 00 00 00 02
+              08 00 03 00 00 00 00 01 08 00 05 00 00 00 00 02 08 00 07 00 00 00 00 02");
+        assert_eq!(&got[got.len() - nat.len()..], nat.as_slice());
     }
 
     #[test]
