@@ -14,6 +14,16 @@ Examples:
   sudo nsrun --dns 192.0.2.53 -- getent hosts db.internal
   sudo nsrun --block-lan -- ./untrusted-tool    internet only: no host, no LAN, no metadata service
   sudo nsrun --hostname build1 --user builder -- ./service
+  sudo nsrun --ip 10.77.0.2 --user www-data -- python3 -m http.server 80
+                                               a service on a fixed private address
+  sudo nsrun -p 8080:80 --user www-data -- ./server
+                                               published: http://HOST:8080/ and localhost:8080
+  sudo nsrun --name web -- ./server &          then: sudo ip netns exec web ss -ltn
+  sudo nsrun --allow-host -- curl http://host.nsrun.internal:8080/   the host, by name
+  sudo nsrun --clearenv -e TERM -w /srv --user nobody -- ./tool      a clean environment
+  sudo nsrun --info-file /run/web.json --name web -- ./server        addresses for scripts
+  sudo nsrun --stop-timeout 30 -- ./slow-to-stop                     30 s to stop, then SIGKILL
+  sudo nsrun --wait-teardown -- ./job          return once nothing of the sandbox is left
 
 Exit status: the command's own; 128+N if it was killed by signal N; 126 if it could not
 be executed; 127 if it was not found; 125 if nsrun itself failed.";
