@@ -1,7 +1,7 @@
-complete -c nsrun -l user -d 'Run the command as USER (and GROUP), by name or number, e.g. `--user nobody` or `--user 1000:1000`. Default: the invoking user (SUDO_UID/SUDO_GID under sudo). nsrun does not isolate the filesystem: a command that runs as uid 0 (root without sudo and without --user) can still read and change the host\'s files, nsrun\'s own binary included; give untrusted commands an unprivileged user' -r
+complete -c nsrun -l user -d 'Run the command as USER (and GROUP), by name or number, e.g. `--user nobody` or `--user 1000:1000`. Default: the invoking user (SUDO_UID/SUDO_GID under sudo). nsrun does not isolate the filesystem: a command that runs as uid 0 (root without sudo and without --user) can still read and change the host\'s files, nsrun\'s own binary included; give untrusted commands an unprivileged user' -r -f -a "(__fish_complete_users)"
 complete -c nsrun -s e -l env -d 'Set an environment variable for the command: `-e NAME=VALUE`, or `-e NAME` to pass NAME\'s value from nsrun\'s environment (repeatable). By default the command gets nsrun\'s whole environment, as with `env` or `ip netns exec` (under sudo, the one sudo kept); with --user, HOME, USER, LOGNAME and SHELL come from the user\'s passwd entry, as `sudo -u` sets them' -r
 complete -c nsrun -l env-file -d 'Read environment variables from FILE, one NAME=VALUE per line (`#` comments and blank lines skipped), as docker\'s --env-file (repeatable)' -r -F
-complete -c nsrun -s w -l workdir -d 'Run the command in DIR, e.g. `-w /srv/app` (default: nsrun\'s working directory)' -r -F
+complete -c nsrun -s w -l workdir -d 'Run the command in DIR, e.g. `-w /srv/app` (default: nsrun\'s working directory)' -r -f -a "(__fish_complete_directories)"
 complete -c nsrun -l ip -d 'Give the sandbox exactly this IPv4 address (a private one; the host\'s end of the link is its /31 neighbour), e.g. `--ip 10.77.0.2`: the host reaches a service there, and a restart gets the same address. An address in use on the host or by another sandbox is an error that says who has it' -r
 complete -c nsrun -s p -l publish -d 'Publish a port of the sandbox on the host, with docker\'s syntax: `[HOST_IP:]HOST_PORT[-END]:SANDBOX_PORT[-END][/tcp|/udp]` (repeatable), e.g. `-p 8080:80`. Other machines reach it through the host\'s addresses (their source address preserved), the host through its own addresses and, for TCP, through localhost. A host port that is taken is an error' -r
 complete -c nsrun -l name -d 'Name the sandbox\'s network namespace: it appears as /run/netns/NAME while the sandbox runs, for `ip netns exec NAME ...` and `nsenter --net=/run/netns/NAME`, and NAME is also its host name unless --hostname says otherwise. Removed when the sandbox ends, also when nsrun is killed; e.g. `--name web`' -r
@@ -18,3 +18,6 @@ complete -c nsrun -l wait-teardown -d 'Return only once nothing of the sandbox i
 complete -c nsrun -s v -l verbose -d 'Say what nsrun sets up, on stderr'
 complete -c nsrun -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsrun -s V -l version -d 'Print version'
+
+# After `--`: the command, then its own arguments.
+complete -c nsrun -n 'contains -- -- (commandline -opc)' -f -a '(__fish_complete_subcommand --fcs-skip=(math (contains -i -- -- (commandline -opc))))'

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, ValueHint};
 
 pub const DEFAULT_POOL: &str = "10.200.0.0/16";
 
@@ -56,7 +56,7 @@ pub struct Cli {
     /// nsrun does not isolate the filesystem: a command that runs as uid 0 (root without
     /// sudo and without --user) can still read and change the host's files, nsrun's own
     /// binary included; give untrusted commands an unprivileged user.
-    #[arg(long, value_name = "USER[:GROUP]")]
+    #[arg(long, value_name = "USER[:GROUP]", value_hint = ValueHint::Username)]
     pub user: Option<String>,
 
     /// Set an environment variable for the command: `-e NAME=VALUE`, or `-e NAME` to pass
@@ -69,7 +69,7 @@ pub struct Cli {
 
     /// Read environment variables from FILE, one NAME=VALUE per line (`#` comments and
     /// blank lines skipped), as docker's --env-file (repeatable).
-    #[arg(long, value_name = "FILE", action = ArgAction::Append)]
+    #[arg(long, value_name = "FILE", action = ArgAction::Append, value_hint = ValueHint::FilePath)]
     pub env_file: Vec<std::path::PathBuf>,
 
     /// Start the command with an empty environment but PATH, HOME, USER, LOGNAME, SHELL,
@@ -79,7 +79,7 @@ pub struct Cli {
     pub clearenv: bool,
 
     /// Run the command in DIR, e.g. `-w /srv/app` (default: nsrun's working directory).
-    #[arg(short = 'w', long, value_name = "DIR")]
+    #[arg(short = 'w', long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub workdir: Option<std::path::PathBuf>,
 
     /// Give the sandbox exactly this IPv4 address (a private one; the host's end of the
@@ -106,7 +106,7 @@ pub struct Cli {
 
     /// Write the sandbox's addresses as JSON to FILE once it is set up (for scripts):
     /// {"nsrun_pid", "init_pid", "address", "gateway", "host_link", "netns"}.
-    #[arg(long, value_name = "FILE", conflicts_with = "no_net")]
+    #[arg(long, value_name = "FILE", conflicts_with = "no_net", value_hint = ValueHint::FilePath)]
     pub info_file: Option<std::path::PathBuf>,
 
     /// Give the sandbox its own UTS namespace with this host name; NAME also resolves
@@ -155,7 +155,12 @@ pub struct Cli {
     pub verbose: bool,
 
     /// The command to run and its arguments, passed verbatim.
-    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        value_hint = ValueHint::CommandWithArguments
+    )]
     pub command: Vec<OsString>,
 }
 

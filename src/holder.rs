@@ -717,9 +717,34 @@ impl Holder {
     /// killed nsrun's files, its lock among them, are surely closed.
     fn remove_names(&mut self, all: bool) {
         let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) =
+        let (mut due, later): (Vec<_>, Vec<_>) =
             self.names.drain(..).partition(|(_, at)| all || *at <= now);
         self.names = later;
+        if all || !due.is_empty() {
+            // Also names whose nsrun was killed before it told the holder: their lock
+            // files are old and nobody holds them (a lock file seconds old is an nsrun
+            // still starting).
+            if let Ok(dir) = std::fs::read_dir(crate::sandbox::STATE_DIR) {
+                for entry in dir.flatten() {
+                    let file = entry.file_name().to_string_lossy().into_owned();
+                    let Some(name) = file
+                        .strip_prefix("netns-")
+                        .and_then(|n| n.strip_suffix(".lock"))
+                    else {
+                        continue;
+                    };
+                    let old = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(2));
+                    if (old || all) && !due.iter().any(|(n, _)| n == name) {
+                        due.push((name.to_string(), now));
+                    }
+                }
+            }
+        }
         for (name, _) in due {
             let lock = format!("{}/netns-{name}.lock", crate::sandbox::STATE_DIR);
             let Ok(file) = std::fs::File::open(&lock) else {

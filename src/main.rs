@@ -11,6 +11,8 @@ mod host;
 mod netlink;
 mod plan;
 mod relay;
+#[cfg(test)]
+mod robustness;
 mod sandbox;
 mod supervise;
 mod sys;

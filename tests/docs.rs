@@ -114,8 +114,41 @@ fn completion(shell: Shell) -> String {
     let mut cmd = cli::Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "nsrun", &mut out);
-    String::from_utf8(out).unwrap()
+    let mut text = String::from_utf8(out).unwrap();
+    // After `--`, the command and then its own arguments, as sudo's completion does
+    // (zsh's _cmdambivalent does this by itself).
+    match shell {
+        Shell::Bash => text.push_str(BASH_AFTER_DOUBLE_DASH),
+        Shell::Fish => text.push_str(FISH_AFTER_DOUBLE_DASH),
+        _ => {}
+    }
+    text
 }
+
+const BASH_AFTER_DOUBLE_DASH: &str = r#"
+# After `--`: complete the command, then its own arguments (bash-completion's
+# _command_offset, as sudo's completion does).
+_nsrun_command() {
+    local i
+    for (( i = 1; i < COMP_CWORD; i++ )); do
+        if [[ ${COMP_WORDS[i]} == -- ]]; then
+            if declare -F _command_offset >/dev/null; then
+                _command_offset $(( i + 1 ))
+            else
+                COMPREPLY=( $(compgen -c -- "${COMP_WORDS[COMP_CWORD]}") )
+            fi
+            return 0
+        fi
+    done
+    _nsrun "$@"
+}
+complete -F _nsrun_command -o bashdefault -o default nsrun
+"#;
+
+const FISH_AFTER_DOUBLE_DASH: &str = r#"
+# After `--`: the command, then its own arguments.
+complete -c nsrun -n 'contains -- -- (commandline -opc)' -f -a '(__fish_complete_subcommand --fcs-skip=(math (contains -i -- -- (commandline -opc))))'
+"#;
 
 fn check(path: &str, want: String) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -170,4 +203,118 @@ fn completions_are_fresh() {
     check("completions/nsrun.bash", completion(Shell::Bash));
     check("completions/_nsrun", completion(Shell::Zsh));
     check("completions/nsrun.fish", completion(Shell::Fish));
+}
+
+/// Drives bash's real completion machinery: after `--` it offers commands, and then the
+/// command's own completion; `--user` offers user names.
+#[test]
+fn bash_completes_the_command_after_double_dash() {
+    let bash_completion = "/usr/share/bash-completion/bash_completion";
+    if !std::path::Path::new(bash_completion).exists() {
+        if std::env::var_os("NSRUN_TEST_REQUIRE_ROOT").is_some_and(|v| v == "1") {
+            panic!("bash-completion is missing (NSRUN_TEST_REQUIRE_ROOT=1): .ci/run installs it");
+        }
+        eprintln!("skipped: bash-completion is missing");
+        return;
+    }
+    let script = format!(
+        r#"source {bash_completion}
+source {dir}/completions/nsrun.bash
+complete_line() {{ COMP_WORDS=("$@"); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMP_LINE="$*"; COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); _nsrun_command nsrun "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"; printf '%s\n' "${{COMPREPLY[@]}}"; }}
+echo "== command"; complete_line nsrun -- sleep
+echo "== options"; complete_line nsrun --wait-t
+"#,
+        dir = env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (command, options) = text.split_once("== options").unwrap();
+    assert!(command.lines().any(|l| l == "sleep"), "after --: {text}");
+    assert!(
+        options.contains("--wait-teardown"),
+        "nsrun's own options: {text}"
+    );
+}
+
+#[test]
+fn make_install_lays_out_binary_man_page_and_completions() {
+    if !common_which("make") {
+        eprintln!("skipped: make is missing");
+        return;
+    }
+    let stage = std::env::temp_dir().join(format!("nsrun-install-{}", std::process::id()));
+    let out = std::process::Command::new("make")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("install")
+        .arg(format!("DESTDIR={}", stage.display()))
+        .arg("PREFIX=/usr")
+        .arg(format!("BIN={}", env!("CARGO_BIN_EXE_nsrun")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "usr/bin/nsrun",
+        "usr/share/man/man1/nsrun.1",
+        "usr/share/bash-completion/completions/nsrun",
+        "usr/share/zsh/site-functions/_nsrun",
+        "usr/share/fish/vendor_completions.d/nsrun.fish",
+    ] {
+        assert!(stage.join(f).is_file(), "{f} missing");
+    }
+    let _ = std::fs::remove_dir_all(&stage);
+}
+
+fn common_which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+#[test]
+fn the_debian_package_carries_the_same_files() {
+    if !common_which("make") || !common_which("dpkg-deb") {
+        eprintln!("skipped: make or dpkg-deb is missing");
+        return;
+    }
+    let top = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("make")
+        .current_dir(top)
+        .arg("deb")
+        .arg(format!("BIN={}", env!("CARGO_BIN_EXE_nsrun")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = std::fs::read_dir(PathBuf::from(top).join("target"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("a .deb in target/");
+    let list = std::process::Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for f in [
+        "./usr/bin/nsrun",
+        "./usr/share/man/man1/nsrun.1",
+        "./usr/share/bash-completion/completions/nsrun",
+        "./usr/share/zsh/site-functions/_nsrun",
+        "./usr/share/fish/vendor_completions.d/nsrun.fish",
+    ] {
+        assert!(list.contains(f), "{f} not in the package: {list}");
+    }
 }
