@@ -23,7 +23,7 @@ _nsrun() {
 
     case "${cmd}" in
         nsrun)
-            opts="-e -w -p -v -h -V --no-net --user --env --env-file --clearenv --workdir --ip --publish --name --info-file --hostname --dns --allow-host --block-lan --pool --wait-teardown --stop-timeout --verbose --help --version"
+            opts="-e -w -p -t -v -h -V --no-net --user --env --env-file --clearenv --workdir --ip --publish --name --info-file --hostname --dns --allow-host --block-lan --pool --wait-teardown --stop-timeout --tty --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -15,6 +15,7 @@ complete -c nsrun -l clearenv -d 'Start the command with an empty environment bu
 complete -c nsrun -l allow-host -d 'Let the sandbox open connections to the host\'s own addresses, and to the ports the host publishes on them with DNAT (refused by default)'
 complete -c nsrun -l block-lan -d 'Also block the LAN: private ranges (10/8, 172.16/12, 192.168/16, 100.64/10). The sandbox\'s nameservers stay reachable'
 complete -c nsrun -l wait-teardown -d 'Return only once nothing of the sandbox is left on the host: its link deleted, its init reaped, and the host\'s NAT table gone if no other sandbox runs. Costs about one kernel grace period; by default nsrun returns as soon as the sandbox\'s processes are gone and its link is down, and the kernel removes the rest within a fraction of a second'
+complete -c nsrun -s t -l tty -d 'Give the command a pseudo-terminal of its own (job control, /dev/tty), relayed to nsrun\'s terminal, which is set raw meanwhile and restored when nsrun exits. The command still cannot inject keystrokes into the caller\'s terminal'
 complete -c nsrun -s v -l verbose -d 'Say what nsrun sets up, on stderr'
 complete -c nsrun -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsrun -s V -l version -d 'Print version'

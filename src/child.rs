@@ -29,6 +29,8 @@ pub struct ChildConfig {
     pub env: Vec<CString>,
     /// Where the command starts, if not nsrun's working directory.
     pub workdir: Option<CString>,
+    /// With -t: the pseudo-terminal the command gets as its controlling terminal.
+    pub tty: Option<OwnedFd>,
     pub identity: Identity,
     /// Change uid, gid and groups (root); otherwise the command keeps nsrun's own ids.
     pub change_identity: bool,
@@ -175,6 +177,7 @@ pub fn init(cfg: ChildConfig) -> ! {
         2,
         cfg.control.as_raw_fd(),
         cfg.report_write.as_raw_fd(),
+        cfg.tty.as_ref().map_or(-1, |t| t.as_raw_fd()),
     ];
     if let Err(e) = sys::close_all_except(&keep) {
         fail(
@@ -300,6 +303,11 @@ fn setup(cfg: &ChildConfig, go: Go) -> Result<Started, StepError> {
         None => exec_command(cfg),
         Some(pid) => pid,
     };
+    // The command holds the terminal now; the init's copy would keep nsrun's side from
+    // seeing its end.
+    if let Some(tty) = &cfg.tty {
+        let _ = nix::unistd::close(tty.as_raw_fd());
+    }
     Ok(Started {
         files,
         firewall,
@@ -553,6 +561,14 @@ fn drop_privileges(cfg: &ChildConfig) -> Result<(), StepError> {
         .step(|| "reset the signal mask".into())?;
     // A new session: no controlling terminal, so no TIOCSTI into the caller's terminal.
     setsid().step(|| "setsid".into())?;
+    // With -t, a terminal of its own instead: job control, /dev/tty.
+    if let Some(tty) = &cfg.tty {
+        sys::set_controlling_tty(tty.as_fd()).step(|| "take the pseudo-terminal (-t)".into())?;
+        for fd in 0..3 {
+            nix::unistd::dup2(tty.as_raw_fd(), fd)
+                .step(|| "give the command its terminal".into())?;
+        }
+    }
     sys::drop_bounding_set().step(|| "empty the capability bounding set".into())?;
     let id = &cfg.identity;
     if cfg.change_identity {
@@ -640,7 +656,14 @@ fn supervise(cfg: &ChildConfig, mut started: Started) -> ! {
                 continue;
             }
             if FORWARDED.contains(&sig) {
-                let target = if to_group(sig) {
+                // The command is in a session of its own: the terminal's stop signal
+                // would be ignored by an orphaned group, SIGSTOP is not.
+                let sig = if sig == Signal::SIGTSTP {
+                    Signal::SIGSTOP
+                } else {
+                    sig
+                };
+                let target = if to_group(sig) || sig == Signal::SIGSTOP {
                     Pid::from_raw(-command.as_raw())
                 } else {
                     command

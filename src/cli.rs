@@ -150,6 +150,12 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub stop_timeout: std::time::Duration,
 
+    /// Give the command a pseudo-terminal of its own (job control, /dev/tty), relayed to
+    /// nsrun's terminal, which is set raw meanwhile and restored when nsrun exits. The
+    /// command still cannot inject keystrokes into the caller's terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
     /// Say what nsrun sets up, on stderr.
     #[arg(short, long)]
     pub verbose: bool,

@@ -28,6 +28,7 @@ pub struct Plan {
     pub workdir: Option<CString>,
     pub name: Option<String>,
     pub info_file: Option<std::path::PathBuf>,
+    pub tty: bool,
 }
 
 /// What the command's environment is made of.
@@ -203,6 +204,7 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
         wait_teardown: cli.wait_teardown,
         stop_timeout: cli.stop_timeout,
         name: cli.name.clone(),
+        tty: cli.tty,
         info_file: cli.info_file.clone(),
         env: env_plan(&cli.env, &cli.env_file, cli.clearenv, |k| {
             std::env::var(k).ok()

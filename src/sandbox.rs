@@ -249,11 +249,16 @@ pub fn run(plan: Plan) -> Result<i32> {
     let env = plan::command_env(&plan.env, &inherited, target_user);
     verbose!(
         plan,
-        "{} mode; the command runs as uid {} gid {} groups {:?}",
+        "{} mode; the command runs as uid {} gid {} groups {}",
         describe_privilege(privilege),
         identity.uid,
         identity.gid,
-        identity.groups
+        identity
+            .groups
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     );
 
     // 2. Read the host: addresses, routes, uplink, DNS.
@@ -290,6 +295,12 @@ pub fn run(plan: Plan) -> Result<i32> {
     )
     .context("socketpair")?;
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    // -t: a pseudo-terminal for the command, its size taken from ours.
+    let pty = if plan.tty { Some(open_pty()?) } else { None };
+    let (pty_master, pty_slave) = match pty {
+        Some((m, s)) => (Some(m), Some(s)),
+        None => (None, None),
+    };
     let mut flags = CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
     if plan.hostname.is_some() {
         flags |= CloneFlags::CLONE_NEWUTS;
@@ -301,6 +312,7 @@ pub fn run(plan: Plan) -> Result<i32> {
         command: plan.command.clone(),
         env,
         workdir: plan.workdir.clone(),
+        tty: pty_slave,
         identity: identity.clone(),
         change_identity: privilege == Privilege::Root,
         hostname: plan
@@ -374,11 +386,112 @@ pub fn run(plan: Plan) -> Result<i32> {
     }
 
     // 6. Supervise until the command's status arrives.
-    let code = supervise(&mut sandbox, &sfd, &control, report_read, plan.stop_timeout)?;
+    let terminal = match pty_master {
+        Some(master) => Some(Terminal::start(master)?),
+        None => None,
+    };
+    let code = supervise(
+        &mut sandbox,
+        &sfd,
+        &control,
+        report_read,
+        plan.stop_timeout,
+        terminal.as_ref(),
+    )?;
+    if let Some(t) = terminal {
+        t.finish();
+    }
     if plan.wait_teardown {
         teardown_and_wait(sandbox);
     }
     Ok(code)
+}
+
+/// A new pseudo-terminal sized like nsrun's own: (master, slave).
+fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+    let stdin = std::io::stdin();
+    if !nix::unistd::isatty(stdin.as_raw_fd()).unwrap_or(false) {
+        bail!("-t: standard input is not a terminal; run nsrun from a terminal, or drop -t");
+    }
+    let size = crate::sys::window_size(stdin.as_fd()).ok();
+    let pty = nix::pty::openpty(size.as_ref(), None).context("-t: open a pseudo-terminal")?;
+    for fd in [&pty.master, &pty.slave] {
+        fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .context("fcntl")?;
+    }
+    Ok((pty.master, pty.slave))
+}
+
+/// `-t`: nsrun's terminal, raw while the command runs, relayed to the command's
+/// pseudo-terminal; restored on every way out of nsrun but SIGKILL.
+struct Terminal {
+    master: std::sync::Arc<OwnedFd>,
+    saved: nix::sys::termios::Termios,
+    output_done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Terminal {
+    fn start(master: OwnedFd) -> Result<Terminal> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).context("-t: read the terminal's settings")?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).context("-t: set the terminal raw")?;
+        let master = std::sync::Arc::new(master);
+        let (done, output_done) = std::sync::mpsc::channel();
+        let from = master.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut out = std::io::stdout().lock();
+            // EIO once the command and everything that held its terminal are gone.
+            while let Ok(n) = nix::unistd::read(from.as_raw_fd(), &mut buf) {
+                if n == 0 || std::io::Write::write_all(&mut out, &buf[..n]).is_err() {
+                    break;
+                }
+                let _ = std::io::Write::flush(&mut out);
+            }
+            let _ = done.send(());
+        });
+        let to = master.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = nix::unistd::read(std::io::stdin().as_raw_fd(), &mut buf) {
+                if n == 0 || nix::unistd::write(to.as_ref(), &buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Terminal {
+            master,
+            saved,
+            output_done,
+        })
+    }
+
+    fn follow_window_size(&self) {
+        if let Ok(size) = crate::sys::window_size(std::io::stdin().as_fd()) {
+            let _ = crate::sys::set_window_size(self.master.as_fd(), &size);
+        }
+    }
+
+    /// Waits (briefly) for the command's last output, then restores the terminal.
+    fn finish(self) {
+        let _ = self.output_done.recv_timeout(Duration::from_secs(2));
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
+    }
 }
 
 /// `--wait-teardown`: deletes the host end, reaps the init, and lets the holder go if
@@ -753,6 +866,7 @@ fn supervise(
     control: &OwnedFd,
     report_read: OwnedFd,
     stop_timeout: Duration,
+    terminal: Option<&Terminal>,
 ) -> Result<i32> {
     fcntl(
         report_read.as_raw_fd(),
@@ -811,6 +925,14 @@ fn supervise(
             };
             if sig != Signal::SIGCHLD {
                 let _ = kill(pid, sig);
+            }
+            if let (Signal::SIGWINCH, Some(t)) = (sig, terminal) {
+                t.follow_window_size();
+            }
+            // Ctrl-Z: the command is stopped (above); now nsrun stops too, so the shell
+            // sees its job stopped, and `fg` (SIGCONT) continues both.
+            if sig == Signal::SIGTSTP {
+                let _ = nix::sys::signal::raise(Signal::SIGSTOP);
             }
             if supervise::stops(sig) && stopping.is_none() {
                 stopping = Some((sig, Instant::now()));

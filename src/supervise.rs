@@ -12,7 +12,7 @@ pub const EXIT_CANNOT_EXECUTE: i32 = 126;
 pub const EXIT_NOT_FOUND: i32 = 127;
 
 /// The signals nsrun passes on to the command.
-pub const FORWARDED: [Signal; 7] = [
+pub const FORWARDED: [Signal; 9] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -20,6 +20,10 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGUSR1,
     Signal::SIGUSR2,
     Signal::SIGWINCH,
+    // Job control: Ctrl-Z stops the command (as SIGSTOP: a command in its own session
+    // cannot be stopped by the terminal's SIGTSTP otherwise), and `fg` continues it.
+    Signal::SIGTSTP,
+    Signal::SIGCONT,
 ];
 
 /// The signals that ask the command to end: after them, `--stop-timeout` runs.
@@ -35,7 +39,12 @@ pub fn stops(sig: Signal) -> bool {
 pub fn to_group(sig: Signal) -> bool {
     matches!(
         sig,
-        Signal::SIGINT | Signal::SIGQUIT | Signal::SIGHUP | Signal::SIGWINCH
+        Signal::SIGINT
+            | Signal::SIGQUIT
+            | Signal::SIGHUP
+            | Signal::SIGWINCH
+            | Signal::SIGTSTP
+            | Signal::SIGCONT
     )
 }
 

@@ -205,7 +205,7 @@ pub fn own_fd(fd: RawFd) -> OwnedFd {
 /// pipe ends: the init must not hold nsrun's netlink sockets, nor the write end of the
 /// pipe whose EOF tells it that nsrun died).
 pub fn close_all_except(keep: &[RawFd]) -> io::Result<()> {
-    let mut keep: Vec<RawFd> = keep.to_vec();
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|k| *k >= 0).collect();
     keep.sort_unstable();
     let mut first: libc::c_uint = 0;
     for k in keep {
@@ -240,4 +240,32 @@ pub fn set_name(name: &CStr) {
 pub fn default_sigchld() {
     // SAFETY: installing SIG_DFL has no handler to be unsafe about.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+}
+
+/// Makes `fd` (a terminal) the calling process's controlling terminal (TIOCSCTTY); the
+/// caller has just become a session leader.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal).
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    check(ret.into()).map(drop)
+}
+
+/// The window size of terminal `fd`.
+pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<libc::winsize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    check(ret.into()).map(|_| ws)
+}
+
+/// Sets the window size of terminal `fd` (the kernel signals its foreground group).
+pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) -> io::Result<()> {
+    // SAFETY: TIOCSWINSZ reads one winsize from a struct we own.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) };
+    check(ret.into()).map(drop)
 }

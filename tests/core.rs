@@ -260,22 +260,77 @@ fn the_sandbox_init_holds_none_of_nsruns_sockets() {
 fn ctrl_c_in_a_terminal_stops_the_command() {
     world(
         r#"
-        # nsrun in a pseudo-terminal, as from an interactive shell; type Ctrl-C.
+        # nsrun in a pseudo-terminal, as from an interactive shell; type Ctrl-C. The shell
+        # in the sandbox does not exec sleep: only Ctrl-C sent to the whole group (as a
+        # terminal does) ends both at once.
         expect_code 0 python3 - "$NSRUN" <<'PY'
 import os, pty, select, sys, time
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(sys.argv[1], [sys.argv[1], "--no-net", "--", "sh", "-c", "echo ready; sleep 30"])
+    os.execv(sys.argv[1], [sys.argv[1], "--no-net", "--user", "root", "--", "sh", "-c", "echo ready; sleep 30; echo after"])
 out = b""
 deadline = time.time() + 10
 while b"ready" not in out and time.time() < deadline:
     if select.select([fd], [], [], 0.1)[0]:
         out += os.read(fd, 100)
+start = time.time()
 os.write(fd, b"\x03")
 _, status = os.waitpid(pid, 0)
 code = os.waitstatus_to_exitcode(status)
-print("exit", code, file=sys.stderr)
-sys.exit(0 if code == 130 else 1)
+took = time.time() - start
+print("exit", code, "after", took, file=sys.stderr)
+sys.exit(0 if code == 130 and took < 5 else 1)
+PY
+        "#,
+    );
+}
+
+#[test]
+fn ctrl_z_stops_the_command_and_fg_resumes_it() {
+    world(
+        r#"
+        expect_code 0 python3 - "$NSRUN" <<'PY'
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["PS1"] = "PROMPT> "
+    os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-i"])
+buf = b""
+def until(needle, timeout=10):
+    global buf
+    deadline = time.time() + timeout
+    while needle not in buf:
+        if time.time() > deadline:
+            sys.exit("never saw %r in %r" % (needle, buf[-300:]))
+        if select.select([fd], [], [], 0.1)[0]:
+            buf += os.read(fd, 4096)
+    seen, buf = buf.split(needle, 1)[0], buf.split(needle, 1)[1]
+    return seen
+def quiet_for(seconds):
+    global buf
+    got = b""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if select.select([fd], [], [], 0.05)[0]:
+            got += os.read(fd, 4096)
+    return got
+until(b"PROMPT> ")
+# The terminal echoes what is typed: the command prints "tick" from "ti""ck".
+os.write(fd, sys.argv[1].encode() + b" --no-net --user root -- sh -c 'while :; do echo ti\"\"ck; sleep 0.1; done'\n")
+until(b"tick\r\n")
+os.write(fd, b"\x1a")
+until(b"Stopped")
+until(b"PROMPT> ")
+after = quiet_for(0.6)
+if b"tick" in after:
+    sys.exit("the command kept running after Ctrl-Z: %r" % after)
+os.write(fd, b"fg\n")
+until(b"tick")
+until(b"tick")
+os.write(fd, b"\x03")
+until(b"PROMPT> ")
+os.write(fd, b"exit\n")
+os.waitpid(pid, 0)
 PY
         "#,
     );
@@ -365,6 +420,59 @@ fn environment_and_working_directory_options() {
         expect_code 125 $NSRUN -e 'BAD NAME=1' -- true
         expect_contains "$ERR" "-e RUST_LOG=debug" "a bad -e names a valid one"
         expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn tty_gives_the_command_a_terminal_of_its_own_and_restores_the_callers() {
+    world(
+        r#"
+        expect_code 0 python3 - "$NSRUN" <<'PY'
+import fcntl, os, select, signal, struct, subprocess, sys, termios, time
+master, slave = os.openpty()
+before = termios.tcgetattr(slave)
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 90, 0, 0))
+p = subprocess.Popen([sys.argv[1], "-t", "--no-net", "--user", "root", "--", "bash", "--norc", "--noprofile", "-i"],
+                     stdin=slave, stdout=slave, stderr=slave, env=dict(os.environ, PS1="PROMPT> "))
+buf = b""
+def until(needle, timeout=10):
+    global buf
+    deadline = time.time() + timeout
+    while needle not in buf:
+        if time.time() > deadline:
+            sys.exit("never saw %r in %r" % (needle, buf[-400:]))
+        if select.select([master], [], [], 0.1)[0]:
+            buf += os.read(master, 4096)
+    head, buf = buf.split(needle, 1)
+    return head
+until(b"PROMPT> ")
+# The terminal echoes what is typed: the marker is printed from "E""ND".
+os.write(master, b"tty; stty size; sleep 30 & jobs; echo E''ND\n")
+until(b"E''ND")
+out = until(b"END\r\n")
+if b"/dev/pts/" not in out: sys.exit("no terminal: %r" % out)
+if b"30 90" not in out: sys.exit("window size not taken: %r" % out)
+if b"Running" not in out: sys.exit("no job control: %r" % out)
+until(b"PROMPT> ")
+# The window grows: nsrun passes it on.
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+p.send_signal(signal.SIGWINCH)
+time.sleep(0.2)
+os.write(master, b"stty size; echo E''ND\n")
+until(b"E''ND")
+out = until(b"END\r\n")
+if b"40 120" not in out: sys.exit("window size did not follow: %r" % out)
+# The command is killed outright: the caller's terminal comes back as it was.
+children = lambda pid: subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+init = children(p.pid)[0]
+command = children(init)[0]
+os.kill(int(command), signal.SIGKILL)
+code = p.wait(timeout=10)
+if code != 137: sys.exit("exit status %d" % code)
+if termios.tcgetattr(slave) != before: sys.exit("the caller's terminal was not restored")
+print("ok")
+PY
         "#,
     );
 }

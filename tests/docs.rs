@@ -55,19 +55,31 @@ service user; the host reaches it on the address \fB\-\-verbose\fR prints:
 sudo nsrun \-v \-\-hostname api1 \-\-user www\-data \-\- python3 \-m http.server 8080
 .RE
 .PP
-Let the sandbox reach services on the host itself (closed by default):
+Let the sandbox reach services on the host itself (closed by default), by its name:
 .PP
 .RS
-sudo nsrun \-\-allow\-host \-\- curl http://10.200.0.1:8080/
+sudo nsrun \-\-allow\-host \-\- curl http://host.nsrun.internal:8080/
+.RE
+.PP
+A service on a fixed private address, published on the host's port 8080, joinable
+with \fBip netns exec web\fR:
+.PP
+.RS
+sudo nsrun \-\-ip 10.77.0.2 \-p 8080:80 \-\-name web \-\-user www\-data \-\- ./server
 .RE
 .SH SECURITY
 The command runs as the invoking user (the caller of sudo), in a new session, with every
 capability set empty and no_new_privs set, and only file descriptors 0, 1 and 2 open.
 Every process of the sandbox is killed when the command ends or nsrun dies.
 .PP
-By default a sandbox reaches the internet through NAT, but cannot open connections to
-the host's own addresses, to other sandboxes, or to link\-local addresses such as
-169.254.169.254; its nameservers stay reachable on port 53.
+By default a sandbox reaches the internet through NAT, but connections to the host's
+own addresses (and ports the host publishes on them with DNAT), to other sandboxes, to
+link\-local addresses such as 169.254.169.254, to Alibaba's and Azure's metadata
+addresses and over IPv6 are refused at once; its nameservers stay reachable on port 53.
+Nobody but the host connects into a sandbox, except to ports published with \fB\-p\fR.
+These rules live in a table inside the sandbox's own network namespace, created before
+its link comes up: the command cannot change them, and they hold until the namespace
+is gone, whatever happens to nsrun.
 \fB\-\-allow\-host\fR opens the host; \fB\-\-block\-lan\fR also closes the private ranges.
 .PP
 nsrun isolates the network, processes and host name. It does \fBnot\fR isolate the
@@ -75,21 +87,47 @@ filesystem: the command sees and may change every file its user may. Abstract un
 sockets belong to the network namespace, so the host's are out of reach; pathname unix
 sockets are files, and a command that may open one (/run/docker.sock, an X11 socket in
 /tmp/.X11\-unix, a D\-Bus socket) can talk to its server. Combine nsrun with a
-filesystem sandbox (bubblewrap, a container) when that matters.
+filesystem sandbox (bubblewrap, a container) when that matters. A command that runs as
+uid 0 (nsrun started by root without sudo and without \fB\-\-user\fR) can therefore
+read /etc/shadow, change /etc and replace binaries, nsrun's own included; nsrun warns
+about it. Inside the sandbox /proc/sys is read\-only and the kernel files docker masks
+are masked, so no command changes a host\-wide kernel setting.
 .PP
-The only host setting nsrun changes is
-\fBnet.ipv4.conf.\fIUPLINK\fB.forwarding=1\fR on the default\-route interface, which
-replies to sandboxes need; it is left set and printed by \fB\-\-verbose\fR.
+nsrun's helper \fBnsrun\-holder\fR keeps the host's NAT (and published ports) in
+\fBtable inet nsrun\fR while sandboxes run, and sets
+\fBnet.ipv4.conf.\fILINK\fB.forwarding=1\fR on the links routes lead through where it
+was 0, forwarding only traffic to sandboxes from there; half a second after the last
+sandbox it sets them back and exits, and the kernel deletes the table.
+\fB\-\-verbose\fR prints every change.
+.SH ENVIRONMENT
+The command gets nsrun's environment (under sudo, what sudo kept), with HOME, USER,
+LOGNAME and SHELL from the passwd entry when the user changes; \fB\-\-clearenv\fR
+keeps only PATH, HOME, USER, LOGNAME, SHELL, TERM and LANG; \fB\-e\fR and
+\fB\-\-env\-file\fR add to it. SUDO_UID, SUDO_GID and SUDO_USER choose the user
+under sudo, and are ignored with file capabilities.
+.SH NOTES
+Ctrl\-C, Ctrl\-\\ and Ctrl\-Z reach the command's whole process group; \fBfg\fR
+resumes a stopped one. After SIGTERM, SIGINT, SIGHUP or SIGQUIT the command has
+\fB\-\-stop\-timeout\fR seconds (10) to end, then the sandbox is killed.
+.SH BUGS
+A host firewall whose forward hook drops packets by policy makes nsrun refuse to run
+the command, naming the chain and the rules that let its interfaces through; a reject
+rule without a drop policy (firewalld) or an iptables\-legacy FORWARD policy is not
+detected. There is no \fB\-t\fR: the command has no terminal of its own.
 .SH FILES
 .TP
 /etc/resolv.conf, /run/systemd/resolve/resolv.conf
 read to give the sandbox the host's nameservers; never written
 .TP
 /etc/hosts
-read, and with \fB\-\-hostname\fR given to the sandbox with its name added
+read, and given to the sandbox with host.nsrun.internal (and its \fB\-\-hostname\fR)
+added
+.TP
+/run/netns/NAME, /run/nsrun/netns\-NAME.lock
+with \fB\-\-name\fR, while the sandbox runs
 .TP
 /proc/sys/net/ipv4/conf/*/forwarding
-forwarding on the sandbox's host\-end link and the uplink
+forwarding on the sandbox's host\-end link and the links routes lead through
 .SH "SEE ALSO"
 \fBip\-netns\fR(8), \fBunshare\fR(1), \fBbwrap\fR(1), \fBfirejail\fR(1), \fBslirp4netns\fR(1),
 \fBpasta\fR(1), \fBsystemd\-nspawn\fR(1), \fBnamespaces\fR(7), \fBcapabilities\fR(7),

@@ -839,6 +839,22 @@ mod tests {
         assert_eq!(&got[got.len() - nat.len()..], nat.as_slice());
     }
 
+    /// The plain (unbatched) requests: GETTABLE of one table, the chain dump of every
+    /// family (nfgenmsg family 0), the rule dump of one table.
+    #[test]
+    fn get_and_dump_requests_golden_bytes() {
+        let want = hex("
+            20 00 00 00 01 0a 05 00 00 00 00 00 00 00 00 00 01 00 00 00
+            0a 00 01 00 6e 73 72 75 6e 00 00 00");
+        assert_eq!(get_table(NFPROTO_INET, "nsrun").buf, want);
+        let want = hex("14 00 00 00 04 0a 01 03 00 00 00 00 00 00 00 00 00 00 00 00");
+        assert_eq!(dump_chains().buf, want);
+        let want = hex("
+            20 00 00 00 07 0a 01 03 00 00 00 00 00 00 00 00 02 00 00 00
+            0b 00 01 00 66 69 6c 74 65 72 00 00");
+        assert_eq!(dump_rules(NFPROTO_IPV4, "filter").buf, want);
+    }
+
     #[test]
     fn echoed_rule_handle_and_table_flags_parse() {
         let mut m = Msg::new();

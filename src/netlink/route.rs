@@ -375,6 +375,50 @@ mod tests {
         assert_eq!(add_default_route(Ipv4Addr::new(10, 201, 0, 1), 2).buf, want);
     }
 
+    /// `ip link set dev <index 2> down`: flags 0 under the IFF_UP change mask;
+    /// `ip link del dev <index 2>`: RTM_DELLINK by index.
+    #[test]
+    fn link_down_and_delete_golden_bytes() {
+        #[rustfmt::skip]
+        let down: &[u8] = &[
+            0x20, 0, 0, 0,  16, 0,  0x05, 0,  0, 0, 0, 0,  0, 0, 0, 0, // hdr(32, RTM_NEWLINK, REQUEST|ACK)
+            0, 0, 0, 0,  2, 0, 0, 0,  0, 0, 0, 0,  1, 0, 0, 0,         // ifinfomsg{index 2, flags 0, change IFF_UP}
+        ];
+        assert_eq!(set_down(2).buf, down);
+        #[rustfmt::skip]
+        let del: &[u8] = &[
+            0x20, 0, 0, 0,  17, 0,  0x05, 0,  0, 0, 0, 0,  0, 0, 0, 0, // hdr(32, RTM_DELLINK, REQUEST|ACK)
+            0, 0, 0, 0,  2, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,         // ifinfomsg{index 2}
+        ];
+        assert_eq!(del_link(2).buf, del);
+    }
+
+    /// `ip addr del 10.201.0.1/30 dev <index 2>`: as the add, type RTM_DELADDR (21)
+    /// without CREATE|EXCL.
+    #[test]
+    fn address_delete_golden_bytes() {
+        #[rustfmt::skip]
+        let want: &[u8] = &[
+            0x28, 0, 0, 0,  0x15, 0,  0x05, 0,  0, 0, 0, 0,  0, 0, 0, 0, // hdr(40, RTM_DELADDR, REQUEST|ACK)
+            0x02, 0x1e, 0, 0,  2, 0, 0, 0,                             // ifaddrmsg{AF_INET, 30, index 2}
+            8, 0, 2, 0,  0x0a, 0xc9, 0, 1,                             // IFA_LOCAL 10.201.0.1
+            8, 0, 1, 0,  0x0a, 0xc9, 0, 1,                             // IFA_ADDRESS 10.201.0.1
+        ];
+        assert_eq!(del_addr(2, Ipv4Addr::new(10, 201, 0, 1), 30).buf, want);
+    }
+
+    /// `ip route get 192.0.2.1`: RTM_GETROUTE, REQUEST only, dst_len 32, RTA_DST.
+    #[test]
+    fn route_get_golden_bytes() {
+        #[rustfmt::skip]
+        let want: &[u8] = &[
+            0x24, 0, 0, 0,  26, 0,  0x01, 0,  0, 0, 0, 0,  0, 0, 0, 0, // hdr(36, RTM_GETROUTE, REQUEST)
+            2, 32, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,                     // rtmsg{AF_INET, dst_len 32}
+            8, 0, 1, 0,  192, 0, 2, 1,                                 // RTA_DST 192.0.2.1
+        ];
+        assert_eq!(get_route(Ipv4Addr::new(192, 0, 2, 1)).buf, want);
+    }
+
     #[test]
     fn dump_and_get_requests() {
         #[rustfmt::skip]
