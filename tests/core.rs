@@ -267,12 +267,15 @@ fn ctrl_c_in_a_terminal_stops_the_command() {
 import os, pty, select, sys, time
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(sys.argv[1], [sys.argv[1], "--no-net", "--user", "root", "--", "sh", "-c", "echo ready; sleep 30; echo after"])
-out = b""
+    os.execv(sys.argv[1], [sys.argv[1], "--no-net", "--user", "root", "--", "sh", "-c", "sleep 4545; echo after"])
+# Ctrl-C once sleep runs: a shell whose child missed the signal (it raced with the
+# child's exec) would wait for it, as shells do.
+import subprocess
 deadline = time.time() + 10
-while b"ready" not in out and time.time() < deadline:
-    if select.select([fd], [], [], 0.1)[0]:
-        out += os.read(fd, 100)
+while subprocess.run(["pgrep", "-f", "^sleep 4545$"], capture_output=True).returncode != 0:
+    if time.time() > deadline:
+        sys.exit("the command never started")
+    time.sleep(0.02)
 start = time.time()
 os.write(fd, b"\x03")
 _, status = os.waitpid(pid, 0)

@@ -109,17 +109,7 @@ fn ports_the_host_publishes_with_dnat_are_the_host() {
         start_upstream_http
         # A Docker-like bridge with a container behind it, published on the host's port
         # 8088, and a NodePort-like rule on 30080, both DNAT in prerouting and output.
-        ip netns add ctr
-        ip link add docker0 type veth peer name ceth0 netns ctr
-        ip link set docker0 addrgenmode none
-        ip addr add 172.17.0.1/16 dev docker0
-        ip link set docker0 up
-        ip netns exec ctr ip addr add 172.17.0.2/16 dev ceth0
-        ip netns exec ctr ip link set ceth0 up
-        ip netns exec ctr ip link set lo up
-        ip netns exec ctr ip route add default via 172.17.0.1
-        ip netns exec ctr python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
-        wait_port ctr 172.17.0.2 80
+        behind_host ctr docker0 172.17.0.1/16 172.17.0.2 80
         echo 1 >/proc/sys/net/ipv4/conf/docker0/forwarding
         nft -f - <<'NFT'
 table ip nat {

@@ -47,14 +47,7 @@ fn docker_hosts_get_the_docker_user_fix_and_unpublished_ports_stay_closed() {
         start_upstream_http
         # Docker 28's layout: FORWARD policy DROP, DOCKER-USER first, then Docker's chains
         # that accept only published ports into docker0.
-        ip netns add ctr
-        ip link add docker0 type veth peer name ceth0 netns ctr
-        ip link set docker0 addrgenmode none
-        ip addr add 172.17.0.1/16 dev docker0
-        ip link set docker0 up
-        ip netns exec ctr ip addr add 172.17.0.2/16 dev ceth0
-        ip netns exec ctr ip link set ceth0 up
-        ip netns exec ctr python3 "$WORK/upstream_server.py" 0.0.0.0 8081 &
+        behind_host ctr docker0 172.17.0.1/16 172.17.0.2 8081
         iptables -N DOCKER-USER
         iptables -N DOCKER
         iptables -P FORWARD DROP
@@ -90,17 +83,7 @@ fn the_host_never_becomes_a_router_for_its_neighbours() {
     world(
         r#"
         start_upstream_http
-        ip netns add lan
-        ip link add eth1 type veth peer name lan0 netns lan
-        ip link set eth1 addrgenmode none
-        ip addr add 192.168.50.1/24 dev eth1
-        ip link set eth1 up
-        ip netns exec lan ip addr add 192.168.50.2/24 dev lan0
-        ip netns exec lan ip link set lan0 up
-        ip netns exec lan ip link set lo up
-        ip netns exec lan ip route add default via 192.168.50.1
-        ip netns exec lan python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
-        wait_port lan 192.168.50.2 80
+        behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
         in_up ip route add 192.168.50.0/24 via 198.51.100.2
         probe() { in_up curl -s --max-time 1 -o /dev/null http://192.168.50.2/ && echo routed || echo not-routed; }
         expect_eq "$(probe)" not-routed "before"

@@ -84,6 +84,24 @@ PY
   wait_port up 198.51.100.1 80
 }
 
+# behind_host NETNS HOST_LINK HOST_ADDR/LEN PEER_ADDR PORT: a network behind the host: a
+# namespace on a veth from the host, routed through it, with an HTTP server on PORT that
+# answers with the client address it saw.
+behind_host() {
+  local ns=$1 link=$2 host_addr=$3 peer=$4 port=$5 len=${3#*/}
+  ip netns add "$ns"
+  ip link add "$link" type veth peer name peer0 netns "$ns"
+  ip link set "$link" addrgenmode none
+  ip addr add "$host_addr" dev "$link"
+  ip link set "$link" up
+  ip netns exec "$ns" ip addr add "$peer/$len" dev peer0
+  ip netns exec "$ns" ip link set peer0 up
+  ip netns exec "$ns" ip link set lo up
+  ip netns exec "$ns" ip route add default via "${host_addr%/*}"
+  ip netns exec "$ns" python3 "$WORK/upstream_server.py" 0.0.0.0 "$port" &
+  wait_port "$ns" "$peer" "$port"
+}
+
 # start_dns NETNS|- ADDR: a DNS server (UDP and TCP) with fixed records.
 start_dns() {
   local ns=$1 addr=$2 run=()
