@@ -46,6 +46,7 @@ const IDLE: Duration = Duration::from_millis(500);
 const LINK_GRACE: Duration = Duration::from_millis(200);
 const JOIN_DEADLINE: Duration = Duration::from_secs(5);
 const CAP_NET_ADMIN: u32 = 12;
+const FORWARD_CHECK_TTL: Duration = Duration::from_millis(200);
 
 /// A sandbox's registration with the holder; dropping it (or nsrun's death) ends it.
 pub struct Lease {
@@ -290,6 +291,7 @@ fn run(ready: OwnedFd) -> ! {
         links: Vec::new(),
         names: Vec::new(),
         forwarding: Vec::new(),
+        forward_checked: None,
     }
     .serve()
 }
@@ -430,6 +432,8 @@ struct Holder {
     names: Vec<(String, Instant)>,
     /// Links whose forwarding the holder switched on, to switch off when it exits.
     forwarding: Vec<(u32, String)>,
+    /// When the forward path was last looked at, and what blocks it.
+    forward_checked: Option<(Instant, Option<String>)>,
 }
 
 impl Holder {
@@ -604,7 +608,16 @@ impl Holder {
         if self.clients[i].ifindex.is_some() {
             bail!("already registered");
         }
-        if let Some(obstacle) = forward_obstacle(&mut self.nft) {
+        // The host's forward path, looked at again at most every 200 ms: when many
+        // sandboxes start at once they share one look.
+        let fresh = self
+            .forward_checked
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < FORWARD_CHECK_TTL);
+        if !fresh {
+            self.forward_checked = Some((Instant::now(), forward_obstacle(&mut self.nft)));
+        }
+        if let Some((_, Some(obstacle))) = &self.forward_checked {
             bail!("{obstacle}");
         }
         let mut batch = nft::Batch::new(nft::NFPROTO_INET);
