@@ -137,6 +137,10 @@ fi
 # _command_offset, as sudo's completion does).
 _nsrun_command() {
     local i
+    if [[ ${COMP_WORDS[COMP_CWORD-1]} == --user ]]; then
+        COMPREPLY=( $(compgen -u -- "${COMP_WORDS[COMP_CWORD]}") )
+        return 0
+    fi
     for (( i = 1; i < COMP_CWORD; i++ )); do
         if [[ ${COMP_WORDS[i]} == -- ]]; then
             if declare -F _command_offset >/dev/null; then

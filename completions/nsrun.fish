@@ -20,5 +20,15 @@ complete -c nsrun -s v -l verbose -d 'Say what nsrun sets up, on stderr'
 complete -c nsrun -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsrun -s V -l version -d 'Print version'
 
-# After `--`: the command, then its own arguments.
-complete -c nsrun -n 'contains -- -- (commandline -opc)' -f -a '(__fish_complete_subcommand --fcs-skip=(math (contains -i -- -- (commandline -opc))))'
+# After `--`: the command, then its own arguments through that command's completions.
+function __nsrun_after_double_dash
+    set -l tokens (commandline -opc)
+    set -l i (contains -i -- -- $tokens)
+    set -l rest $tokens[(math $i + 1)..-1]
+    if test (count $rest) -eq 0
+        __fish_complete_command
+    else
+        complete -C (string join ' ' -- (string escape -- $rest) (commandline -ct))
+    end
+end
+complete -c nsrun -n 'contains -- -- (commandline -opc)' -f -a '(__nsrun_after_double_dash)'

@@ -168,6 +168,10 @@ const BASH_AFTER_DOUBLE_DASH: &str = r#"
 # _command_offset, as sudo's completion does).
 _nsrun_command() {
     local i
+    if [[ ${COMP_WORDS[COMP_CWORD-1]} == --user ]]; then
+        COMPREPLY=( $(compgen -u -- "${COMP_WORDS[COMP_CWORD]}") )
+        return 0
+    fi
     for (( i = 1; i < COMP_CWORD; i++ )); do
         if [[ ${COMP_WORDS[i]} == -- ]]; then
             if declare -F _command_offset >/dev/null; then
@@ -184,8 +188,18 @@ complete -F _nsrun_command -o bashdefault -o default nsrun
 "#;
 
 const FISH_AFTER_DOUBLE_DASH: &str = r#"
-# After `--`: the command, then its own arguments.
-complete -c nsrun -n 'contains -- -- (commandline -opc)' -f -a '(__fish_complete_subcommand --fcs-skip=(math (contains -i -- -- (commandline -opc))))'
+# After `--`: the command, then its own arguments through that command's completions.
+function __nsrun_after_double_dash
+    set -l tokens (commandline -opc)
+    set -l i (contains -i -- -- $tokens)
+    set -l rest $tokens[(math $i + 1)..-1]
+    if test (count $rest) -eq 0
+        __fish_complete_command
+    else
+        complete -C (string join ' ' -- (string escape -- $rest) (commandline -ct))
+    end
+end
+complete -c nsrun -n 'contains -- -- (commandline -opc)' -f -a '(__nsrun_after_double_dash)'
 "#;
 
 fn check(path: &str, want: String) {
@@ -261,6 +275,7 @@ source {dir}/completions/nsrun.bash
 complete_line() {{ COMP_WORDS=("$@"); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMP_LINE="$*"; COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); _nsrun_command nsrun "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"; printf '%s\n' "${{COMPREPLY[@]}}"; }}
 echo "== command"; complete_line nsrun -- sleep
 echo "== options"; complete_line nsrun --wait-t
+echo "== user"; complete_line nsrun --user ro
 "#,
         dir = env!("CARGO_MANIFEST_DIR")
     );
@@ -270,12 +285,52 @@ echo "== options"; complete_line nsrun --wait-t
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let (command, options) = text.split_once("== options").unwrap();
+    let (command, rest) = text.split_once("== options").unwrap();
+    let (options, users) = rest.split_once("== user").unwrap();
     assert!(command.lines().any(|l| l == "sleep"), "after --: {text}");
     assert!(
         options.contains("--wait-teardown"),
         "nsrun's own options: {text}"
     );
+    assert!(
+        users.lines().any(|l| l == "root"),
+        "--user completes users: {text}"
+    );
+}
+
+/// Drives fish's completion: commands after `--`, then the command's own options, user
+/// names for `--user`, and nsrun's own options before `--` only.
+#[test]
+fn fish_completes_the_command_after_double_dash() {
+    if !common_which("fish") {
+        if std::env::var_os("NSRUN_TEST_REQUIRE_ROOT").is_some_and(|v| v == "1") {
+            panic!("fish is missing (NSRUN_TEST_REQUIRE_ROOT=1): .ci/run installs it");
+        }
+        eprintln!("skipped: fish is missing");
+        return;
+    }
+    let complete = |line: &str| {
+        let script = format!(
+            "source {}/completions/nsrun.fish; complete -C '{line}'",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let out = std::process::Command::new("fish")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let words = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split('\t').next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(words(&complete("nsrun --user root -- sle")).contains(&"sleep".to_string()));
+    assert!(words(&complete("nsrun -- ls --colo")).contains(&"--color".to_string()));
+    assert!(words(&complete("nsrun --user ro")).contains(&"root".to_string()));
+    assert!(words(&complete("nsrun --wait-t")).contains(&"--wait-teardown".to_string()));
+    assert!(!words(&complete("nsrun -- ls --wait-t")).contains(&"--wait-teardown".to_string()));
 }
 
 #[test]
