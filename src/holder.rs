@@ -342,6 +342,58 @@ fn create_table() -> Result<Socket> {
     }
 }
 
+/// iptables-legacy (x_tables, not nf_tables): the `filter` table's FORWARD policy, when
+/// that table exists, and whether any rule names nsrun's interfaces. Read with the same
+/// getsockopt calls `iptables-legacy -L` makes; only when /proc/net/ip_tables_names lists
+/// the table, so that asking never loads the module.
+fn legacy_forward_drops() -> Option<bool> {
+    const IPT_SO_GET_INFO: libc::c_int = 64;
+    const IPT_SO_GET_ENTRIES: libc::c_int = 65;
+    const NF_INET_FORWARD: usize = 2;
+    let names = std::fs::read_to_string("/proc/net/ip_tables_names").ok()?;
+    if !names.lines().any(|l| l == "filter") {
+        return None;
+    }
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        nix::sys::socket::SockProtocol::Raw,
+    )
+    .ok()?;
+    // struct ipt_getinfo: name[32], valid_hooks, hook_entry[5], underflow[5],
+    // num_entries, size.
+    let mut info = [0u8; 32 + 4 + 20 + 20 + 4 + 4];
+    info[..6].copy_from_slice(b"filter");
+    sys::getsockopt_buf(sock.as_fd(), IPT_SO_GET_INFO, &mut info).ok()?;
+    let word = |b: &[u8], at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
+    let underflow = word(&info, 32 + 4 + 20 + 4 * NF_INET_FORWARD) as usize;
+    let size = word(&info, 32 + 4 + 20 + 20 + 4) as usize;
+    // struct ipt_get_entries: name[32], size, then the entries (8-byte aligned).
+    let header = 40;
+    let mut entries = vec![0u8; header + size];
+    entries[..6].copy_from_slice(b"filter");
+    entries[32..36].copy_from_slice(&(size as u32).to_ne_bytes());
+    sys::getsockopt_buf(sock.as_fd(), IPT_SO_GET_ENTRIES, &mut entries).ok()?;
+    let table = &entries[header..];
+    // The policy: the standard target of the entry at the hook's underflow. struct
+    // ipt_entry: ipt_ip (84), nfcache, target_offset (u16 at 88), ...; the target: a
+    // 32-byte header, then the verdict (-NF_DROP - 1 = -1 for DROP).
+    let entry = table.get(underflow..)?;
+    let target_offset = u16::from_ne_bytes(entry.get(88..90)?.try_into().ok()?) as usize;
+    let verdict = i32::from_ne_bytes(
+        entry
+            .get(target_offset + 32..target_offset + 36)?
+            .try_into()
+            .ok()?,
+    );
+    let drops = verdict == -1;
+    let names_sandboxes = table
+        .windows(3)
+        .any(|w| w == crate::addr::LINK_PREFIX.as_bytes());
+    Some(drops && !names_sandboxes)
+}
+
 /// A firewall on the host's forward hook that would drop the sandbox's traffic: a base
 /// chain with policy drop (Docker's and ufw's iptables FORWARD, an nftables `inet
 /// filter forward`) whose table has no rule accepting nsrun's interfaces. Such a drop is
@@ -349,6 +401,11 @@ fn create_table() -> Result<Socket> {
 /// network: say so, with the command that fixes it.
 fn forward_obstacle(nft: &mut Socket) -> Option<String> {
     const NF_INET_FORWARD: u32 = 2;
+    if legacy_forward_drops() == Some(true) {
+        return Some(
+            "the host's firewall drops forwarded packets (chain FORWARD of iptables-legacy's filter table has policy DROP), so the sandbox would have no network; let nsrun's interfaces through: sudo iptables-legacy -I FORWARD -i nsr+ -j ACCEPT && sudo iptables-legacy -I FORWARD -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".into(),
+        );
+    }
     let chains = nft.dump(nft::dump_chains(), "list chains").ok()?;
     let chains: Vec<nft::ChainInfo> = chains
         .iter()

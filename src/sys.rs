@@ -269,3 +269,20 @@ pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) -> io::Result<()>
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) };
     check(ret.into()).map(drop)
 }
+
+/// `getsockopt(fd, IPPROTO_IP, opt, buf)` for iptables' table queries, where the buffer
+/// carries input (the table's name) as well as output. Returns the length written.
+pub fn getsockopt_buf(fd: BorrowedFd<'_>, opt: libc::c_int, buf: &mut [u8]) -> io::Result<usize> {
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: the pointer and length describe a buffer we own for the whole call.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            opt,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    check(ret.into()).map(|_| len as usize)
+}

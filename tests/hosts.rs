@@ -133,3 +133,19 @@ fn policy_routing_and_the_mtu_follow_the_kernels_choice() {
         "#,
     );
 }
+
+#[test]
+fn iptables_legacy_forward_policy_drop_is_refused_then_works_with_the_fix() {
+    if !require_tool("iptables-legacy") {
+        return;
+    }
+    world(&format!(
+        r#"{REFUSE_THEN_FIX}
+        start_upstream_http
+        iptables-legacy -P FORWARD DROP
+        refuse_then_fix "chain FORWARD of iptables-legacy's filter table has policy DROP"
+        iptables-legacy -F FORWARD
+        iptables-legacy -P FORWARD ACCEPT
+        "#
+    ));
+}
