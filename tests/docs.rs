@@ -111,9 +111,9 @@ resumes a stopped one. After SIGTERM, SIGINT, SIGHUP or SIGQUIT the command has
 \fB\-\-stop\-timeout\fR seconds (10) to end, then the sandbox is killed.
 .SH BUGS
 A host firewall whose forward hook drops packets by policy makes nsrun refuse to run
-the command, naming the chain and the rules that let its interfaces through; a reject
-rule without a drop policy (firewalld) or an iptables\-legacy FORWARD policy is not
-detected. There is no \fB\-t\fR: the command has no terminal of its own.
+the command, naming the chain and the rules that let its interfaces through (nf_tables
+and iptables\-legacy alike); a reject rule without a drop policy (firewalld) is not
+detected.
 .SH FILES
 .TP
 /etc/resolv.conf, /run/systemd/resolve/resolv.conf
