@@ -451,12 +451,13 @@ def until(needle, timeout=10):
     return head
 until(b"PROMPT> ")
 # The terminal echoes what is typed: the marker is printed from "E""ND".
-os.write(master, b"tty; stty size; sleep 30 & jobs; echo E''ND\n")
+os.write(master, b"tty; stty size; : </dev/tty && echo dev-tty-opens; sleep 30 & jobs; echo E''ND\n")
 until(b"E''ND")
 out = until(b"END\r\n")
 if b"/dev/pts/" not in out: sys.exit("no terminal: %r" % out)
 if b"30 90" not in out: sys.exit("window size not taken: %r" % out)
 if b"Running" not in out: sys.exit("no job control: %r" % out)
+if b"dev-tty-opens" not in out: sys.exit("/dev/tty does not open: %r" % out)
 until(b"PROMPT> ")
 # The window grows: nsrun passes it on.
 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
