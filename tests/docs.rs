@@ -158,6 +158,22 @@ fn completion(shell: Shell) -> String {
     match shell {
         Shell::Bash => text.push_str(BASH_AFTER_DOUBLE_DASH),
         Shell::Fish => text.push_str(FISH_AFTER_DOUBLE_DASH),
+        // clap_complete leaves colons in value names unescaped; in zsh's _arguments a
+        // colon there ends the message, and the rest would run as a command.
+        Shell::Zsh => {
+            for name in ["USER[:GROUP]", "[HOST_IP:]PORT:PORT"] {
+                text = text.replace(
+                    &format!(":{name}:"),
+                    &format!(":{}:", name.replace(':', "\\:")),
+                );
+            }
+            // After `--`, the command and its own arguments, as _precommand does:
+            // _arguments alone offers nothing when `--` is the first word.
+            text = text.replace(
+                "_nsrun() {\n",
+                "_nsrun() {\n    local dd=${words[(i)--]}\n    if (( dd > 1 && dd < CURRENT )); then\n        shift $dd words\n        (( CURRENT -= dd ))\n        _normal\n        return\n    fi\n",
+            );
+        }
         _ => {}
     }
     text
@@ -410,4 +426,52 @@ fn the_debian_package_carries_the_same_files() {
     ] {
         assert!(list.contains(f), "{f} not in the package: {list}");
     }
+}
+
+/// Drives zsh's completion system in a pseudo-terminal: TAB after `--` completes a
+/// command, and `--user` completes a user name.
+#[test]
+fn zsh_completes_the_command_after_double_dash() {
+    if !common_which("zsh") {
+        if std::env::var_os("NSRUN_TEST_REQUIRE_ROOT").is_some_and(|v| v == "1") {
+            panic!("zsh is missing (NSRUN_TEST_REQUIRE_ROOT=1): .ci/run installs it");
+        }
+        eprintln!("skipped: zsh is missing");
+        return;
+    }
+    let script = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["TERM"] = "dumb"
+    os.execv("/usr/bin/zsh", ["zsh", "-f", "-i"])
+def read(t):
+    out = b""; end = time.time() + t
+    while time.time() < end:
+        if select.select([fd], [], [], 0.05)[0]:
+            try: out += os.read(fd, 4096)
+            except OSError: break
+    return out
+read(0.5)
+os.write(fd, ("PS1='P> '; fpath=(%s $fpath); autoload -U compinit; compinit -u -D; echo RE''ADY\n" % sys.argv[1]).encode())
+out = b""
+end = time.time() + 10
+while b"READY" not in out and time.time() < end:
+    out += read(0.2)
+os.write(fd, b"nsrun -- slee\t")
+print("command:", read(1.5))
+os.write(fd, b"\x15nsrun --user roo\t")
+print("user:", read(1.5))
+os.kill(pid, 9)
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("completions"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (command, user) = text.split_once("user:").unwrap_or((&text, ""));
+    assert!(command.contains("sleep"), "after --: {text}");
+    assert!(user.contains("root"), "--user: {text}");
 }
