@@ -99,7 +99,10 @@ pub struct Policy {
     pub pool: Ipv4Net,
     pub gateway: Ipv4Addr,
     /// The host's own addresses when the sandbox starts.
-    pub host_addrs: Vec<Ipv4Addr>,
+    /// What the host's `local` routing table delivers to the host itself: its
+    /// addresses, whole prefixes routed `local` (AnyIP on lo), and the broadcast
+    /// addresses of its networks.
+    pub host_nets: Vec<Ipv4Net>,
     pub nameservers: Vec<Ipv4Addr>,
     pub allow_host: bool,
     pub block_lan: bool,
@@ -215,14 +218,13 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     // The whole pool in one rule: every other sandbox's host end (a host address) and
     // every sandbox, however many start later, without a rule each.
     b.add_rule(TABLE, "host", &rule(vec![to(p.pool)], REFUSE));
-    let host_addrs: Vec<Ipv4Addr> = p
-        .host_addrs
-        .iter()
-        .filter(|a| !a.is_loopback() && !p.pool.overlaps(&host(**a)))
-        .copied()
-        .collect();
-    for r in host_rules(&host_addrs) {
-        b.add_rule(TABLE, "host", &r);
+    let loopback: Ipv4Net = "127.0.0.0/8".parse().unwrap();
+    for net in p.host_nets.iter().filter(|n| {
+        // Loopback never leaves the sandbox; the pool is one rule already.
+        let in_pool = p.pool.overlaps(n) && n.prefix >= p.pool.prefix;
+        !(loopback.overlaps(n) || in_pool)
+    }) {
+        b.add_rule(TABLE, "host", &rule(vec![to(*net)], REFUSE));
     }
     b.add_chain(
         TABLE,
@@ -282,6 +284,20 @@ pub fn holder_table(stale: bool) -> Batch {
         PRIORITY_FILTER,
         NF_ACCEPT,
     );
+    // One sandbox to another, through the host (a published port, a sandbox of another
+    // pool or --ip): never. Each sandbox also refuses its own pool and accepts only the
+    // host and published ports; this closes what those cannot name.
+    b.add_rule(
+        TABLE,
+        "forward",
+        &rule(
+            vec![
+                Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
+                Match::OifNamePrefix(crate::addr::LINK_PREFIX.into()),
+            ],
+            Verdict::Drop,
+        ),
+    );
     // Published ports: connections from elsewhere (prerouting) and from the host itself
     // to its own addresses (output); localhost is served by nsrun's own listener.
     for (chain, hook) in [("prerouting", Hook::PreRouting), ("output", Hook::Output)] {
@@ -339,9 +355,9 @@ mod tests {
             sandbox_addr: "10.200.0.6".parse().unwrap(),
             pool: "10.200.0.0/16".parse().unwrap(),
             gateway: "10.200.0.5".parse().unwrap(),
-            host_addrs: vec![
-                "198.51.100.2".parse().unwrap(),
-                "10.200.0.5".parse().unwrap(),
+            host_nets: vec![
+                "198.51.100.2/32".parse().unwrap(),
+                "10.200.0.5/32".parse().unwrap(),
             ],
             nameservers: vec!["198.51.100.53".parse().unwrap()],
             allow_host,

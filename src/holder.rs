@@ -70,6 +70,12 @@ fn seqpacket() -> Result<OwnedFd> {
     .context("unix socket for nsrun's holder")
 }
 
+/// Who the holder and its clients trust: root, and the uid the other runs as (a
+/// file-capability install used by one user).
+fn trusted_uid(peer: u32, me: u32) -> bool {
+    peer == 0 || peer == me
+}
+
 /// Whether process `pid` has CAP_NET_ADMIN in its effective set.
 fn has_net_admin(pid: libc::pid_t) -> bool {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
@@ -127,12 +133,16 @@ pub fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) 
             }
             Err(e) => return Err(e).context("connect to nsrun's holder @nsrun-holder"),
         }
-        let holder = getsockopt(&sock, sockopt::PeerCredentials)
-            .map(|c| c.pid())
-            .context("SO_PEERCRED of nsrun's holder")?;
-        if !has_net_admin(holder) {
+        let peer =
+            getsockopt(&sock, sockopt::PeerCredentials).context("SO_PEERCRED of nsrun's holder")?;
+        let holder = peer.pid();
+        // The credentials the kernel recorded when the holder listened: a process that
+        // gains privilege later (by exec of a set-user-ID program) does not pass.
+        let me = nix::unistd::geteuid().as_raw();
+        if !(trusted_uid(peer.uid(), me) && has_net_admin(holder)) {
             bail!(
-                "process {holder} listens on @nsrun-holder without CAP_NET_ADMIN: it is not nsrun's holder; stop it (kill {holder}) and run nsrun again"
+                "process {holder} (uid {}) listens on @nsrun-holder but is not nsrun's holder for uid {me}: stop it (kill {holder}) and run nsrun again",
+                peer.uid()
             );
         }
         if send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL).is_err() {
@@ -659,8 +669,22 @@ impl Holder {
     ) -> Result<Vec<String>> {
         let peer =
             getsockopt(&self.clients[i].sock, sockopt::PeerCredentials).context("SO_PEERCRED")?;
-        if !has_net_admin(peer.pid()) {
-            bail!("nsrun's holder serves only processes with CAP_NET_ADMIN");
+        // SO_PEERCRED holds the credentials of connect(): a client that execs a
+        // set-user-ID program afterwards keeps the uid it connected with.
+        let me = nix::unistd::geteuid().as_raw();
+        if !trusted_uid(peer.uid(), me) || !has_net_admin(peer.pid()) {
+            bail!(
+                "nsrun's holder (uid {me}) serves only nsrun run by root or by uid {me}, with CAP_NET_ADMIN"
+            );
+        }
+        let is_sandbox_link = self
+            .rtnl
+            .get(route::get_link_by_index(ifindex as i32), "RTM_GETLINK")
+            .ok()
+            .and_then(|r| route::parse_link(&r))
+            .is_some_and(|l| l.name.starts_with(crate::addr::LINK_PREFIX));
+        if !is_sandbox_link {
+            bail!("link {ifindex} is not a sandbox's");
         }
         if self.clients[i].ifindex.is_some() {
             bail!("already registered");
@@ -734,6 +758,9 @@ impl Holder {
         let Some(sandbox) = self.clients[i].addr else {
             bail!("publish before registration");
         };
+        if p.proto != libc::IPPROTO_TCP as u8 && p.proto != libc::IPPROTO_UDP as u8 {
+            bail!("only tcp and udp ports are published");
+        }
         let rule = firewall::publish_rule(p, sandbox);
         for chain in ["prerouting", "output"] {
             let mut batch = nft::Batch::new(nft::NFPROTO_INET);

@@ -84,6 +84,8 @@ pub struct NetFacts {
     pub used_by: Vec<String>,
     /// The host's own IPv4 addresses.
     pub addrs: Vec<std::net::Ipv4Addr>,
+    /// What the `local` table delivers to the host: local and broadcast routes.
+    pub local_nets: Vec<Ipv4Net>,
     /// The link the kernel sends the internet's traffic through.
     pub uplink: Option<Link>,
     /// Every link a route leads through (loopback and sandboxes' links excluded).
@@ -141,6 +143,8 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         .ok()
         .and_then(|r| route::parse_route(&r))
         .and_then(|r| r.oif)
+        // An address of the probe's own range on lo routes it there: no uplink then.
+        .filter(|oif| *oif != 1)
         .map(|oif| oif as i32);
     let uplink = match uplink_index {
         Some(index) => {
@@ -162,7 +166,16 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         .collect();
     routed.sort_unstable();
     routed.dedup();
+    const RTN_LOCAL: u8 = 2;
+    const RTN_BROADCAST: u8 = 3;
+    let local_nets = routes
+        .iter()
+        .filter(|r| r.table == u32::from(RT_TABLE_LOCAL))
+        .filter(|r| r.rtype == RTN_LOCAL || r.rtype == RTN_BROADCAST)
+        .map(|r| r.dst)
+        .collect();
     Ok(NetFacts {
+        local_nets,
         routed,
         used,
         used_by,

@@ -640,7 +640,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         .uplink
         .as_ref()
         .map(|l| l.mtu)
-        .filter(|m| *m >= 576)
+        .filter(|m| (576..=65535).contains(m))
         .unwrap_or(FALLBACK_MTU);
     let net = create_veth(&mut prep, pid, mtu)?;
     verbose!(
@@ -782,7 +782,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             prep.plan.pool
         },
         gateway: net.host_addr,
-        host_addrs: prep.facts.addrs.clone(),
+        host_nets: prep.facts.local_nets.clone(),
         nameservers: dns::direct_nameservers(&prep.dns).to_vec(),
         allow_host: prep.plan.allow_host,
         block_lan: prep.plan.block_lan,

@@ -186,3 +186,82 @@ except PermissionError:
         "#,
     );
 }
+
+/// What the host's `local` table delivers is the host, however it got there: a prefix
+/// routed local on lo (AnyIP), the broadcast address of one of its networks.
+#[test]
+fn local_prefixes_and_directed_broadcast_are_the_host() {
+    world(
+        r#"
+        ip addr add 198.18.0.1/24 dev lo
+        cat >"$WORK/udp.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9999))
+out = open(sys.argv[1], "a", buffering=1)
+while True:
+    data, peer = s.recvfrom(2048); out.write(peer[0] + "\n")
+PY
+        : >"$WORK/got"
+        python3 "$WORK/udp.py" "$WORK/got" &
+        python3 -m http.server --bind 0.0.0.0 8888 >/dev/null 2>&1 &
+        wait_port - 198.18.0.5 8888
+        snapshot
+        expect_code 0 $NSRUN --user nobody -- python3 -c '
+import socket
+try:
+    socket.create_connection(("198.18.0.5", 8888), timeout=2); print("local-prefix open")
+except OSError:
+    print("local-prefix closed")
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+for dst in ("198.51.100.255", "198.18.0.77"):
+    try:
+        s.sendto(b"x", (dst, 9999))
+    except OSError:
+        pass'
+        expect_eq "$OUT" "local-prefix closed" "a prefix routed local on lo"
+        sleep 0.3
+        expect_eq "$(cat $WORK/got)" "" "UDP to a directed broadcast or a local prefix reached the host"
+        expect_clean
+        "#,
+    );
+}
+
+/// Sandboxes outside one pool (`--ip`) still cannot reach each other, published ports
+/// included: only the host and the world reach a published port.
+#[test]
+fn sandboxes_of_other_pools_cannot_reach_each_other() {
+    world(
+        r#"
+        snapshot
+        $NSRUN --ip 10.77.0.2 -p 8080:80 --user nobody -- python3 -m http.server --bind 0.0.0.0 80 >/dev/null 2>&1 &
+        a=$!
+        wait_port - 10.77.0.2 80
+        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 2 -o /dev/null http://10.77.0.2/ && echo open || echo closed'
+        expect_eq "$OUT" closed "a default sandbox to an --ip sandbox's published port"
+        expect_code 0 $NSRUN --ip 10.78.0.2 -- sh -c 'curl -s --max-time 2 -o /dev/null http://10.77.0.2/ && echo open || echo closed'
+        expect_eq "$OUT" closed "an --ip sandbox to another"
+        expect_code 0 curl -s --max-time 2 -o /dev/null -w '%{http_code}' http://10.77.0.2/
+        expect_eq "$OUT" 200 "the host still reaches it"
+        kill -TERM $a; wait $a || true
+        expect_clean
+        "#,
+    );
+}
+
+/// A host whose address puts the probe's range on lo: nsrun still starts (no uplink MTU
+/// of 65536 copied from lo).
+#[test]
+fn an_address_of_the_documentation_range_on_lo_does_not_break_start_up() {
+    world(
+        r#"
+        start_upstream_http
+        ip addr add 192.0.2.77/24 dev lo
+        snapshot
+        expect_code 0 $NSRUN --user root -- curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the sandbox works"
+        expect_clean
+        "#,
+    );
+}

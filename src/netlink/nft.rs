@@ -60,6 +60,7 @@ const NFT_CMP_EQ: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
 const NFT_META_IIF: u32 = 4;
 const NFT_META_OIF: u32 = 5;
+const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
@@ -107,6 +108,10 @@ pub enum Match {
     OifName(String),
     /// `oifname != "PREFIX*"`
     OifNamePrefixNot(String),
+    /// `iifname "PREFIX*"`
+    IifNamePrefix(String),
+    /// `oifname "PREFIX*"`
+    OifNamePrefix(String),
     /// `ip saddr NET`
     SAddr(Ipv4Net),
     /// `ip saddr != ADDR`
@@ -542,6 +547,14 @@ fn encode_match(m: &mut Msg, what: &Match) {
             let mut name = [0u8; 16];
             name[..n.len().min(15)].copy_from_slice(&n.as_bytes()[..n.len().min(15)]);
             cmp(m, NFT_CMP_EQ, &name);
+        }
+        Match::IifNamePrefix(p) => {
+            meta(m, NFT_META_IIFNAME);
+            cmp(m, NFT_CMP_EQ, p.as_bytes());
+        }
+        Match::OifNamePrefix(p) => {
+            meta(m, NFT_META_OIFNAME);
+            cmp(m, NFT_CMP_EQ, p.as_bytes());
         }
         Match::OifNamePrefixNot(p) => {
             meta(m, NFT_META_OIFNAME);
