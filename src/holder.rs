@@ -17,8 +17,12 @@
 //! keep its namespace alive; its link to the host must not outlive nsrun). `W` asks the
 //! holder to exit as soon as this client goes, if it is the last (`X`), for `--wait`.
 //! The holder exits 500 ms after its last client; a client that finds none starts one.
-//! Clients and holder check each other for CAP_NET_ADMIN, so an unprivileged process
-//! can neither squat the name usefully nor make the holder delete links.
+//! Clients and holder trust each other only as root or as the same uid, read from the
+//! credentials the kernel recorded at connect/listen time (SO_PEERCRED; a process that
+//! gains privilege later by exec does not pass), and with CAP_NET_ADMIN; the holder
+//! registers only links named like a sandbox's. An unprivileged process that binds the
+//! name first can only make nsrun fail, with a message naming it. With a file-capability
+//! install, one holder serves one user: another user's nsrun fails while it runs.
 
 use std::io::Read;
 use std::net::Ipv4Addr;
