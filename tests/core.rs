@@ -29,10 +29,12 @@ fn exit_codes_follow_env_and_timeout() {
 fn argv_reaches_the_command_verbatim() {
     world(
         r#"
+        snapshot
         expect_code 0 $NSRUN --no-net -- printf '%s|' --no-net -v '' 'a b' '--' "\$HOME"
         expect_eq "$OUT" '--no-net|-v||a b|--|$HOME|' "argv"
         expect_code 0 $NSRUN --no-net printf '%s' --verbose
         expect_eq "$OUT" '--verbose' "options after the command are the command's"
+        expect_clean
         "#,
     );
 }
@@ -62,6 +64,7 @@ c.sendall(b"ping"); print(a.recv(4).decode())'
 fn the_command_has_no_capabilities_and_no_new_privs() {
     world(
         r#"
+        snapshot
         for mode in --no-net ""; do
           expect_code 0 $NSRUN $mode -- grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' /proc/self/status
           expect_eq "$(echo "$OUT" | grep -c ':[[:space:]]*0000000000000000$')" 5 "all five capability sets empty ($mode)"
@@ -71,6 +74,7 @@ fn the_command_has_no_capabilities_and_no_new_privs() {
         expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN --no-net -- grep -E '^(Cap|NoNewPrivs)' /proc/self/status
         expect_eq "$(echo "$OUT" | grep -c ':[[:space:]]*0000000000000000$')" 5 "all empty for an unprivileged user"
         expect_contains "$OUT" "NoNewPrivs:	1" "no_new_privs for an unprivileged user"
+        expect_clean
         "#,
     );
 }
@@ -79,6 +83,7 @@ fn the_command_has_no_capabilities_and_no_new_privs() {
 fn runs_as_the_sudo_caller_or_the_user_asked_for() {
     world(
         r#"
+        snapshot
         expect_code 0 env SUDO_UID=65534 SUDO_GID=65534 SUDO_USER=nobody $NSRUN --no-net -- id -u
         expect_eq "$OUT" 65534 "uid under sudo"
         expect_code 0 env SUDO_UID=65534 SUDO_GID=65534 SUDO_USER=nobody $NSRUN --no-net -- id -g
@@ -91,6 +96,7 @@ fn runs_as_the_sudo_caller_or_the_user_asked_for() {
         expect_eq "$OUT" nobody "--user by name"
         expect_code 125 $NSRUN --no-net --user no-such-user-x -- true
         expect_contains "$ERR" "--user: no user 'no-such-user-x'" "unknown user"
+        expect_clean
         "#,
     );
 }
@@ -120,11 +126,13 @@ fn file_capabilities_trust_nothing_from_the_environment() {
 fn only_fds_0_1_2_reach_the_command() {
     world(
         r#"
+        snapshot
         exec 7>/dev/null 8</dev/null 9>"$WORK/nine"
         for mode in --no-net ""; do
           expect_code 0 $NSRUN $mode -- sh -c 'ls /proc/$$/fd'
           expect_eq "$(echo $OUT)" "0 1 2" "open fds of the command ($mode)"
         done
+        expect_clean
         "#,
     );
 }
@@ -191,11 +199,13 @@ fn sigkill_of_nsrun_kills_the_whole_sandbox() {
 fn the_host_mount_table_is_unchanged() {
     world(
         r#"
+        snapshot
         cat /proc/self/mountinfo >"$WORK/mounts-before"
         expect_code 0 $NSRUN -- sh -c 'grep -c . /proc/self/mountinfo >/dev/null; cat /etc/resolv.conf >/dev/null'
         expect_code 0 $NSRUN --no-net --hostname box1 -- true
         cat /proc/self/mountinfo >"$WORK/mounts-after"
         cmp "$WORK/mounts-before" "$WORK/mounts-after" || fail "the mount table changed"
+        expect_clean
         "#,
     );
 }
@@ -204,12 +214,14 @@ fn the_host_mount_table_is_unchanged() {
 fn hostname_gets_its_own_uts_namespace() {
     world(
         r#"
+        snapshot
         before=$(hostname)
         expect_code 0 $NSRUN --no-net --hostname box1 -- hostname
         expect_eq "$OUT" box1 "host name inside"
         expect_eq "$(hostname)" "$before" "host name outside"
         expect_code 125 $NSRUN --no-net --hostname 'bad name' -- true
         expect_contains "$ERR" "--hostname" "bad host name"
+        expect_clean
         "#,
     );
 }
@@ -236,6 +248,7 @@ fn unprivileged_user_gets_no_net_through_a_user_namespace() {
 fn the_sandbox_init_holds_none_of_nsruns_sockets() {
     world(
         r#"
+        snapshot
         $NSRUN -- sleep 30 &
         pid=$!
         for _ in $(seq 100); do [ "$(count_sleeps 'sleep 30')" = 1 ] && break; sleep 0.05; done
@@ -252,6 +265,7 @@ fn the_sandbox_init_holds_none_of_nsruns_sockets() {
         done
         expect_contains "$(ls -l /proc/$pid/fd)" "socket:" "nsrun itself holds its netlink sockets"
         kill -TERM $pid; wait $pid || true
+        expect_clean
         "#,
     );
 }
@@ -260,6 +274,7 @@ fn the_sandbox_init_holds_none_of_nsruns_sockets() {
 fn ctrl_c_in_a_terminal_stops_the_command() {
     world(
         r#"
+        snapshot
         # nsrun in a pseudo-terminal, as from an interactive shell; type Ctrl-C. The shell
         # in the sandbox does not exec sleep: only Ctrl-C sent to the whole group (as a
         # terminal does) ends both at once.
@@ -284,6 +299,7 @@ took = time.time() - start
 print("exit", code, "after", took, file=sys.stderr)
 sys.exit(0 if code == 130 and took < 5 else 1)
 PY
+        expect_clean
         "#,
     );
 }
@@ -292,6 +308,7 @@ PY
 fn ctrl_z_stops_the_command_and_fg_resumes_it() {
     world(
         r#"
+        snapshot
         expect_code 0 python3 - "$NSRUN" <<'PY'
 import os, pty, select, sys, time
 pid, fd = pty.fork()
@@ -335,6 +352,7 @@ until(b"PROMPT> ")
 os.write(fd, b"exit\n")
 os.waitpid(pid, 0)
 PY
+        expect_clean
         "#,
     );
 }
@@ -343,6 +361,7 @@ PY
 fn the_command_has_no_controlling_terminal_to_inject_into() {
     world(
         r#"
+        snapshot
         # Run from a terminal, the command must not have it as its controlling terminal
         # (TIOCSTI would type into the caller's shell).
         expect_code 0 python3 - "$NSRUN" <<'PY'
@@ -377,6 +396,7 @@ print(text, file=sys.stderr)
 ok = "no-controlling-tty" in text and "tiocsti-refused" in text
 sys.exit(0 if ok else 1)
 PY
+        expect_clean
         "#,
     );
 }
@@ -431,6 +451,7 @@ fn environment_and_working_directory_options() {
 fn tty_gives_the_command_a_terminal_of_its_own_and_restores_the_callers() {
     world(
         r#"
+        snapshot
         expect_code 0 python3 - "$NSRUN" <<'PY'
 import fcntl, os, select, signal, struct, subprocess, sys, termios, time
 master, slave = os.openpty()
@@ -477,6 +498,7 @@ if code != 137: sys.exit("exit status %d" % code)
 if termios.tcgetattr(slave) != before: sys.exit("the caller's terminal was not restored")
 print("ok")
 PY
+        expect_clean
         "#,
     );
 }

@@ -33,10 +33,12 @@ fn sandbox_mtu_follows_the_uplink() {
         world_with(
             &[("UPLINK_MTU", mtu)],
             r#"
+            snapshot
             expect_code 0 $NSRUN -- cat /sys/class/net/eth0/mtu
             expect_eq "$OUT" "$UPLINK_MTU" "sandbox eth0 MTU"
             expect_code 0 $NSRUN -v -- true
             expect_contains "$ERR" "mtu $UPLINK_MTU" "verbose shows the MTU"
+            expect_clean
             "#,
         );
     }
