@@ -273,6 +273,12 @@ fn run(ready: OwnedFd) -> ! {
             sys::exit_now(1)
         }
     }
+    // Listening before the table exists: sandboxes that start meanwhile queue here and
+    // wait for their answer, instead of each starting a holder of its own.
+    if let Err(e) = listen(&listener, Backlog::new(512).unwrap_or(Backlog::MAXCONN)) {
+        say(&format!("listen on @nsrun-holder: {e}"));
+        sys::exit_now(1)
+    }
     let tables = match create_table() {
         Ok(s) => s,
         Err(e) => {
@@ -287,10 +293,6 @@ fn run(ready: OwnedFd) -> ! {
             sys::exit_now(1)
         }
     };
-    if let Err(e) = listen(&listener, Backlog::new(128).unwrap_or(Backlog::MAXCONN)) {
-        say(&format!("listen on @nsrun-holder: {e}"));
-        sys::exit_now(1)
-    }
     let _ = nix::fcntl::fcntl(
         listener.as_raw_fd(),
         nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
