@@ -149,3 +149,20 @@ fn iptables_legacy_forward_policy_drop_is_refused_then_works_with_the_fix() {
         "#
     ));
 }
+
+/// The ufw package itself (default deny routed: FORWARD policy DROP), enabled in the
+/// world with its own sysctl file emptied (some of its settings are machine-wide).
+#[test]
+fn ufw_deny_routed_is_refused_then_works_with_the_fix() {
+    if !require_tool("ufw") {
+        return;
+    }
+    world(&format!(
+        r#"{REFUSE_THEN_FIX}
+        start_upstream_http
+        : >/etc/ufw/sysctl.conf
+        ufw --force enable >/dev/null
+        refuse_then_fix "chain FORWARD of table ip filter, iptables has policy drop"
+        "#
+    ));
+}
