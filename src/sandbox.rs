@@ -155,6 +155,8 @@ struct Network {
     lease: Option<holder::Lease>,
     /// Dropped before the lease: the holder would otherwise remove it.
     named: Option<NamedNetns>,
+    /// The host end has lost its address and is down.
+    inert: bool,
 }
 
 /// The sandbox's init. Until it has reported, dropping the guard kills it, which ends
@@ -202,6 +204,9 @@ impl Network {
     /// period): the host end has no address, so no route leads to it and the host
     /// answers nothing there, and it is down, so it carries nothing.
     fn make_inert(&mut self) {
+        if std::mem::replace(&mut self.inert, true) {
+            return; // done already (the drop after a normal end)
+        }
         let _ = self.rtnl.request(
             route::del_addr(self.host_index, self.host_addr, self.link.prefix),
             "delete the host end's address",
@@ -271,9 +276,12 @@ pub fn run(plan: Plan) -> Result<i32> {
         .as_ref()
         .filter(|p| !p.host_dns.resolv_missing)
         .map(|p| dns::render_resolv_conf(&dns::sandbox_nameservers(&p.dns), &p.host_dns));
+    // With a network, the hosts file goes with "go" (it names the host's end of the link);
+    // without one, only --hostname needs it.
     let hosts = plan
         .hostname
         .as_ref()
+        .filter(|_| plan.network.is_none())
         .map(|h| dns::render_hosts(&host::read_etc("/etc/hosts"), Some(h), None));
 
     // 3. Signals wait in a signalfd from now on; the init inherits the mask.
@@ -501,6 +509,7 @@ fn teardown_and_wait(mut sandbox: Sandbox) {
         let _ = n
             .rtnl
             .request(route::del_link(n.host_index), "delete the host end");
+        n.inert = true;
     }
     let _ = waitpid(sandbox.init.pid, None);
     sandbox.init.reported = true;
@@ -674,6 +683,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         known_addrs: [prep.facts.addrs.as_slice(), &[net.host_addr]].concat(),
         lease: None,
         named: None,
+        inert: false,
     };
     host::disable_ipv6(net.host_end.as_str());
     network.rtnl.request(

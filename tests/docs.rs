@@ -6,6 +6,7 @@
 #[path = "../src/cli.rs"]
 #[allow(dead_code)]
 mod cli;
+mod common;
 
 use std::path::PathBuf;
 
@@ -318,11 +319,7 @@ echo "== user"; complete_line nsrun --user ro
 /// names for `--user`, and nsrun's own options before `--` only.
 #[test]
 fn fish_completes_the_command_after_double_dash() {
-    if !common_which("fish") {
-        if std::env::var_os("NSRUN_TEST_REQUIRE_ROOT").is_some_and(|v| v == "1") {
-            panic!("fish is missing (NSRUN_TEST_REQUIRE_ROOT=1): .ci/run installs it");
-        }
-        eprintln!("skipped: fish is missing");
+    if !common::require_tool("fish") {
         return;
     }
     let complete = |line: &str| {
@@ -351,7 +348,7 @@ fn fish_completes_the_command_after_double_dash() {
 
 #[test]
 fn make_install_lays_out_binary_man_page_and_completions() {
-    if !common_which("make") {
+    if !common::which("make") {
         eprintln!("skipped: make is missing");
         return;
     }
@@ -381,15 +378,9 @@ fn make_install_lays_out_binary_man_page_and_completions() {
     let _ = std::fs::remove_dir_all(&stage);
 }
 
-fn common_which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-}
-
 #[test]
 fn the_debian_package_carries_the_same_files() {
-    if !common_which("make") || !common_which("dpkg-deb") {
+    if !common::which("make") || !common::which("dpkg-deb") {
         eprintln!("skipped: make or dpkg-deb is missing");
         return;
     }
@@ -432,11 +423,7 @@ fn the_debian_package_carries_the_same_files() {
 /// command, and `--user` completes a user name.
 #[test]
 fn zsh_completes_the_command_after_double_dash() {
-    if !common_which("zsh") {
-        if std::env::var_os("NSRUN_TEST_REQUIRE_ROOT").is_some_and(|v| v == "1") {
-            panic!("zsh is missing (NSRUN_TEST_REQUIRE_ROOT=1): .ci/run installs it");
-        }
-        eprintln!("skipped: zsh is missing");
+    if !common::require_tool("zsh") {
         return;
     }
     let script = r#"

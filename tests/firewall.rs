@@ -9,15 +9,6 @@ use common::world;
 /// and a streamer the sandbox runs: UDP to its gateway and to the host's uplink address,
 /// as fast as it can, announcing in $TMPDIR/streaming once it has sent 200 packets.
 const UDP_WORLD: &str = r#"
-cat >"$WORK/listen.py" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-with open(sys.argv[2], "a", buffering=1) as out:
-    while True:
-        data, peer = s.recvfrom(2048)
-        out.write(peer[0] + "\n")
-PY
 cat >"$WORK/stream.py" <<'PY'
 import socket, subprocess, os, sys
 gw = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout.split()[2]
@@ -33,9 +24,7 @@ while True:
     if n == 200:
         open(os.path.join(os.environ["TMPDIR"], "streaming"), "w").close()
 PY
-: >"$WORK/got"
-python3 "$WORK/listen.py" 7777 "$WORK/got" &
-for _ in $(seq 100); do ss -lun | grep -q ':7777 ' && break; sleep 0.02; done
+udp_log - 7777 "$WORK/got"
 # The listener counts what reaches it: check that it would see a packet at all.
 python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("198.51.100.2", 7777))'
 for _ in $(seq 100); do [ -s "$WORK/got" ] && break; sleep 0.02; done
@@ -316,17 +305,7 @@ fn wait_teardown_returns_with_nothing_left() {
 fn spoofed_packets_and_connections_from_outside_are_dropped() {
     world(
         r#"
-        cat >"$WORK/listen.py" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 5353))
-out = open(sys.argv[1], "a", buffering=1)
-while True:
-    data, peer = s.recvfrom(2048); out.write(peer[0] + "\n")
-PY
-        : >"$WORK/got"
-        in_up python3 "$WORK/listen.py" "$WORK/got" &
-        for _ in $(seq 100); do in_up ss -lun | grep -q ':5353 ' && break; sleep 0.02; done
+        udp_log up 5353 "$WORK/got"
         in_up ip route add 10.83.0.0/24 via 198.51.100.2
         snapshot
         $NSRUN --pool 10.83.0.0/24 -- python3 -m http.server --bind 0.0.0.0 8000 >/dev/null 2>&1 &

@@ -194,16 +194,7 @@ fn local_prefixes_and_directed_broadcast_are_the_host() {
     world(
         r#"
         ip addr add 198.18.0.1/24 dev lo
-        cat >"$WORK/udp.py" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 9999))
-out = open(sys.argv[1], "a", buffering=1)
-while True:
-    data, peer = s.recvfrom(2048); out.write(peer[0] + "\n")
-PY
-        : >"$WORK/got"
-        python3 "$WORK/udp.py" "$WORK/got" &
+        udp_log - 9999 "$WORK/got"
         python3 -m http.server --bind 0.0.0.0 8888 >/dev/null 2>&1 &
         wait_port - 198.18.0.5 8888
         snapshot

@@ -102,6 +102,23 @@ behind_host() {
   wait_port "$ns" "$peer" "$port"
 }
 
+# udp_log NETNS|- PORT FILE: a UDP listener on 0.0.0.0:PORT that appends the source
+# address of every datagram to FILE (emptied first), running once this returns.
+udp_log() {
+  local ns=$1 port=$2 file=$3 run=()
+  [ "$ns" = - ] || run=(ip netns exec "$ns")
+  : >"$file"
+  "${run[@]}" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+out = open(sys.argv[2], "a", buffering=1)
+while True:
+    data, peer = s.recvfrom(2048); out.write(peer[0] + "\n")' "$port" "$file" &
+  for _ in $(seq 100); do "${run[@]}" ss -lun | grep -q ":$port " && return 0; sleep 0.02; done
+  fail "no UDP listener on port $port in $ns"
+}
+
 # start_dns NETNS|- ADDR: a DNS server (UDP and TCP) with fixed records.
 start_dns() {
   local ns=$1 addr=$2 run=()
