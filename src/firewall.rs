@@ -56,6 +56,22 @@
 //! }
 //! ```
 //!
+//! **Another firewall that drops forwarded packets** (a forward base chain with policy
+//! drop, or one that ends by dropping or rejecting everything: Docker, ufw, firewalld, an
+//! nftables filter) would drop the sandboxes' traffic whatever nsrun's tables accept. The
+//! holder inserts at its head, with a comment starting `nsrun`:
+//!
+//! ```text
+//!     iifname "nsr*" oifname UPLINK accept    # for each link the internet is reached by
+//!     oifname "nsr*" accept                   # the sandbox's input chain filters
+//! ```
+//!
+//! They match only nsrun's links, so they are inert without a sandbox; they let no other
+//! traffic through (a sandbox to Docker's bridge stays dropped). The holder removes them
+//! when it exits; one that finds them left by a killed holder adopts them. A chain where
+//! a rule not nsrun's already accepts `nsr` interfaces is left alone. iptables-legacy
+//! cannot be changed without replacing its whole table: nsrun refuses there, with the fix.
+//!
 //! For what comes next: the family is `inet`, so IPv6 rules join the same tables; published
 //! ports add DNAT rules to the host table and `dport` accepts to the sandbox's input chain;
 //! sandboxes on one bridge keep their own tables, so they still cannot reach each other.
@@ -333,6 +349,37 @@ pub fn forward_guard(link: u32) -> Rule {
         ],
         Verdict::Drop,
     )
+}
+
+/// Every rule nsrun puts into a chain of another firewall carries a comment that starts
+/// so: that is how a later holder finds what a killed one left.
+pub const FOREIGN_MARK: &str = "nsrun";
+
+/// What nsrun inserts at the head of another firewall's forward chain that would drop
+/// its sandboxes' traffic (Docker's, ufw's, firewalld's, an nftables filter): sandboxes
+/// out through the links the internet is reached by, and anything to a sandbox (whose
+/// own input chain admits only replies and published ports). Nothing else: not a
+/// sandbox to Docker's bridge or a network behind the host. With no sandbox link,
+/// nothing matches. Each with its comment, the rule's identity.
+pub fn foreign_accepts(uplinks: &[String]) -> Vec<(String, Rule)> {
+    let prefix = || crate::addr::LINK_PREFIX.to_string();
+    let mut rules: Vec<(String, Rule)> = uplinks
+        .iter()
+        .map(|link| {
+            (
+                format!("{FOREIGN_MARK}: sandboxes to the internet through {link}"),
+                rule(
+                    vec![Match::IifNamePrefix(prefix()), Match::OifName(link.clone())],
+                    Verdict::Accept,
+                ),
+            )
+        })
+        .collect();
+    rules.push((
+        format!("{FOREIGN_MARK}: to sandboxes, which accept only replies and published ports"),
+        rule(vec![Match::OifNamePrefix(prefix())], Verdict::Accept),
+    ));
+    rules
 }
 
 /// NAT for one sandbox: its address, leaving by any link that is not a sandbox's.

@@ -58,6 +58,8 @@ pub struct Lease {
     holder: libc::pid_t,
     /// Links whose forwarding this registration switched on, space-separated.
     pub switched: String,
+    /// Other firewalls' forward chains that hold nsrun's accept rules, comma-separated.
+    pub opened: String,
 }
 
 fn addr() -> UnixAddr {
@@ -153,11 +155,14 @@ pub fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) 
             continue; // the holder was exiting: start again
         }
         match recv_reply(&sock, JOIN_DEADLINE).as_deref() {
-            Some([b'K', switched @ ..]) => {
+            Some([b'K', answer @ ..]) => {
+                let answer = String::from_utf8_lossy(answer);
+                let (switched, opened) = answer.split_once('\n').unwrap_or((&answer, ""));
                 return Ok(Lease {
                     sock,
                     holder,
-                    switched: String::from_utf8_lossy(switched).into_owned(),
+                    switched: switched.to_string(),
+                    opened: opened.to_string(),
                 });
             }
             Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
@@ -308,6 +313,7 @@ fn run(ready: OwnedFd) -> ! {
         names: Vec::new(),
         forwarding: Vec::new(),
         forward_checked: None,
+        opened: Vec::new(),
     }
     .serve()
 }
@@ -410,75 +416,34 @@ fn legacy_forward_drops() -> Option<bool> {
     Some(drops && !names_sandboxes)
 }
 
-/// A firewall on the host's forward hook that would drop the sandbox's traffic: a base
-/// chain with policy drop (Docker's and ufw's iptables FORWARD, an nftables `inet
-/// filter forward`) whose table has no rule accepting nsrun's interfaces. Such a drop is
-/// final whatever nsrun's own tables accept, and the command would run with a dead
-/// network: say so, with the command that fixes it.
-fn forward_obstacle(nft: &mut Socket) -> Option<String> {
-    const NF_INET_FORWARD: u32 = 2;
-    if legacy_forward_drops() == Some(true) {
-        return Some(
-            "the host's firewall drops forwarded packets (chain FORWARD of iptables-legacy's filter table has policy DROP), so the sandbox would have no network; let nsrun's interfaces through: sudo iptables-legacy -I FORWARD -i nsr+ -j ACCEPT && sudo iptables-legacy -I FORWARD -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".into(),
-        );
+/// iptables-legacy's FORWARD dropping: nsrun cannot add to x_tables without replacing
+/// the whole table under whoever else writes it, so it refuses, with the fix.
+fn legacy_obstacle() -> Option<String> {
+    (legacy_forward_drops() == Some(true)).then(|| {
+        "the host's firewall drops forwarded packets (chain FORWARD of iptables-legacy's filter table has policy DROP), so the sandbox would have no network; let nsrun's interfaces through: sudo iptables-legacy -I FORWARD -i nsr+ -j ACCEPT && sudo iptables-legacy -I FORWARD -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".into()
+    })
+}
+
+/// A rule nsrun put into another firewall's chain.
+struct Opened {
+    family: u8,
+    table: String,
+    chain: String,
+    handle: u64,
+}
+
+fn is_ours(rule: &nft::RuleInfo) -> bool {
+    rule.comment
+        .as_deref()
+        .is_some_and(|c| c.starts_with(&format!("{}: ", firewall::FOREIGN_MARK)))
+}
+
+fn family_name(family: u8) -> &'static str {
+    if family == nft::NFPROTO_INET {
+        "inet"
+    } else {
+        "ip"
     }
-    let chains = nft.dump(nft::dump_chains(), "list chains").ok()?;
-    let chains: Vec<nft::ChainInfo> = chains
-        .iter()
-        .filter_map(|(_, p)| nft::parse_chain(p))
-        .collect();
-    for chain in chains.iter().filter(|c| {
-        c.hook == Some(NF_INET_FORWARD)
-            && c.policy == Some(nft::NF_DROP)
-            && (c.family == nft::NFPROTO_IPV4 || c.family == nft::NFPROTO_INET)
-    }) {
-        let rules = nft
-            .dump(nft::dump_rules(chain.family, &chain.table), "list rules")
-            .ok()?;
-        let accepts_sandboxes = rules.iter().any(|(_, rule)| {
-            let accept = [8, 0, 1, 0, 0, 0, 0, 1];
-            rule.windows(3)
-                .any(|w| w == crate::addr::LINK_PREFIX.as_bytes())
-                && rule.windows(8).any(|w| w == accept)
-        });
-        if accepts_sandboxes {
-            continue;
-        }
-        let family = if chain.family == nft::NFPROTO_INET {
-            "inet"
-        } else {
-            "ip"
-        };
-        let iptables =
-            chain.family == nft::NFPROTO_IPV4 && chain.table == "filter" && chain.name == "FORWARD";
-        let docker = chains
-            .iter()
-            .any(|c| c.table == chain.table && c.name == "DOCKER-USER");
-        let fix = if docker {
-            "sudo iptables -I DOCKER-USER -i nsr+ ! -o docker0 -j ACCEPT && sudo iptables -I DOCKER-USER -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string()
-        } else if iptables {
-            "sudo iptables -I FORWARD -i nsr+ -j ACCEPT && sudo iptables -I FORWARD -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string()
-        } else {
-            format!(
-                "sudo nft insert rule {family} {t} {c} iifname \"nsr*\" accept && sudo nft insert rule {family} {t} {c} oifname \"nsr*\" ct state established,related accept",
-                t = chain.table,
-                c = chain.name
-            )
-        };
-        return Some(format!(
-            "the host's firewall drops forwarded packets (chain {} of table {family} {}{} has policy drop), so the sandbox would have no network; let nsrun's interfaces through: {fix}",
-            chain.name,
-            chain.table,
-            if docker {
-                ", Docker's"
-            } else if iptables {
-                ", iptables"
-            } else {
-                ""
-            },
-        ));
-    }
-    None
 }
 
 struct Client {
@@ -507,6 +472,8 @@ struct Holder {
     forwarding: Vec<(u32, String)>,
     /// When the forward path was last looked at, and what blocks it.
     forward_checked: Option<(Instant, Option<String>)>,
+    /// Rules in other firewalls' forward chains, removed when the holder exits.
+    opened: Vec<Opened>,
 }
 
 impl Holder {
@@ -588,6 +555,7 @@ impl Holder {
         for (_, name) in &self.forwarding {
             let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "0");
         }
+        self.close_forward_path();
         self.listener.take();
         self.remove_links(true);
         self.remove_names(true);
@@ -632,7 +600,21 @@ impl Holder {
                     Ipv4Addr::new(*e, *f, *g, *h),
                     &links,
                 ) {
-                    Ok(switched) => [b"K".as_slice(), switched.join(" ").as_bytes()].concat(),
+                    Ok(switched) => {
+                        let mut chains: Vec<String> = Vec::new();
+                        for o in &self.opened {
+                            let chain = format!(
+                                "chain {} of table {} {}",
+                                o.chain,
+                                family_name(o.family),
+                                o.table
+                            );
+                            if !chains.contains(&chain) {
+                                chains.push(chain);
+                            }
+                        }
+                        format!("K{}\n{}", switched.join(" "), chains.join(", ")).into_bytes()
+                    }
                     Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
                 }
             }
@@ -702,7 +684,9 @@ impl Holder {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < FORWARD_CHECK_TTL);
         if !fresh {
-            self.forward_checked = Some((Instant::now(), forward_obstacle(&mut self.nft)));
+            let obstacle = legacy_obstacle()
+                .or_else(|| self.open_forward_path().err().map(|e| format!("{e:#}")));
+            self.forward_checked = Some((Instant::now(), obstacle));
         }
         if let Some((_, Some(obstacle))) = &self.forward_checked {
             bail!("{obstacle}");
@@ -723,6 +707,119 @@ impl Holder {
         self.clients[i].ifindex = Some(ifindex);
         self.clients[i].addr = Some(sandbox);
         self.forward_through(links)
+    }
+
+    /// Lets the sandboxes' traffic through every other firewall's forward chain that
+    /// would drop it (firewall.rs, "Another firewall"): inserts what is missing, adopts
+    /// what a killed holder left, leaves alone a chain whose owner let nsrun's
+    /// interfaces through already.
+    fn open_forward_path(&mut self) -> Result<()> {
+        const NF_INET_FORWARD: u32 = 2;
+        let chains: Vec<nft::ChainInfo> = self
+            .nft
+            .dump(nft::dump_chains(), "list the host's nf_tables chains")?
+            .iter()
+            .filter_map(|(_, p)| nft::parse_chain(p))
+            .filter(|c| c.family == nft::NFPROTO_IPV4 || c.family == nft::NFPROTO_INET)
+            .filter(|c| !(c.family == nft::NFPROTO_INET && c.table == TABLE))
+            .collect();
+        let mut uplinks: Option<Vec<String>> = None;
+        let mut tables_seen: Vec<(u8, String)> = Vec::new();
+        for chain in &chains {
+            let table = (chain.family, chain.table.clone());
+            let first_look = !tables_seen.contains(&table);
+            let forward = chain.hook == Some(NF_INET_FORWARD);
+            if !forward && !first_look {
+                continue;
+            }
+            let rules: Vec<nft::RuleInfo> = self
+                .nft
+                .dump(
+                    nft::dump_rules(chain.family, &chain.table),
+                    &format!("list table {} {}", family_name(chain.family), chain.table),
+                )?
+                .iter()
+                .filter_map(|(_, p)| nft::parse_rule(p))
+                .collect();
+            if first_look {
+                tables_seen.push(table);
+                // What a killed holder left, anywhere in this table: ours to remove.
+                for r in rules.iter().filter(|r| is_ours(r)) {
+                    if !self.opened.iter().any(|o| {
+                        o.handle == r.handle && o.table == chain.table && o.family == chain.family
+                    }) {
+                        self.opened.push(Opened {
+                            family: chain.family,
+                            table: chain.table.clone(),
+                            chain: r.chain.clone(),
+                            handle: r.handle,
+                        });
+                    }
+                }
+            }
+            if !forward {
+                continue;
+            }
+            let own: Vec<&nft::RuleInfo> = rules.iter().filter(|r| r.chain == chain.name).collect();
+            let drops =
+                chain.policy == Some(nft::NF_DROP) || own.last().is_some_and(|r| r.refuses_all());
+            let let_through_by_owner = own
+                .iter()
+                .any(|r| !is_ours(r) && r.names_sandboxes && r.accepts());
+            if !drops || let_through_by_owner {
+                continue;
+            }
+            let uplinks = uplinks.get_or_insert_with(|| {
+                crate::host::uplinks(&mut self.rtnl)
+                    .into_iter()
+                    .map(|l| l.name)
+                    .collect()
+            });
+            let mut batch = nft::Batch::new(chain.family);
+            let mut added = 0;
+            for (comment, rule) in firewall::foreign_accepts(uplinks) {
+                if own
+                    .iter()
+                    .any(|r| r.comment.as_deref() == Some(comment.as_str()))
+                {
+                    continue;
+                }
+                batch.insert_rule_commented(&chain.table, &chain.name, &rule, &comment);
+                added += 1;
+            }
+            if added == 0 {
+                continue;
+            }
+            let (msg, acked) = batch.finish();
+            let what = format!(
+                "let nsrun's interfaces through chain {} of table {} {}, which drops forwarded packets",
+                chain.name,
+                family_name(chain.family),
+                chain.table
+            );
+            let replies = self.nft.transact(msg, &acked, &what)?;
+            for handle in replies.iter().filter_map(|p| nft::rule_handle(p)) {
+                self.opened.push(Opened {
+                    family: chain.family,
+                    table: chain.table.clone(),
+                    chain: chain.name.clone(),
+                    handle,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what nsrun put into other firewalls.
+    fn close_forward_path(&mut self) {
+        for o in self.opened.drain(..) {
+            let mut batch = nft::Batch::new(o.family);
+            batch.del_rule(&o.table, &o.chain, o.handle);
+            let (msg, acked) = batch.finish();
+            let _ = self
+                .nft
+                .transact(msg, &acked, "remove nsrun's rule from another firewall");
+        }
     }
 
     /// Switches forwarding on for the links the sandboxes' traffic and replies use, and

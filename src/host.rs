@@ -161,7 +161,7 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
     let mut routed: Vec<u32> = routes
         .iter()
         .filter(|r| r.table != u32::from(RT_TABLE_LOCAL))
-        .filter_map(|r| r.oif)
+        .flat_map(|r| r.links())
         .filter(|oif| *oif != 1 && !sandbox_links.contains(oif))
         .collect();
     routed.sort_unstable();
@@ -182,6 +182,39 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         addrs: addrs.iter().map(|a| a.net.addr).collect(),
         uplink,
     })
+}
+
+/// The links the internet is reached by: the kernel's choice for an internet address
+/// (policy rules included), and every link of a route covering half the address space
+/// or more in any table (default routes, multipath next hops, OpenVPN's def1 pair).
+pub fn uplinks(rtnl: &mut Socket) -> Vec<Link> {
+    let chosen = rtnl
+        .get(route::get_route(PROBE_DST), "RTM_GETROUTE 192.0.2.1")
+        .ok()
+        .and_then(|r| route::parse_route(&r))
+        .and_then(|r| r.oif);
+    let mut indexes: Vec<u32> = chosen.into_iter().collect();
+    if let Ok(routes) = rtnl.dump(route::dump_routes(), "RTM_GETROUTE dump") {
+        for r in routes.iter().filter_map(|(_, p)| route::parse_route(p)) {
+            if r.dst.prefix <= 1 && r.table != u32::from(RT_TABLE_LOCAL) {
+                indexes.extend(
+                    r.links()
+                        .filter(|i| !indexes.contains(i))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+    }
+    indexes
+        .into_iter()
+        .filter(|i| *i != 1)
+        .filter_map(|i| {
+            rtnl.get(route::get_link_by_index(i as i32), "RTM_GETLINK")
+                .ok()
+                .and_then(|r| route::parse_link(&r))
+        })
+        .filter(|l| !l.name.starts_with(crate::addr::LINK_PREFIX))
+        .collect()
 }
 
 /// Turns IPv6 off on a link nsrun created, where the host allows it. Best effort: the

@@ -729,6 +729,13 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             set.join(", ")
         );
     }
+    if !lease.opened.is_empty() {
+        verbose!(
+            plan,
+            "the host's firewall drops forwarded packets: nsrun's rules (comment \"nsrun: ...\") let its interfaces through {}, removed when the last sandbox ends",
+            lease.opened
+        );
+    }
     for p in &prep.plan.publish {
         lease.publish(p)?;
     }

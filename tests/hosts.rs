@@ -1,12 +1,35 @@
-//! Hosts whose own firewall drops forwarded packets (Docker, ufw, an nftables filter):
-//! nsrun works there once nsrun's interfaces are let through, and before that refuses
-//! to run the command with a dead network, naming the chain and the fix.
+//! Hosts whose own firewall drops forwarded packets (Docker, ufw, firewalld, an nftables
+//! filter): nsrun works there out of the box, lets nothing else through, and leaves the
+//! host's rulesets as they were. iptables-legacy, which nsrun does not write, is refused
+//! before the command runs, with a fix that works.
 
 mod common;
 use common::{require_tool, world};
 
-/// Runs nsrun, expects the refusal, applies the fix it names, and expects the network.
-const REFUSE_THEN_FIX: &str = r#"
+/// Shell helpers: a sandbox kept running, the network checks, the refusal then the fix.
+const HELPERS: &str = r#"
+# works_through CHAIN: internet and DNS out of the box; -v names the chain nsrun let its
+# interfaces through; afterwards the world is as before.
+works_through() {
+  snapshot
+  expect_code 0 $NSRUN -v -- sh -c 'curl -s --max-time 2 http://198.51.100.1/; getent ahostsv4 upstream.test | head -1'
+  expect_eq "$(echo "$OUT" | head -1)" 198.51.100.2 "internet"
+  expect_contains "$(echo "$OUT" | tail -1)" "198.51.100.1 " "DNS"
+  expect_contains "$ERR" "let its interfaces through $1" "-v names the chain"
+  wait_holder_gone
+  expect_clean
+}
+
+start_sandbox() {
+  $NSRUN "$@" -- sh -c 'while [ ! -e "$TMPDIR/done" ]; do sleep 0.05; done' &
+  SANDBOX=$!
+  wait_sandbox_up $SANDBOX
+}
+stop_sandbox() { touch "$TMPDIR/done"; wait $SANDBOX; rm "$TMPDIR/done"; }
+
+# From the uplink's side, through the host, into the network behind it.
+probe_behind() { in_up curl -s --max-time 1 -o /dev/null "http://$1/" && echo routed || echo not-routed; }
+
 refuse_then_fix() { # refuse_then_fix WHAT-THE-MESSAGE-NAMES
   expect_code 125 $NSRUN --user root -- curl -s --max-time 2 http://198.51.100.1/
   expect_contains "$ERR" "$1" "the refusal names the obstacle"
@@ -23,30 +46,18 @@ refuse_then_fix() { # refuse_then_fix WHAT-THE-MESSAGE-NAMES
 }
 "#;
 
+/// Docker 28's layout with iptables-nft: FORWARD policy DROP, DOCKER-USER first, then
+/// Docker's chains that accept only published ports into docker0; forwarding on.
 #[test]
-fn iptables_forward_policy_drop_is_refused_then_works_with_the_fix() {
+fn docker_hosts_work_out_of_the_box_and_unpublished_ports_stay_closed() {
     if !require_tool("iptables") {
         return;
     }
     world(&format!(
-        r#"{REFUSE_THEN_FIX}
+        r#"{HELPERS}
         start_upstream_http
-        iptables -P FORWARD DROP
-        refuse_then_fix "chain FORWARD of table ip filter, iptables has policy drop"
-        "#
-    ));
-}
-
-#[test]
-fn docker_hosts_get_the_docker_user_fix_and_unpublished_ports_stay_closed() {
-    if !require_tool("iptables") {
-        return;
-    }
-    world(&format!(
-        r#"{REFUSE_THEN_FIX}
-        start_upstream_http
-        # Docker 28's layout: FORWARD policy DROP, DOCKER-USER first, then Docker's chains
-        # that accept only published ports into docker0.
+        start_dns up 198.51.100.1
+        echo 1 >/proc/sys/net/ipv4/ip_forward
         behind_host ctr docker0 172.17.0.1/16 172.17.0.2 8081
         iptables -N DOCKER-USER
         iptables -N DOCKER
@@ -56,21 +67,138 @@ fn docker_hosts_get_the_docker_user_fix_and_unpublished_ports_stay_closed() {
         iptables -A FORWARD -o docker0 -j DOCKER
         iptables -A FORWARD -i docker0 -j ACCEPT
         iptables -A DOCKER-USER -j RETURN
-        refuse_then_fix "Docker's has policy drop"
-        expect_code 0 $NSRUN --allow-host -- sh -c 'curl -s --max-time 2 http://172.17.0.2:8081/ || echo unpublished-closed'
-        expect_eq "$OUT" "unpublished-closed" "Docker's unpublished container port"
+        in_up ip route add 172.17.0.0/16 via 198.51.100.2
+        expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it before"
+        before_rules=$(iptables -S)
+        works_through "chain FORWARD of table ip filter"
+
+        start_sandbox
+        expect_contains "$(iptables -S FORWARD)" '-A FORWARD -i nsr+ -o eth0 -m comment --comment "nsrun: sandboxes to the internet through eth0" -j ACCEPT' "iptables lists nsrun's rule"
+        expect_contains "$(iptables -S FORWARD)" '-A FORWARD -o nsr+ -m comment --comment "nsrun: to sandboxes, which accept only replies and published ports" -j ACCEPT' "and the other"
+        expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker still drops it while a sandbox runs"
+        for opt in "" --allow-host; do
+          expect_code 0 $NSRUN $opt -- sh -c 'curl -s --max-time 1 http://172.17.0.2:8081/ || echo closed'
+          expect_eq "$OUT" closed "an unpublished container port from a sandbox ($opt)"
+        done
+        stop_sandbox
+        wait_holder_gone
+        expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it after"
+        expect_eq "$(iptables -S)" "$before_rules" "iptables' rules as before"
         "#
     ));
 }
 
+/// The ufw package itself (default deny routed: FORWARD policy DROP, deny incoming),
+/// enabled in the world with its own sysctl file emptied (some of its settings are
+/// machine-wide).
 #[test]
-fn an_nftables_forward_chain_with_policy_drop_is_refused_then_works_with_the_fix() {
+fn ufw_hosts_work_out_of_the_box() {
+    if !require_tool("ufw") {
+        return;
+    }
     world(&format!(
-        r#"{REFUSE_THEN_FIX}
+        r#"{HELPERS}
         start_upstream_http
+        start_dns up 198.51.100.1
+        : >/etc/ufw/sysctl.conf
+        ufw --force enable >/dev/null
+        works_through "chain FORWARD of table ip filter"
+        expect_contains "$(iptables -S FORWARD)" "-P FORWARD DROP" "ufw's policy stays"
+        "#
+    ));
+}
+
+/// firewalld's nftables layout: a forward chain with policy accept that ends by
+/// rejecting what its zones did not accept; a network behind the host stays rejected
+/// for the uplink's neighbours.
+#[test]
+fn firewalld_hosts_work_out_of_the_box() {
+    world(&format!(
+        r#"{HELPERS}
+        start_upstream_http
+        start_dns up 198.51.100.1
+        echo 1 >/proc/sys/net/ipv4/ip_forward
+        behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
+        in_up ip route add 192.168.50.0/24 via 198.51.100.2
+        nft -f - <<'NFT'
+table inet firewalld {{
+  chain filter_FORWARD {{
+    type filter hook forward priority filter + 10; policy accept;
+    ct state {{ established, related }} accept
+    ct status dnat accept
+    iifname "lo" accept
+    ct state invalid drop
+    jump filter_FORWARD_POLICIES
+    reject with icmpx admin-prohibited
+  }}
+  chain filter_FORWARD_POLICIES {{
+    iifname "eth1" oifname "eth1" accept
+  }}
+}}
+NFT
+        expect_eq "$(probe_behind 192.168.50.2)" not-routed "firewalld rejects it before"
+        works_through "chain filter_FORWARD of table inet firewalld"
+        start_sandbox
+        expect_eq "$(probe_behind 192.168.50.2)" not-routed "while a sandbox runs"
+        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://192.168.50.2/ || echo closed'
+        expect_eq "$OUT" closed "the host's firewall decides for a network behind it"
+        stop_sandbox
+        wait_holder_gone
+        expect_eq "$(probe_behind 192.168.50.2)" not-routed "after"
+        "#
+    ));
+}
+
+/// An nftables `inet filter forward` with policy drop. A holder killed while its rules
+/// are in: they stay (inert), and the next holder adopts and removes them. A chain whose
+/// owner already lets nsrun's interfaces through is left alone.
+#[test]
+fn an_nftables_forward_policy_drop_works_and_a_killed_holders_rules_are_adopted() {
+    world(&format!(
+        r#"{HELPERS}
+        start_upstream_http
+        start_dns up 198.51.100.1
+        echo 1 >/proc/sys/net/ipv4/ip_forward
         nft add table inet filter
         nft add chain inet filter forward '{{ type filter hook forward priority 0; policy drop; }}'
-        refuse_then_fix "chain forward of table inet filter has policy drop"
+        works_through "chain forward of table inet filter"
+
+        snapshot
+        start_sandbox
+        kill -9 $(pgrep -x nsrun-holder)
+        stop_sandbox
+        expect_eq "$(nft list chain inet filter forward | grep -c 'comment "nsrun: ')" 2 "a killed holder's rules stay"
+        expect_code 0 $NSRUN -- curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the next run works"
+        wait_holder_gone
+        expect_clean
+
+        nft insert rule inet filter forward iifname "nsr*" accept
+        nft insert rule inet filter forward oifname "nsr*" ct state established,related accept
+        snapshot
+        expect_code 0 $NSRUN -v -- curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the owner's rules let it through"
+        expect_not_contains "$ERR" "let its interfaces through" "nothing added to a chain that accepts nsr already"
+        wait_holder_gone
+        expect_clean
+        "#
+    ));
+}
+
+/// iptables-legacy cannot be written without replacing its whole table: refused, with
+/// the fix.
+#[test]
+fn iptables_legacy_forward_policy_drop_is_refused_then_works_with_the_fix() {
+    if !require_tool("iptables-legacy") {
+        return;
+    }
+    world(&format!(
+        r#"{HELPERS}
+        start_upstream_http
+        iptables-legacy -P FORWARD DROP
+        refuse_then_fix "chain FORWARD of iptables-legacy's filter table has policy DROP"
+        iptables-legacy -F FORWARD
+        iptables-legacy -P FORWARD ACCEPT
         "#
     ));
 }
@@ -80,30 +208,29 @@ fn an_nftables_forward_chain_with_policy_drop_is_refused_then_works_with_the_fix
 /// sandbox runs, or after.
 #[test]
 fn the_host_never_becomes_a_router_for_its_neighbours() {
-    world(
-        r#"
+    world(&format!(
+        r#"{HELPERS}
         start_upstream_http
         behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
         in_up ip route add 192.168.50.0/24 via 198.51.100.2
-        probe() { in_up curl -s --max-time 1 -o /dev/null http://192.168.50.2/ && echo routed || echo not-routed; }
-        expect_eq "$(probe)" not-routed "before"
+        expect_eq "$(probe_behind 192.168.50.2)" not-routed "before"
         snapshot
         $NSRUN -v -- sh -c 'while [ ! -e "$TMPDIR/done" ]; do sleep 0.05; done' 2>"$WORK/verbose" &
         pid=$!
         wait_sandbox_up $pid
         expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 1 "the uplink forwards for the sandbox"
-        expect_eq "$(probe)" not-routed "while a sandbox runs"
+        expect_eq "$(probe_behind 192.168.50.2)" not-routed "while a sandbox runs"
         expect_code 0 $NSRUN -- curl -s --max-time 2 http://192.168.50.2/
         expect_eq "$OUT" 192.168.50.1 "a sandbox still reaches the network behind the host"
         touch "$TMPDIR/done"; wait $pid
         expect_contains "$(cat $WORK/verbose)" "set net.ipv4.conf.eth0.forwarding=1 (was 0)" "-v says what it changes"
         expect_contains "$(cat $WORK/verbose)" "goes back to 0 when the last sandbox ends" "-v says what remains"
         wait_holder_gone
-        expect_eq "$(probe)" not-routed "after"
+        expect_eq "$(probe_behind 192.168.50.2)" not-routed "after"
         rm "$TMPDIR/done"
         expect_clean
-        "#,
-    );
+        "#
+    ));
 }
 
 /// wg-quick's layout: the default route in table 51820, chosen by a policy rule, through
@@ -132,37 +259,4 @@ fn policy_routing_and_the_mtu_follow_the_kernels_choice() {
         expect_clean
         "#,
     );
-}
-
-#[test]
-fn iptables_legacy_forward_policy_drop_is_refused_then_works_with_the_fix() {
-    if !require_tool("iptables-legacy") {
-        return;
-    }
-    world(&format!(
-        r#"{REFUSE_THEN_FIX}
-        start_upstream_http
-        iptables-legacy -P FORWARD DROP
-        refuse_then_fix "chain FORWARD of iptables-legacy's filter table has policy DROP"
-        iptables-legacy -F FORWARD
-        iptables-legacy -P FORWARD ACCEPT
-        "#
-    ));
-}
-
-/// The ufw package itself (default deny routed: FORWARD policy DROP), enabled in the
-/// world with its own sysctl file emptied (some of its settings are machine-wide).
-#[test]
-fn ufw_deny_routed_is_refused_then_works_with_the_fix() {
-    if !require_tool("ufw") {
-        return;
-    }
-    world(&format!(
-        r#"{REFUSE_THEN_FIX}
-        start_upstream_http
-        : >/etc/ufw/sysctl.conf
-        ufw --force enable >/dev/null
-        refuse_then_fix "chain FORWARD of table ip filter, iptables has policy drop"
-        "#
-    ));
 }

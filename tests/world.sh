@@ -154,6 +154,11 @@ world_state() {
     echo "## addrs"; ip -o addr show | awk '{print $2, $3, $4}' | sort
     echo "## routes"; ip route show table all | sort
     echo "## nft"; nft -s list ruleset 2>/dev/null
+    echo "## sysctl"; grep -H . /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/*/forwarding | grep -v '/conf/nsr'
+    # iptables-legacy, only where its filter table exists (asking would load it).
+    if grep -qx filter /proc/net/ip_tables_names 2>/dev/null; then
+      echo "## iptables-legacy"; iptables-legacy-save -t filter | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]//'
+    fi
     echo "## mounts"; awk '{print $5, $9, $10}' /proc/self/mountinfo | sort
     echo "## procs"; ps -e -o comm= | grep -v -x -e ps -e sort -e sed -e awk -e grep -e bash -e sleep -e cmp | grep -v "^pyenv" | sort || true
   }

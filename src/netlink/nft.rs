@@ -42,6 +42,9 @@ const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_HANDLE: u16 = 3;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_RULE_USERDATA: u16 = 7;
+/// libnftnl's user-data TLV type for a rule's comment, as `nft` and iptables-nft read it.
+const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
@@ -104,7 +107,6 @@ pub enum Match {
     /// `meta oif INDEX`
     Oif(u32),
     /// `oifname "NAME"` (exact; the reference's worked example uses it)
-    #[cfg_attr(not(test), allow(dead_code))]
     OifName(String),
     /// `oifname != "PREFIX*"`
     OifNamePrefixNot(String),
@@ -262,21 +264,34 @@ impl Batch {
 
     /// Appends `rule` to `table`/`chain`.
     pub fn add_rule(&mut self, table: &str, chain: &str, rule: &Rule) {
-        self.rule(table, chain, rule, NLM_F_CREATE | NLM_F_APPEND);
+        self.rule(table, chain, rule, NLM_F_CREATE | NLM_F_APPEND, None);
     }
 
     /// Inserts `rule` at the head of `table`/`chain`.
     pub fn insert_rule(&mut self, table: &str, chain: &str, rule: &Rule) {
-        self.rule(table, chain, rule, NLM_F_CREATE);
+        self.rule(table, chain, rule, NLM_F_CREATE, None);
     }
 
     /// Appends `rule` and asks the kernel to echo it back, with its handle
     /// (see [`rule_handle`]).
     pub fn add_rule_echo(&mut self, table: &str, chain: &str, rule: &Rule) {
-        self.rule(table, chain, rule, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ECHO);
+        self.rule(
+            table,
+            chain,
+            rule,
+            NLM_F_CREATE | NLM_F_APPEND | NLM_F_ECHO,
+            None,
+        );
     }
 
-    fn rule(&mut self, table: &str, chain: &str, rule: &Rule, flags: u16) {
+    /// Inserts `rule` at the head of a chain nsrun does not own, with `comment` (what
+    /// `nft list` prints as `comment "..."` and iptables-nft as `/* ... */`), echoed back
+    /// with its handle.
+    pub fn insert_rule_commented(&mut self, table: &str, chain: &str, rule: &Rule, comment: &str) {
+        self.rule(table, chain, rule, NLM_F_CREATE | NLM_F_ECHO, Some(comment));
+    }
+
+    fn rule(&mut self, table: &str, chain: &str, rule: &Rule, flags: u16, comment: Option<&str>) {
         let at = self.object(NFT_MSG_NEWRULE, flags);
         self.msg.attr_str(NFTA_RULE_TABLE, table);
         self.msg.attr_str(NFTA_RULE_CHAIN, chain);
@@ -329,6 +344,13 @@ impl Batch {
             }
         }
         self.msg.nest_end(list);
+        if let Some(comment) = comment {
+            // libnftnl's TLV: type, length (with the NUL), the string.
+            let mut udata = vec![NFTNL_UDATA_RULE_COMMENT, (comment.len() + 1) as u8];
+            udata.extend_from_slice(comment.as_bytes());
+            udata.push(0);
+            self.msg.attr(NFTA_RULE_USERDATA, &udata);
+        }
         self.msg.end(at);
     }
 
@@ -420,6 +442,91 @@ pub fn rule_handle(payload: &[u8]) -> Option<u64> {
     super::attrs(payload.get(4..)?)
         .find(|(ty, _)| *ty == NFTA_RULE_HANDLE)
         .and_then(|(_, v)| Some(u64::from_be_bytes(v.try_into().ok()?)))
+}
+
+/// A rule as a rule dump describes it: enough to tell what it does at the end of a chain
+/// and whether nsrun put it there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub chain: String,
+    pub handle: u64,
+    /// The names of its expressions, in order (`meta`, `cmp`, `immediate`, `reject`...).
+    pub exprs: Vec<String>,
+    /// The verdict of an `immediate` expression, if it has one.
+    pub verdict: Option<i32>,
+    pub comment: Option<String>,
+    /// Whether a compare in it names nsrun's interfaces (a `nsr` prefix).
+    pub names_sandboxes: bool,
+}
+
+impl RuleInfo {
+    /// A rule that drops or rejects whatever reaches it: nothing but counters and logs
+    /// before a drop or a reject.
+    pub fn refuses_all(&self) -> bool {
+        let refuses =
+            self.verdict == Some(NF_DROP as i32) || self.exprs.iter().any(|e| e == "reject");
+        refuses
+            && self
+                .exprs
+                .iter()
+                .all(|e| matches!(e.as_str(), "counter" | "log" | "immediate" | "reject"))
+    }
+
+    pub fn accepts(&self) -> bool {
+        self.verdict == Some(NF_ACCEPT as i32)
+    }
+}
+
+/// Parses one message of a rule dump (or an echoed NEWRULE).
+pub fn parse_rule(payload: &[u8]) -> Option<RuleInfo> {
+    let mut rule = RuleInfo::default();
+    for (ty, v) in super::attrs(payload.get(4..)?) {
+        match ty {
+            NFTA_RULE_CHAIN => rule.chain = attr_string(v),
+            NFTA_RULE_HANDLE => rule.handle = u64::from_be_bytes(v.try_into().ok()?),
+            NFTA_RULE_USERDATA => {
+                let mut at = 0;
+                while let (Some(&kind), Some(&len)) = (v.get(at), v.get(at + 1)) {
+                    let value = v.get(at + 2..at + 2 + usize::from(len))?;
+                    if kind == NFTNL_UDATA_RULE_COMMENT {
+                        rule.comment = Some(attr_string(value));
+                    }
+                    at += 2 + usize::from(len);
+                }
+            }
+            NFTA_RULE_EXPRESSIONS => {
+                for (_, elem) in super::attrs(v) {
+                    let mut name = String::new();
+                    for (ty, v) in super::attrs(elem) {
+                        match ty {
+                            NFTA_EXPR_NAME => name = attr_string(v),
+                            NFTA_EXPR_DATA if name == "immediate" => {
+                                rule.verdict = super::attrs(v)
+                                    .filter(|(t, _)| *t == 2) // NFTA_IMMEDIATE_DATA
+                                    .flat_map(|(_, d)| super::attrs(d))
+                                    .filter(|(t, _)| *t == NFTA_DATA_VERDICT)
+                                    .flat_map(|(_, d)| super::attrs(d))
+                                    .find(|(t, _)| *t == NFTA_VERDICT_CODE)
+                                    .and_then(|(_, c)| Some(i32::from_be_bytes(c.try_into().ok()?)))
+                                    .or(rule.verdict);
+                            }
+                            NFTA_EXPR_DATA if name == "cmp" => {
+                                let prefix = crate::addr::LINK_PREFIX.as_bytes();
+                                rule.names_sandboxes |= super::attrs(v)
+                                    .filter(|(t, _)| *t == 3) // NFTA_CMP_DATA
+                                    .flat_map(|(_, d)| super::attrs(d))
+                                    .any(|(t, d)| t == NFTA_DATA_VALUE && d.starts_with(prefix));
+                            }
+                            _ => {}
+                        }
+                    }
+                    rule.exprs.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(rule)
 }
 
 /// The flags of a table, from a GETTABLE reply.

@@ -39,6 +39,7 @@ const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PRIORITY: u16 = 6;
+const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
 
 pub const RT_TABLE_MAIN: u8 = 254;
@@ -275,8 +276,20 @@ pub struct Route {
     pub table: u32,
     pub rtype: u8,
     pub oif: Option<u32>,
+    /// The links of a multipath route's next hops (RTA_MULTIPATH; no RTA_OIF then).
+    pub nexthops: Vec<u32>,
     pub gateway: Option<Ipv4Addr>,
     pub priority: u32,
+}
+
+impl Route {
+    /// Every link the route leads through.
+    pub fn links(&self) -> impl Iterator<Item = u32> + '_ {
+        self.oif
+            .iter()
+            .copied()
+            .chain(self.nexthops.iter().copied())
+    }
 }
 
 pub fn parse_route(payload: &[u8]) -> Option<Route> {
@@ -289,6 +302,7 @@ pub fn parse_route(payload: &[u8]) -> Option<Route> {
         table: u32::from(header[4]),
         rtype: header[7],
         oif: None,
+        nexthops: Vec::new(),
         gateway: None,
         priority: 0,
     };
@@ -301,6 +315,20 @@ pub fn parse_route(payload: &[u8]) -> Option<Route> {
             RTA_GATEWAY => route.gateway = ip,
             RTA_PRIORITY => route.priority = int.unwrap_or(0),
             RTA_TABLE => route.table = int.unwrap_or(route.table),
+            RTA_MULTIPATH => {
+                // struct rtnexthop { u16 len; u8 flags; u8 hops; i32 ifindex; } + attrs.
+                let mut at = 0;
+                while let Some(nh) = value.get(at..at + 8) {
+                    let len = usize::from(u16::from_ne_bytes([nh[0], nh[1]]));
+                    route
+                        .nexthops
+                        .push(u32::from_ne_bytes([nh[4], nh[5], nh[6], nh[7]]));
+                    if len < 8 {
+                        break;
+                    }
+                    at += (len + 3) & !3;
+                }
+            }
             _ => {}
         }
     }
