@@ -51,6 +51,8 @@ const LINK_GRACE: Duration = Duration::from_millis(200);
 const JOIN_DEADLINE: Duration = Duration::from_secs(5);
 const CAP_NET_ADMIN: u32 = 12;
 const FORWARD_CHECK_TTL: Duration = Duration::from_millis(200);
+const NFNLGRP_NFTABLES: u32 = 7;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
 /// A sandbox's registration with the holder; dropping it (or nsrun's death) ends it.
 pub struct Lease {
@@ -302,9 +304,14 @@ fn run(ready: OwnedFd) -> ! {
         listener.as_raw_fd(),
         nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
     );
+    // nf_tables' change notifications: a firewall that reloads while sandboxes run
+    // (firewalld, ufw) loses nsrun's accept rules, which go back in at once.
+    let nft_events =
+        Socket::open_groups(SockProtocol::NetlinkNetFilter, 1 << (NFNLGRP_NFTABLES - 1)).ok();
     say("ok");
     drop(ready);
     Holder {
+        nft_events,
         listener: Some(listener),
         nft: tables,
         rtnl,
@@ -368,7 +375,7 @@ fn create_table() -> Result<Socket> {
 /// that table exists, and whether any rule names nsrun's interfaces. Read with the same
 /// getsockopt calls `iptables-legacy -L` makes; only when /proc/net/ip_tables_names lists
 /// the table, so that asking never loads the module.
-fn legacy_forward_drops() -> Option<bool> {
+fn legacy_forward_drops() -> Option<LegacyForward> {
     const IPT_SO_GET_INFO: libc::c_int = 64;
     const IPT_SO_GET_ENTRIES: libc::c_int = 65;
     const NF_INET_FORWARD: usize = 2;
@@ -413,15 +420,34 @@ fn legacy_forward_drops() -> Option<bool> {
     let names_sandboxes = table
         .windows(3)
         .any(|w| w == crate::addr::LINK_PREFIX.as_bytes());
-    Some(drops && !names_sandboxes)
+    // A user chain's head is an ERROR target named after the chain.
+    let docker = table.windows(12).any(|w| w == b"DOCKER-USER\0");
+    Some(LegacyForward {
+        drops: drops && !names_sandboxes,
+        docker,
+    })
+}
+
+struct LegacyForward {
+    drops: bool,
+    docker: bool,
 }
 
 /// iptables-legacy's FORWARD dropping: nsrun cannot add to x_tables without replacing
 /// the whole table under whoever else writes it, so it refuses, with the fix.
 fn legacy_obstacle() -> Option<String> {
-    (legacy_forward_drops() == Some(true)).then(|| {
-        "the host's firewall drops forwarded packets (chain FORWARD of iptables-legacy's filter table has policy DROP), so the sandbox would have no network; let nsrun's interfaces through: sudo iptables-legacy -I FORWARD -i nsr+ -j ACCEPT && sudo iptables-legacy -I FORWARD -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".into()
-    })
+    let legacy = legacy_forward_drops().filter(|l| l.drops)?;
+    // On Docker's hosts in DOCKER-USER, and not towards docker0: containers' unpublished
+    // ports stay closed.
+    let (chain, out) = if legacy.docker {
+        ("DOCKER-USER", " ! -o docker0")
+    } else {
+        ("FORWARD", "")
+    };
+    Some(format!(
+        "the host's firewall drops forwarded packets (chain FORWARD of iptables-legacy's filter table has policy DROP{}), so the sandbox would have no network; let nsrun's interfaces through: sudo iptables-legacy -I {chain} -i nsr+{out} -j ACCEPT && sudo iptables-legacy -I {chain} -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        if legacy.docker { ", Docker's" } else { "" }
+    ))
 }
 
 /// A rule nsrun put into another firewall's chain.
@@ -461,6 +487,7 @@ struct Client {
 
 struct Holder {
     listener: Option<OwnedFd>,
+    nft_events: Option<Socket>,
     nft: Socket,
     rtnl: Socket,
     clients: Vec<Client>,
@@ -501,6 +528,9 @@ impl Holder {
                     .iter()
                     .map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLIN)),
             );
+            if let Some(events) = &self.nft_events {
+                fds.push(PollFd::new(events.as_fd(), PollFlags::POLLIN));
+            }
             if let Err(e) = poll(&mut fds, timeout) {
                 if e != Errno::EINTR {
                     sys::exit_now(1);
@@ -512,7 +542,18 @@ impl Holder {
                 .collect();
             drop(fds);
 
-            for (i, _) in ready.iter().enumerate().skip(1).filter(|(_, r)| **r).rev() {
+            let clients = self.clients.len();
+            if ready.get(clients + 1) == Some(&true) {
+                self.firewall_changed();
+            }
+            for (i, _) in ready
+                .iter()
+                .enumerate()
+                .take(clients + 1)
+                .skip(1)
+                .filter(|(_, r)| **r)
+                .rev()
+            {
                 self.serve_client(i - 1);
             }
             if let (true, Some(listener)) = (ready[0], &self.listener) {
@@ -810,15 +851,67 @@ impl Holder {
         Ok(())
     }
 
-    /// Removes what nsrun put into other firewalls.
+    /// Something changed in nf_tables. If it was another firewall's table while
+    /// sandboxes run, look at the forward path again: a reload (which drops nsrun's
+    /// rules) is repaired at once, and the next registration does not trust an old look.
+    fn firewall_changed(&mut self) {
+        let Some(events) = &mut self.nft_events else {
+            return;
+        };
+        let foreign = events.notifications().iter().any(|(ty, payload)| {
+            // NEW/DEL of tables, chains and rules: the table's name is attribute 1.
+            let kind = ty & 0xff;
+            let family = payload.first().copied();
+            (ty >> 8) == NFNL_SUBSYS_NFTABLES
+                && matches!(kind, 0 | 2 | 3 | 5 | 6 | 8)
+                && netlink::attrs(payload.get(4..).unwrap_or(&[]))
+                    .find(|(t, _)| *t == 1)
+                    .is_some_and(|(_, name)| {
+                        !(family == Some(nft::NFPROTO_INET)
+                            && name.split(|b| *b == 0).next() == Some(TABLE.as_bytes()))
+                    })
+        });
+        if !foreign {
+            return;
+        }
+        self.forward_checked = None;
+        if self.clients.iter().any(|c| c.addr.is_some()) {
+            let obstacle = legacy_obstacle()
+                .or_else(|| self.open_forward_path().err().map(|e| format!("{e:#}")));
+            self.forward_checked = Some((Instant::now(), obstacle));
+        }
+    }
+
+    /// Removes what nsrun put into other firewalls: every rule that carries its comment,
+    /// found again by its comment. A firewall reloaded meanwhile may reuse the handles
+    /// the holder was given, for rules of its own.
     fn close_forward_path(&mut self) {
+        if self.opened.is_empty() {
+            return;
+        }
+        let mut tables: Vec<(u8, String)> = Vec::new();
         for o in self.opened.drain(..) {
-            let mut batch = nft::Batch::new(o.family);
-            batch.del_rule(&o.table, &o.chain, o.handle);
-            let (msg, acked) = batch.finish();
-            let _ = self
-                .nft
-                .transact(msg, &acked, "remove nsrun's rule from another firewall");
+            if !tables.contains(&(o.family, o.table.clone())) {
+                tables.push((o.family, o.table));
+            }
+        }
+        for (family, table) in tables {
+            let Ok(rules) = self.nft.dump(nft::dump_rules(family, &table), "list rules") else {
+                continue;
+            };
+            let ours: Vec<nft::RuleInfo> = rules
+                .iter()
+                .filter_map(|(_, p)| nft::parse_rule(p))
+                .filter(is_ours)
+                .collect();
+            for r in ours {
+                let mut batch = nft::Batch::new(family);
+                batch.del_rule(&table, &r.chain, r.handle);
+                let (msg, acked) = batch.finish();
+                let _ = self
+                    .nft
+                    .transact(msg, &acked, "remove nsrun's rule from another firewall");
+            }
         }
     }
 

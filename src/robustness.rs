@@ -46,7 +46,13 @@ fn kernel_seeds() -> Vec<Vec<u8>> {
     batch.add_table("nsrun", nft::NFT_TABLE_F_OWNER, true);
     batch.add_chain("nsrun", "c", "filter", nft::Hook::Input, 0, nft::NF_ACCEPT);
     let (batch, _) = batch.finish();
+    let mut rules = nft::Batch::new(nft::NFPROTO_IPV4);
+    for (comment, rule) in crate::firewall::foreign_accepts(&["eth0".into()]) {
+        rules.insert_rule_commented("filter", "FORWARD", &rule, &comment);
+    }
+    let (rules, _) = rules.finish();
     vec![
+        rules.buf,
         veth.buf,
         route::add_addr(2, "10.0.0.1".parse().unwrap(), 30).buf,
         route::add_default_route("10.0.0.1".parse().unwrap(), 2).buf,
@@ -69,6 +75,7 @@ fn netlink_parsers_survive_any_bytes() {
                 let _ = route::parse_addr(m.payload);
                 let _ = route::parse_route(m.payload);
                 let _ = nft::parse_chain(m.payload);
+                let _ = nft::parse_rule(m.payload);
                 let _ = nft::rule_handle(m.payload);
                 let _ = nft::table_flags(m.payload);
             }
@@ -79,6 +86,7 @@ fn netlink_parsers_survive_any_bytes() {
         let _ = route::parse_addr(body);
         let _ = route::parse_route(body);
         let _ = nft::parse_chain(body);
+        let _ = nft::parse_rule(body);
         let _ = netlink::parse_error(body, netlink::NLM_F_ACK);
     }
 }

@@ -81,6 +81,14 @@ fn docker_hosts_work_out_of_the_box_and_unpublished_ports_stay_closed() {
           expect_eq "$OUT" closed "an unpublished container port from a sandbox ($opt)"
         done
         stop_sandbox
+        # A published port: connections from the internet pass Docker's FORWARD too.
+        $NSRUN -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
+        pid=$!
+        wait_sandbox_up $pid
+        wait_port - "$(sandbox_addr $pid)" 80
+        expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
+        expect_eq "$OUT" 198.51.100.1 "a published port from the internet"
+        kill $pid; wait $pid || true
         wait_holder_gone
         expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it after"
         expect_eq "$(iptables -S)" "$before_rules" "iptables' rules as before"
@@ -120,7 +128,7 @@ fn firewalld_hosts_work_out_of_the_box() {
         echo 1 >/proc/sys/net/ipv4/ip_forward
         behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
         in_up ip route add 192.168.50.0/24 via 198.51.100.2
-        nft -f - <<'NFT'
+        cat >"$WORK/firewalld.nft" <<'NFT'
 table inet firewalld {{
   chain filter_FORWARD {{
     type filter hook forward priority filter + 10; policy accept;
@@ -136,13 +144,26 @@ table inet firewalld {{
   }}
 }}
 NFT
+        nft -f "$WORK/firewalld.nft"
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "firewalld rejects it before"
         works_through "chain filter_FORWARD of table inet firewalld"
+        snapshot
         start_sandbox
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "while a sandbox runs"
         expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://192.168.50.2/ || echo closed'
         expect_eq "$OUT" closed "the host's firewall decides for a network behind it"
+        # `firewall-cmd --reload` while the sandbox runs: the table is made anew (its
+        # rules get handles nsrun was given before). nsrun's rules go back in at once,
+        # and at the end only nsrun's rules go.
+        nft delete table inet firewalld
+        nft -f "$WORK/firewalld.nft"
+        expect_code 0 in_sandbox $SANDBOX curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the running sandbox after the reload"
+        expect_code 0 $NSRUN -- curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "a sandbox started after the reload"
         stop_sandbox
+        wait_holder_gone
+        expect_clean
         wait_holder_gone
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "after"
         "#
@@ -199,6 +220,33 @@ fn iptables_legacy_forward_policy_drop_is_refused_then_works_with_the_fix() {
         refuse_then_fix "chain FORWARD of iptables-legacy's filter table has policy DROP"
         iptables-legacy -F FORWARD
         iptables-legacy -P FORWARD ACCEPT
+        "#
+    ));
+}
+
+/// Docker with iptables-legacy: the fix goes into DOCKER-USER and keeps docker0 out.
+#[test]
+fn iptables_legacy_docker_hosts_get_the_docker_user_fix() {
+    if !require_tool("iptables-legacy") {
+        return;
+    }
+    world(&format!(
+        r#"{HELPERS}
+        start_upstream_http
+        echo 1 >/proc/sys/net/ipv4/ip_forward
+        behind_host ctr docker0 172.17.0.1/16 172.17.0.2 8081
+        iptables-legacy -N DOCKER-USER
+        iptables-legacy -N DOCKER
+        iptables-legacy -P FORWARD DROP
+        iptables-legacy -A FORWARD -j DOCKER-USER
+        iptables-legacy -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+        iptables-legacy -A FORWARD -o docker0 -j DOCKER
+        iptables-legacy -A FORWARD -i docker0 -j ACCEPT
+        iptables-legacy -A DOCKER-USER -j RETURN
+        refuse_then_fix "Docker's), so"
+        expect_contains "$(iptables-legacy -S DOCKER-USER)" "-A DOCKER-USER -i nsr+ ! -o docker0 -j ACCEPT" "the fix went into DOCKER-USER"
+        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://172.17.0.2:8081/ || echo closed'
+        expect_eq "$OUT" closed "an unpublished container port from a sandbox"
         "#
     ));
 }

@@ -154,7 +154,8 @@ world_state() {
     echo "## addrs"; ip -o addr show | awk '{print $2, $3, $4}' | sort
     echo "## routes"; ip route show table all | sort
     echo "## nft"; nft -s list ruleset 2>/dev/null
-    echo "## sysctl"; grep -H . /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/*/forwarding | grep -v '/conf/nsr'
+    # (A sandbox's link may vanish between the glob and the read.)
+    echo "## sysctl"; { grep -Hs . /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/*/forwarding || true; } | grep -v '/conf/nsr'
     # iptables-legacy, only where its filter table exists (asking would load it).
     if grep -qx filter /proc/net/ip_tables_names 2>/dev/null; then
       echo "## iptables-legacy"; iptables-legacy-save -t filter | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]//'

@@ -1033,4 +1033,82 @@ mod tests {
         assert!(got.windows(7).any(|w| w == [7, 0, 1, 0, b'n', b's', b'r']));
         assert!(got.windows(8).any(|w| w == [8, 0, 2, 0, 0, 0, 0, 1]));
     }
+
+    /// The message nsrun inserts into another firewall's chain, and what a dump of it
+    /// reads back: the head insert (no NLM_F_APPEND), the echo, the comment as libnftnl
+    /// writes it (type 0, length with NUL), and the fields the holder decides on.
+    #[test]
+    fn commented_insert_golden_bytes_and_read_back() {
+        let mut b = Batch::new(NFPROTO_IPV4);
+        let rule = Rule {
+            matches: vec![
+                Match::IifNamePrefix("nsr".into()),
+                Match::OifName("eth0".into()),
+            ],
+            verdict: Verdict::Accept,
+        };
+        b.insert_rule_commented("filter", "FORWARD", &rule, "nsrun: x");
+        let (msg, acked) = b.finish();
+        assert_eq!(acked, vec![1]);
+        let replies = crate::netlink::parse_messages(&msg.buf).unwrap();
+        let newrule = &replies[1];
+        assert_eq!(newrule.ty, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE);
+        assert_eq!(
+            newrule.flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_ECHO
+        );
+        // NFTA_RULE_USERDATA: len 4 + 2 + 9 = 15, type 7, then TLV {0, 9, "nsrun: x\0"}.
+        #[rustfmt::skip]
+        let udata: &[u8] = &[15, 0, 7, 0, 0, 9, b'n', b's', b'r', b'u', b'n', b':', b' ', b'x', 0];
+        assert!(newrule.payload.windows(udata.len()).any(|w| w == udata));
+        // oifname "eth0": the 16-byte name, NUL-padded, as `nft` sends it.
+        let mut eth0 = vec![20, 0, 1, 0];
+        eth0.extend_from_slice(b"eth0");
+        eth0.extend_from_slice(&[0; 12]);
+        assert!(
+            newrule
+                .payload
+                .windows(eth0.len())
+                .any(|w| w == eth0.as_slice())
+        );
+
+        let info = parse_rule(newrule.payload).unwrap();
+        assert_eq!(info.comment.as_deref(), Some("nsrun: x"));
+        assert_eq!(info.chain, "FORWARD");
+        assert_eq!(info.exprs, ["meta", "cmp", "meta", "cmp", "immediate"]);
+        assert!(info.accepts() && info.names_sandboxes && !info.refuses_all());
+    }
+
+    /// What ends a chain by refusing everything, and what does not.
+    #[test]
+    fn a_rule_that_refuses_everything() {
+        let read = |rule: Rule| {
+            let mut b = Batch::new(NFPROTO_INET);
+            b.add_rule("t", "c", &rule);
+            let (msg, _) = b.finish();
+            let replies = crate::netlink::parse_messages(&msg.buf).unwrap();
+            parse_rule(replies[1].payload).unwrap()
+        };
+        let reject = read(Rule {
+            matches: vec![],
+            verdict: Verdict::Reject(Reject::AdminProhibited),
+        });
+        assert!(reject.refuses_all());
+        let drop = read(Rule {
+            matches: vec![],
+            verdict: Verdict::Drop,
+        });
+        assert!(drop.refuses_all() && drop.verdict == Some(NF_DROP as i32));
+        let conditional = read(Rule {
+            matches: vec![Match::CtState(CT_ESTABLISHED)],
+            verdict: Verdict::Drop,
+        });
+        assert!(!conditional.refuses_all());
+        let accept = read(Rule {
+            matches: vec![],
+            verdict: Verdict::Accept,
+        });
+        assert!(!accept.refuses_all() && !accept.names_sandboxes);
+        assert_eq!(parse_rule(&[]), None);
+    }
 }

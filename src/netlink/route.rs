@@ -506,4 +506,23 @@ mod tests {
         assert_eq!(route.table, 254);
         assert!(parse_route(&[10u8; 12]).is_none()); // AF_INET6 is not ours
     }
+
+    /// `ip route add default nexthop via 198.51.100.1 dev eth0 nexthop via 203.0.113.1
+    /// dev eth1`: no RTA_OIF, the links are in RTA_MULTIPATH's rtnexthop entries.
+    #[test]
+    fn multipath_routes_name_every_next_hop() {
+        #[rustfmt::skip]
+        let payload: &[u8] = &[
+            2, 0, 0, 0,  254, 3, 0, 1,  0, 0, 0, 0,           // rtmsg: AF_INET, /0, main, unicast
+            8, 0, 15, 0,  254, 0, 0, 0,                        // RTA_TABLE 254
+            36, 0, 9, 0,                                       // RTA_MULTIPATH, 2 next hops
+            16, 0, 0, 0,  2, 0, 0, 0,  8, 0, 5, 0,  198, 51, 100, 1, // len 16, ifindex 2, gateway
+            16, 0, 0, 0,  3, 0, 0, 0,  8, 0, 5, 0,  203, 0, 113, 1,  // len 16, ifindex 3, gateway
+        ];
+        let route = parse_route(payload).unwrap();
+        assert_eq!(route.oif, None);
+        assert_eq!(route.nexthops, [2, 3]);
+        assert_eq!(route.links().collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(route.dst.prefix, 0);
+    }
 }
