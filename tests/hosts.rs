@@ -308,3 +308,96 @@ fn policy_routing_and_the_mtu_follow_the_kernels_choice() {
         "#,
     );
 }
+
+/// Several uplinks: an ECMP default route over eth0 and eth1, then no default route at
+/// all, then OpenVPN's def1 pair through eth1. Each time the sandbox has the network the
+/// host has, and the host's sysctls are as before afterwards.
+#[test]
+fn multipath_no_default_and_def1_routes_work() {
+    world(
+        r#"
+        start_upstream_http
+        ip link add eth1 type veth peer name up1 netns up
+        ip link set eth1 addrgenmode none
+        ip addr add 203.0.113.66/26 dev eth1
+        ip link set eth1 up
+        in_up ip addr add 203.0.113.65/26 dev up1
+        in_up ip link set up1 up
+        ip route del default
+        ip route add default nexthop via 198.51.100.1 dev eth0 nexthop via 203.0.113.65 dev eth1
+        snapshot
+        expect_code 0 $NSRUN -v -- sh -c 'curl -s --max-time 2 http://198.51.100.1/; curl -s --max-time 2 http://203.0.113.1/'
+        expect_eq "$(echo $OUT | wc -w)" 2 "the internet over a multipath default route [$OUT]"
+        expect_contains "$ERR" "net.ipv4.conf.eth0.forwarding=1" "forwarding on the first next hop's link"
+        expect_contains "$ERR" "net.ipv4.conf.eth1.forwarding=1" "and on the second's"
+        wait_holder_gone
+        expect_clean
+
+        ip route del default
+        snapshot
+        expect_code 0 $NSRUN -v -- curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "no default route: the on-link network the host reaches"
+        expect_contains "$ERR" "the host has no route to the internet" "-v says so"
+        wait_holder_gone
+        expect_clean
+
+        ip route add default via 198.51.100.1
+        ip route add 0.0.0.0/1 via 203.0.113.65 dev eth1
+        ip route add 128.0.0.0/1 via 203.0.113.65 dev eth1
+        snapshot
+        expect_code 0 $NSRUN -v -- curl -s --max-time 2 http://203.0.113.1/
+        expect_eq "$OUT" 203.0.113.66 "def1: the internet through eth1"
+        expect_contains "$ERR" "the internet is reached through eth1" "-v names it"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
+
+/// Tailscale's layout: tailnet routes and the 100.100.100.100 resolver in table 52,
+/// chosen by a policy rule, through tailscale0; its ts-forward chain; MagicDNS in
+/// resolv.conf. The sandbox reaches tailnet peers and the resolver, and the internet.
+#[test]
+fn tailscale_peers_and_its_resolver_are_reached() {
+    if !require_tool("iptables") {
+        return;
+    }
+    world(
+        r#"
+        start_upstream_http
+        ip netns add ts
+        ip link add tailscale0 mtu 1280 type veth peer name ts0 netns ts
+        ip link set tailscale0 addrgenmode none
+        ip addr add 100.101.102.103/32 dev tailscale0
+        ip link set tailscale0 up
+        ip netns exec ts ip link set lo up
+        ip netns exec ts ip link set ts0 mtu 1280 up
+        ip netns exec ts ip addr add 100.100.100.100/32 dev lo
+        ip netns exec ts ip addr add 100.64.0.5/32 dev lo
+        ip netns exec ts ip route add 100.101.102.103/32 dev ts0
+        ip route add 100.64.0.0/10 dev tailscale0 table 52
+        ip route add 100.100.100.100/32 dev tailscale0 table 52
+        ip rule add pref 5270 table 52
+        ip netns exec ts python3 "$WORK/upstream_server.py" 100.64.0.5 80 &
+        wait_port ts 100.64.0.5 80
+        start_dns ts 100.100.100.100
+        iptables -N ts-forward
+        iptables -A FORWARD -j ts-forward
+        iptables -A ts-forward -i tailscale0 -j MARK --set-xmark 0x40000/0xff0000
+        iptables -A ts-forward -m mark --mark 0x40000/0xff0000 -j ACCEPT
+        iptables -A ts-forward -s 100.64.0.0/10 -o tailscale0 -j DROP
+        iptables -A ts-forward -o tailscale0 -j ACCEPT
+        printf 'nameserver 100.100.100.100
+search tail1234.ts.net
+' >/etc/resolv.conf
+        snapshot
+        expect_code 0 $NSRUN -v -- sh -c 'curl -s --max-time 2 http://100.64.0.5/; getent ahostsv4 upstream.test | head -1; curl -s --max-time 2 http://198.51.100.1/'
+        expect_eq "$(echo "$OUT" | sed -n 1p)" 100.101.102.103 "a tailnet peer, through tailscale0"
+        expect_contains "$(echo "$OUT" | sed -n 2p)" "198.51.100.1 " "MagicDNS at 100.100.100.100"
+        expect_eq "$(echo "$OUT" | sed -n 3p)" 198.51.100.2 "the internet, through eth0"
+        expect_contains "$ERR" "net.ipv4.conf.tailscale0.forwarding=1" "-v: forwarding for tailscale0"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
