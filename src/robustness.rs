@@ -2,7 +2,7 @@
 //! panic or loop. A deterministic generator, so a failure reproduces; the seeds are
 //! valid messages and values, mutated byte by byte, truncated and extended.
 
-use crate::netlink::{self, nft, route};
+use crate::netlink::{nft, route};
 
 /// xorshift64*: small, deterministic, good enough to shake parsers.
 struct Rng(u64);
@@ -67,35 +67,13 @@ fn netlink_parsers_survive_any_bytes() {
     let seeds = kernel_seeds();
     for _ in 0..ROUNDS {
         let seed = &seeds[rng.below(seeds.len())];
-        let bytes = mutate(&mut rng, seed);
-        if let Ok(messages) = netlink::parse_messages(&bytes) {
-            for m in messages {
-                let _ = netlink::parse_error(m.payload, m.flags);
-                let _ = route::parse_link(m.payload);
-                let _ = route::parse_addr(m.payload);
-                let _ = route::parse_route(m.payload);
-                let _ = nft::parse_chain(m.payload);
-                let _ = nft::parse_rule(m.payload);
-                let _ = nft::rule_handle(m.payload);
-                let _ = nft::table_flags(m.payload);
-            }
-        }
-        let _ = netlink::attrs(&bytes).count();
-        let body = bytes.get(16..).unwrap_or(&[]);
-        let _ = route::parse_link(body);
-        let _ = route::parse_addr(body);
-        let _ = route::parse_route(body);
-        let _ = nft::parse_chain(body);
-        let _ = nft::parse_rule(body);
-        let _ = netlink::parse_error(body, netlink::NLM_F_ACK);
+        crate::fuzz::netlink(&mutate(&mut rng, seed));
     }
 }
 
-#[test]
-fn sandbox_messages_survive_any_bytes() {
+fn control_seeds() -> Vec<Vec<u8>> {
     use crate::child::{Go, NetworkGo};
     use crate::supervise::Report;
-    let mut rng = Rng(42);
     let go = Go::Network(NetworkGo {
         addr: "10.0.0.2".parse().unwrap(),
         prefix: 30,
@@ -110,39 +88,82 @@ fn sandbox_messages_survive_any_bytes() {
         errno: 2,
     }
     .encode();
+    vec![go, report]
+}
+
+#[test]
+fn sandbox_messages_survive_any_bytes() {
+    let mut rng = Rng(42);
+    let seeds = control_seeds();
     for _ in 0..ROUNDS {
-        let _ = Go::decode(&mutate(&mut rng, &go));
-        let _ = Report::decode_all(&mutate(&mut rng, &report));
+        let seed = &seeds[rng.below(seeds.len())];
+        crate::fuzz::control(&mutate(&mut rng, seed));
     }
 }
+
+/// The seeds of each text parser, also the fuzz targets' corpus (fuzz/corpus).
+pub const TEXT_SEEDS: [&[u8]; 9] = [
+    b"nameserver 192.0.2.1\nsearch a.test\noptions ndots:2\n",
+    b"127.0.0.1\tlocalhost\n::1 localhost ip6-localhost\n",
+    b"www-data\nroot:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n",
+    b"alice:wheel\nwheel:x:10:alice,bob\n",
+    b"10.200.0.0/16",
+    b"127.0.0.1:8080-8090:80-90/udp",
+    b"10.77.0.2",
+    b"web-1.internal",
+    b"LANG=C.UTF-8",
+];
 
 #[test]
 fn text_and_option_parsers_survive_any_input() {
     let mut rng = Rng(7);
-    let seeds: [&[u8]; 8] = [
-        b"nameserver 192.0.2.1\nsearch a.test\noptions ndots:2\n",
-        b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n",
-        b"wheel:x:10:alice,bob\n",
-        b"10.200.0.0/16",
-        b"127.0.0.1:8080-8090:80-90/udp",
-        b"alice:wheel",
-        b"10.77.0.2",
-        b"web-1.internal",
-    ];
     for _ in 0..ROUNDS {
-        let seed = seeds[rng.below(seeds.len())];
+        let seed = TEXT_SEEDS[rng.below(TEXT_SEEDS.len())];
         let bytes = mutate(&mut rng, seed);
-        let text = String::from_utf8_lossy(&bytes);
-        let _ = crate::dns::parse(&text);
-        let passwd = crate::users::parse_passwd(&text);
-        let groups = crate::users::parse_group(&text);
-        let _ = crate::users::resolve_spec(&text, &passwd, &groups);
-        let _ = crate::plan::parse_pool(&text);
-        let _ = crate::plan::parse_dns(&text);
-        let _ = crate::plan::parse_ip(&text);
-        let _ = crate::plan::parse_publish(&text);
-        let _ = crate::plan::validate_hostname(&text);
-        let _ = crate::plan::validate_netns_name(&text);
-        let _ = crate::plan::env_plan(&[text.to_string()], &[], false, |_| None);
+        crate::fuzz::resolv_conf_and_hosts(&bytes);
+        crate::fuzz::users(&bytes);
+        crate::fuzz::options(&bytes);
     }
+}
+
+/// The fuzz targets' starting corpus (fuzz/corpus/TARGET/seed-N) is these tests' seeds:
+/// this test fails when they differ, and writes them with NSRUN_REGENERATE_CORPUS=1.
+#[test]
+fn the_fuzz_corpus_is_these_seeds() {
+    let text: Vec<Vec<u8>> = TEXT_SEEDS.iter().map(|s| s.to_vec()).collect();
+    let targets: [(&str, Vec<Vec<u8>>); 5] = [
+        ("netlink", kernel_seeds()),
+        ("control", control_seeds()),
+        ("resolv_conf_and_hosts", text[..2].to_vec()),
+        ("users", text[2..4].to_vec()),
+        ("options", text[4..].to_vec()),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let regenerate = std::env::var_os("NSRUN_REGENERATE_CORPUS").is_some();
+    for (target, seeds) in targets {
+        for (i, seed) in seeds.iter().enumerate() {
+            let path = root.join(target).join(format!("seed-{i}"));
+            if regenerate {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, seed).unwrap();
+            }
+            let stored = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                stored == *seed,
+                "{} differs from its seed: NSRUN_REGENERATE_CORPUS=1 cargo test the_fuzz_corpus",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Found by `fuzz/run` (target netlink): an NLMSG_ERROR whose error is i32::MIN made
+/// the errno's negation overflow.
+#[test]
+fn an_error_of_i32_min_is_not_negated() {
+    let mut payload = vec![0u8; 20];
+    payload[..4].copy_from_slice(&i32::MIN.to_ne_bytes());
+    let (_, result) = crate::netlink::parse_error(&payload, 0).unwrap();
+    assert_eq!(result, Err((i32::MAX, None)));
+    crate::fuzz::netlink(include_bytes!("../fuzz/corpus/netlink/crash-i32-min-error"));
 }

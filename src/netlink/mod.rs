@@ -211,7 +211,11 @@ pub fn parse_error(payload: &[u8], flags: u16) -> io::Result<(u32, AckResult)> {
                 });
         }
     }
-    Ok((orig_seq, Err((-error, message))))
+    // i32::MIN has no negation: a kernel never sends it, a corrupt reply may.
+    Ok((
+        orig_seq,
+        Err((error.checked_neg().unwrap_or(i32::MAX), message)),
+    ))
 }
 
 /// Formats a kernel error: "<what>: File exists (os error 17)", plus the kernel's own words.

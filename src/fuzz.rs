@@ -1,0 +1,67 @@
+//! Entry points that feed untrusted input to every parser of one kind, for the fuzz
+//! targets (fuzz/, `cargo +nightly fuzz`) and for the robustness tests. None may panic
+//! or loop, whatever the bytes.
+
+use crate::netlink::{self, nft, route};
+
+/// Kernel replies and dumps: rtnetlink links, addresses, routes; nf_tables chains, rules,
+/// tables; errors and ACKs; and the same payloads without their header.
+pub fn netlink(bytes: &[u8]) {
+    if let Ok(messages) = netlink::parse_messages(bytes) {
+        for m in messages {
+            payload(m.payload);
+            let _ = netlink::parse_error(m.payload, m.flags);
+        }
+    }
+    let _ = netlink::attrs(bytes).count();
+    let body = bytes.get(16..).unwrap_or(&[]);
+    payload(body);
+    let _ = netlink::parse_error(body, netlink::NLM_F_ACK);
+}
+
+fn payload(p: &[u8]) {
+    let _ = route::parse_link(p);
+    let _ = route::parse_addr(p);
+    let _ = route::parse_route(p);
+    let _ = nft::parse_chain(p);
+    let _ = nft::parse_rule(p);
+    let _ = nft::rule_handle(p);
+    let _ = nft::table_flags(p);
+}
+
+/// The messages nsrun and its init exchange over their control socket.
+pub fn control(bytes: &[u8]) {
+    let _ = crate::child::Go::decode(bytes);
+    let _ = crate::supervise::Report::decode_all(bytes);
+}
+
+/// /etc/resolv.conf, and /etc/hosts as nsrun copies it into the sandbox.
+pub fn resolv_conf_and_hosts(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let _ = crate::dns::parse(&text);
+    let _ = crate::dns::render_hosts(&text, Some("web"), Some([10, 0, 0, 1].into()));
+}
+
+/// /etc/passwd and /etc/group, and a `--user` spec resolved against them: the first
+/// line is the spec, the rest the files' text.
+pub fn users(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let (spec, files) = text.split_once('\n').unwrap_or((&text, ""));
+    let passwd = crate::users::parse_passwd(files);
+    let groups = crate::users::parse_group(files);
+    let _ = crate::users::validate_spec(spec);
+    let _ = crate::users::resolve_spec(spec, &passwd, &groups);
+}
+
+/// The values of nsrun's options: `--pool`, `--ip`, `--dns`, `-p`, `--name`, `--hostname`,
+/// `-e`.
+pub fn options(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let _ = crate::plan::parse_pool(&text);
+    let _ = crate::plan::parse_ip(&text);
+    let _ = crate::plan::parse_dns(&text);
+    let _ = crate::plan::parse_publish(&text);
+    let _ = crate::plan::validate_netns_name(&text);
+    let _ = crate::plan::validate_hostname(&text);
+    let _ = crate::plan::env_plan(&[text.to_string()], &[], false, |_| None);
+}
