@@ -6,7 +6,10 @@
 //! the host has no resolv.conf, as the resolver library then asks there), and forwards each
 //! query from the host's namespace to the host's resolver. It relays bytes: nothing read
 //! is parsed or trusted. Memory is bounded: at most [`MAX_QUERIES`] UDP queries and
-//! [`MAX_CONNS`] TCP connections in flight, each with a deadline.
+//! [`MAX_CONNS`] TCP connections in flight (one still connecting to the upstream counts),
+//! each with a deadline and at most one buffer of bytes per direction. Nothing blocks:
+//! upstream connections are made without waiting, so a resolver that drops TCP delays
+//! no other query.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -14,15 +17,18 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::socket::{
-    AddressFamily, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket, sockopt,
+    AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrStorage, bind, connect, listen,
+    setsockopt, socket, sockopt,
 };
 
 const MAX_QUERIES: usize = 64;
 const MAX_CONNS: usize = 16;
 const QUERY_DEADLINE: Duration = Duration::from_secs(5);
 const CONN_DEADLINE: Duration = Duration::from_secs(30);
+const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 const MAX_DATAGRAM: usize = 4096;
 
 struct Query {
@@ -34,7 +40,120 @@ struct Query {
 struct Conn {
     client: TcpStream,
     server: TcpStream,
+    /// The upstream connection is made (non-blocking connect completed).
+    connected: bool,
+    /// Bytes read from the client, not yet all written to the server, and back.
+    up: Vec<u8>,
+    down: Vec<u8>,
     started: Instant,
+}
+
+impl Conn {
+    /// What to wait for: the connect to complete; then, per direction, more bytes to
+    /// read once the last ones are written, or room to write them.
+    fn interest(&self) -> (PollFlags, PollFlags) {
+        if !self.connected {
+            return (PollFlags::empty(), PollFlags::POLLOUT);
+        }
+        let (mut client, mut server) = (PollFlags::empty(), PollFlags::empty());
+        if self.up.is_empty() {
+            client |= PollFlags::POLLIN;
+        } else {
+            server |= PollFlags::POLLOUT;
+        }
+        if self.down.is_empty() {
+            server |= PollFlags::POLLIN;
+        } else {
+            client |= PollFlags::POLLOUT;
+        }
+        (client, server)
+    }
+
+    /// Moves what is ready; false when the connection is over.
+    fn pump(&mut self, client: PollFlags, server: PollFlags, buf: &mut [u8]) -> bool {
+        let readable = |r: PollFlags| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP);
+        if (client | server).contains(PollFlags::POLLERR) && self.connected {
+            return false;
+        }
+        if !self.connected {
+            if client.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                return false; // the client is gone before the upstream answered
+            }
+            if !server.intersects(PollFlags::POLLOUT | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                return self.started.elapsed() < CONNECT_DEADLINE;
+            }
+            // The connect's outcome.
+            if !matches!(self.server.take_error(), Ok(None)) {
+                return false;
+            }
+            self.connected = true;
+        }
+        // A side that hung up while its bytes still wait: poll would report it again and
+        // again; the connection is over.
+        let hung_up =
+            |r: PollFlags, pending: &[u8]| r.contains(PollFlags::POLLHUP) && !pending.is_empty();
+        if hung_up(client, &self.up) || hung_up(server, &self.down) {
+            return false;
+        }
+        let mut ok = true;
+        if self.up.is_empty() && readable(client) {
+            ok = fill(&mut self.client, &mut self.up, buf);
+        }
+        if ok && self.down.is_empty() && readable(server) {
+            ok = fill(&mut self.server, &mut self.down, buf);
+        }
+        // Written at once where the socket has room; the rest when it says so.
+        ok && flush(&mut self.server, &mut self.up) && flush(&mut self.client, &mut self.down)
+    }
+}
+
+/// Reads what one side has; false at its end or on an error.
+fn fill(from: &mut TcpStream, into: &mut Vec<u8>, buf: &mut [u8]) -> bool {
+    match from.read(buf) {
+        Ok(0) => false,
+        Ok(n) => {
+            into.extend_from_slice(&buf[..n]);
+            true
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Writes what it can of `pending`; false on an error.
+fn flush(to: &mut TcpStream, pending: &mut Vec<u8>) -> bool {
+    if pending.is_empty() {
+        return true;
+    }
+    match to.write(pending) {
+        Ok(n) => {
+            pending.drain(..n);
+            true
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// A TCP connection to `to`, begun without waiting: its completion shows as writable.
+fn connect_nonblocking(to: SocketAddr) -> Option<TcpStream> {
+    let family = if to.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .ok()?;
+    match connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(to),
+    ) {
+        Ok(()) | Err(Errno::EINPROGRESS) => Some(TcpStream::from(fd)),
+        Err(_) => None,
+    }
 }
 
 pub struct Relay {
@@ -95,9 +214,9 @@ impl Relay {
         loop {
             let mut fds = self.poll_fds();
             let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
-            let ready: Vec<bool> = fds
+            let ready: Vec<PollFlags> = fds
                 .iter()
-                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
                 .collect();
             drop(fds);
             self.service(&ready);
@@ -116,15 +235,17 @@ impl Relay {
                 .map(|q| PollFd::new(q.upstream.as_fd(), PollFlags::POLLIN)),
         );
         for c in &self.conns {
-            fds.push(PollFd::new(c.client.as_fd(), PollFlags::POLLIN));
-            fds.push(PollFd::new(c.server.as_fd(), PollFlags::POLLIN));
+            let (client, server) = c.interest();
+            fds.push(PollFd::new(c.client.as_fd(), client));
+            fds.push(PollFd::new(c.server.as_fd(), server));
         }
         fds
     }
 
     /// Moves whatever is ready; drops what is past its deadline or broken.
-    pub fn service(&mut self, ready: &[bool]) {
-        let is = |i: usize| ready.get(i).copied().unwrap_or(false);
+    pub fn service(&mut self, ready: &[PollFlags]) {
+        let revents = |i: usize| ready.get(i).copied().unwrap_or(PollFlags::empty());
+        let is = |i: usize| !revents(i).is_empty();
         let mut buf = [0u8; MAX_DATAGRAM];
 
         // Answers from the host's resolver go back to the client that asked.
@@ -149,18 +270,8 @@ impl Relay {
         let base = 2 + done.len();
         let mut closed = vec![false; self.conns.len()];
         for (i, c) in self.conns.iter_mut().enumerate() {
-            let mut pump = |from: &mut TcpStream, to: &mut TcpStream| match from.read(&mut buf) {
-                Ok(0) | Err(_) => false,
-                Ok(n) => to.write_all(&buf[..n]).is_ok(),
-            };
-            let mut ok = c.started.elapsed() < CONN_DEADLINE;
-            if ok && is(base + 2 * i) {
-                ok = pump(&mut c.client, &mut c.server);
-            }
-            if ok && is(base + 2 * i + 1) {
-                ok = pump(&mut c.server, &mut c.client);
-            }
-            closed[i] = !ok;
+            closed[i] = !(c.started.elapsed() < CONN_DEADLINE
+                && c.pump(revents(base + 2 * i), revents(base + 2 * i + 1), &mut buf));
         }
         let mut i = 0;
         self.conns.retain(|_| {
@@ -199,20 +310,16 @@ impl Relay {
                 if self.conns.len() >= MAX_CONNS {
                     continue; // closed at once
                 }
-                let Ok(server) = TcpStream::connect_timeout(&self.upstream, Duration::from_secs(2))
-                else {
+                let Some(server) = connect_nonblocking(self.upstream) else {
                     continue;
                 };
-                let timeout = Some(Duration::from_secs(2));
-                let setup = client.set_nonblocking(false).is_ok()
-                    && client.set_write_timeout(timeout).is_ok()
-                    && client.set_read_timeout(timeout).is_ok()
-                    && server.set_write_timeout(timeout).is_ok()
-                    && server.set_read_timeout(timeout).is_ok();
-                if setup {
+                if client.set_nonblocking(true).is_ok() {
                     self.conns.push(Conn {
                         client,
                         server,
+                        connected: false,
+                        up: Vec::new(),
+                        down: Vec::new(),
                         started: Instant::now(),
                     });
                 }

@@ -49,14 +49,28 @@ fn a_dns_relay_with_a_silent_upstream_does_not_delay_signals() {
         nft add chain ip blackhole out '{ type filter hook output priority 0; }'
         nft add rule ip blackhole out ip daddr 127.0.0.1 tcp dport 53 tcp flags syn drop
         snapshot
+        # 20 connections to the relay, whose upstream connects hang: 16 wait (the limit
+        # counts them), 4 are closed at once; a UDP query meanwhile is answered at once.
         $NSRUN -- python3 -c '
 import socket, time, os
 conns = []
-for _ in range(5):
+for _ in range(20):
     s = socket.socket(); s.setblocking(False)
     try: s.connect(("127.0.0.53", 53))
     except BlockingIOError: pass
     conns.append(s)
+time.sleep(0.5)
+closed = 0
+for s in conns:
+    try: closed += s.recv(1) == b""
+    except BlockingIOError: pass
+    except OSError: closed += 1
+q = bytes.fromhex("12340100000100000000000008") + b"upstream\x04test\x00\x00\x01\x00\x01"
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
+start = time.monotonic(); u.sendto(q, ("127.0.0.53", 53)); answer = u.recv(512)
+took = int((time.monotonic() - start) * 1000)
+with open(os.path.join(os.environ["TMPDIR"], "result"), "w") as f:
+    f.write("%d %d %d" % (closed, answer[:2] == q[:2], took < 1000))
 open(os.path.join(os.environ["TMPDIR"], "opened"), "w").close()
 time.sleep(60)' &
         pid=$!
@@ -67,7 +81,8 @@ time.sleep(60)' &
         took=$(( ($(date +%s%N) - start) / 1000000 ))
         expect_eq "$code" 143 "SIGTERM reached the command"
         [ "$took" -lt 1500 ] || fail "SIGTERM took $took ms to end the sandbox"
-        rm "$TMPDIR/opened"
+        expect_eq "$(cat $TMPDIR/result)" "4 1 1" "connections over the limit closed, connecting ones counted; a UDP answer within 1 s"
+        rm "$TMPDIR/opened" "$TMPDIR/result"
         expect_clean
         "#,
     );
