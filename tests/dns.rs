@@ -55,12 +55,14 @@ fn systemd_resolved_stub() {
         host_files "$WORK/host-after"; cmp "$WORK/host-before" "$WORK/host-after" || fail "host files changed"
         # resolved replaces its stub file by rename: the sandbox's file covers the symlink
         # in /etc itself, so the rename does not touch it.
-        $NSRUN -- sh -c 'echo ready; sleep 1; cat /etc/resolv.conf' >"$WORK/out" 2>&1 &
+        $NSRUN -- sh -c 'echo ready; while [ ! -e "$TMPDIR/renamed" ]; do sleep 0.02; done; cat /etc/resolv.conf' >"$WORK/out" 2>&1 &
         pid=$!
         for _ in $(seq 200); do grep -q ready "$WORK/out" 2>/dev/null && break; sleep 0.02; done
         printf 'nameserver 127.0.0.53\nsearch renamed.test\n' >/run/systemd/resolve/stub.new
         mv /run/systemd/resolve/stub.new /run/systemd/resolve/stub-resolv.conf
+        touch "$TMPDIR/renamed"
         wait $pid
+        rm "$TMPDIR/renamed"
         expect_contains "$(cat "$WORK/out")" "nameserver 198.51.100.1" "the sandbox kept its resolv.conf"
         expect_not_contains "$(cat "$WORK/out")" "renamed.test" "the host's renamed stub stays out"
         expect_clean
@@ -159,17 +161,21 @@ fn nameservers_stay_reachable_on_the_lan_and_the_host() {
         in_up python3 "$WORK/upstream_server.py" 10.99.0.53 80 &
         wait_port up 10.99.0.53 80
         printf 'nameserver 10.99.0.53\n' >/etc/resolv.conf
+        snapshot
         expect_eq "$(lookup --block-lan)" 198.51.100.1 "LAN nameserver reachable with --block-lan"
         expect_code 0 $NSRUN --block-lan -- sh -c 'curl -s --max-time 1 http://10.99.0.53/ || echo blocked'
         expect_eq "$OUT" blocked "nothing but DNS on the LAN nameserver"
+        expect_clean
         # A nameserver on the host's own address, while the host is otherwise closed.
         start_dns - 198.51.100.2
         printf 'nameserver 198.51.100.2\n' >/etc/resolv.conf
         python3 "$WORK/upstream_server.py" 198.51.100.2 8080 &
         wait_port - 198.51.100.2 8080
+        snapshot
         expect_eq "$(lookup)" 198.51.100.1 "host nameserver reachable"
         expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://198.51.100.2:8080/ || echo blocked'
         expect_eq "$OUT" blocked "nothing but DNS on the host"
+        expect_clean
         "#,
     );
 }

@@ -92,6 +92,7 @@ fn docker_hosts_work_out_of_the_box_and_unpublished_ports_stay_closed() {
         wait_holder_gone
         expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it after"
         expect_eq "$(iptables -S)" "$before_rules" "iptables' rules as before"
+        expect_clean
         "#
     ));
 }

@@ -48,13 +48,17 @@ fn sandbox_mtu_follows_the_uplink() {
 fn the_sandbox_sees_its_address_and_route() {
     world(
         r#"
+        snapshot
         expect_code 0 $NSRUN --pool 10.77.0.0/24 -- sh -c 'ip -4 -o addr show eth0; ip route'
         expect_contains "$OUT" "inet 10.77.0." "address from the pool"
         expect_contains "$OUT" "/30" "a /30"
         expect_contains "$OUT" "default via 10.77.0." "default route via the host end"
         # Subnets in use on the host, as addresses or routes, are skipped.
+        wait_holder_gone
+        expect_clean
         ip route add 10.77.1.0/25 via 198.51.100.1
         ip addr add 10.77.1.130/26 dev lo
+        snapshot
         for _ in $(seq 10); do
           expect_code 0 $NSRUN --pool 10.77.1.0/24 -- sh -c "ip -4 -o addr show eth0 | awk '{print \$4}'"
           ip=${OUT%/*}; last=${ip##*.}
@@ -62,6 +66,7 @@ fn the_sandbox_sees_its_address_and_route() {
         done
         expect_code 125 $NSRUN --pool 10.77.0.1/24 -- true
         expect_contains "$ERR" "--pool 10.77.0.1/24: host bits are set" "bad pool"
+        expect_clean
         "#,
     );
 }
