@@ -133,18 +133,21 @@ fn the_host_rewriting_resolv_conf_by_rename_does_not_reach_the_sandbox() {
         r#"
         start_dns up 198.51.100.1
         snapshot
-        $NSRUN -- sh -c 'echo ready; sleep 1; cat /etc/resolv.conf; getent ahostsv4 upstream.test' >"$WORK/out" 2>&1 &
+        $NSRUN -- sh -c 'echo ready; while [ ! -e "$TMPDIR/renamed" ]; do sleep 0.02; done; cat /etc/resolv.conf; getent ahostsv4 upstream.test' >"$WORK/out" 2>&1 &
         pid=$!
         for _ in $(seq 200); do grep -q ready "$WORK/out" 2>/dev/null && break; sleep 0.02; done
         # As NetworkManager and resolved do: write a new file, rename it over the old.
         printf 'nameserver 127.0.0.99\n' >/etc/resolv.conf.new
         mv /etc/resolv.conf.new /etc/resolv.conf
+        touch "$TMPDIR/renamed"
         wait $pid
+        rm "$TMPDIR/renamed"
         out=$(cat "$WORK/out")
         expect_contains "$out" "nameserver 198.51.100.1" "the sandbox kept its own resolv.conf"
         expect_not_contains "$out" "127.0.0.99" "the host's new file stays out"
         expect_contains "$out" "198.51.100.1    STREAM upstream.test" "names still resolve"
         expect_eq "$(cat /etc/resolv.conf)" "nameserver 127.0.0.99" "the host has its new file"
+        expect_clean
         "#,
     );
 }
