@@ -69,8 +69,11 @@
 //! They match only nsrun's links, so they are inert without a sandbox; they let no other
 //! traffic through (a sandbox to Docker's bridge stays dropped). The holder removes them
 //! when it exits; one that finds them left by a killed holder adopts them. A chain where
-//! a rule not nsrun's already accepts `nsr` interfaces is left alone. iptables-legacy
-//! cannot be changed without replacing its whole table: nsrun refuses there, with the fix.
+//! a rule not nsrun's already accepts `nsr` interfaces is left alone. iptables-legacy's
+//! FORWARD with policy DROP gets the same two entries (with a `comment` match), written
+//! as iptables-legacy writes them (xtables.rs); where that fails, nsrun refuses, with the
+//! fix. A firewall reloaded while sandboxes run gets them back at once (the holder
+//! follows nf_tables' change notifications).
 //!
 //! For what comes next: the family is `inet`, so IPv6 rules join the same tables; published
 //! ports add DNAT rules to the host table and `dport` accepts to the sandbox's input chain;

@@ -321,6 +321,7 @@ fn run(ready: OwnedFd) -> ! {
         forwarding: Vec::new(),
         forward_checked: None,
         opened: Vec::new(),
+        legacy_opened: false,
     }
     .serve()
 }
@@ -371,83 +372,19 @@ fn create_table() -> Result<Socket> {
     }
 }
 
-/// iptables-legacy (x_tables, not nf_tables): the `filter` table's FORWARD policy, when
-/// that table exists, and whether any rule names nsrun's interfaces. Read with the same
-/// getsockopt calls `iptables-legacy -L` makes; only when /proc/net/ip_tables_names lists
-/// the table, so that asking never loads the module.
-fn legacy_forward_drops() -> Option<LegacyForward> {
-    const IPT_SO_GET_INFO: libc::c_int = 64;
-    const IPT_SO_GET_ENTRIES: libc::c_int = 65;
-    const NF_INET_FORWARD: usize = 2;
-    let names = std::fs::read_to_string("/proc/net/ip_tables_names").ok()?;
-    if !names.lines().any(|l| l == "filter") {
-        return None;
-    }
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        nix::sys::socket::SockProtocol::Raw,
-    )
-    .ok()?;
-    // struct ipt_getinfo: name[32], valid_hooks, hook_entry[5], underflow[5],
-    // num_entries, size.
-    let mut info = [0u8; 32 + 4 + 20 + 20 + 4 + 4];
-    info[..6].copy_from_slice(b"filter");
-    sys::getsockopt_buf(sock.as_fd(), IPT_SO_GET_INFO, &mut info).ok()?;
-    let word = |b: &[u8], at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
-    let underflow = word(&info, 32 + 4 + 20 + 4 * NF_INET_FORWARD) as usize;
-    let size = word(&info, 32 + 4 + 20 + 20 + 4) as usize;
-    // struct ipt_get_entries: name[32], size, then the entries (8-byte aligned).
-    let header = 40;
-    let mut entries = vec![0u8; header + size];
-    entries[..6].copy_from_slice(b"filter");
-    entries[32..36].copy_from_slice(&(size as u32).to_ne_bytes());
-    sys::getsockopt_buf(sock.as_fd(), IPT_SO_GET_ENTRIES, &mut entries).ok()?;
-    let table = &entries[header..];
-    // The policy: the standard target of the entry at the hook's underflow. struct
-    // ipt_entry: ipt_ip (84), nfcache, target_offset (u16 at 88), ...; the target: a
-    // 32-byte header, then the verdict (-NF_DROP - 1 = -1 for DROP).
-    let entry = table.get(underflow..)?;
-    let target_offset = u16::from_ne_bytes(entry.get(88..90)?.try_into().ok()?) as usize;
-    let verdict = i32::from_ne_bytes(
-        entry
-            .get(target_offset + 32..target_offset + 36)?
-            .try_into()
-            .ok()?,
-    );
-    let drops = verdict == -1;
-    let names_sandboxes = table
-        .windows(3)
-        .any(|w| w == crate::addr::LINK_PREFIX.as_bytes());
-    // A user chain's head is an ERROR target named after the chain.
-    let docker = table.windows(12).any(|w| w == b"DOCKER-USER\0");
-    Some(LegacyForward {
-        drops: drops && !names_sandboxes,
-        docker,
-    })
-}
-
-struct LegacyForward {
-    drops: bool,
-    docker: bool,
-}
-
-/// iptables-legacy's FORWARD dropping: nsrun cannot add to x_tables without replacing
-/// the whole table under whoever else writes it, so it refuses, with the fix.
-fn legacy_obstacle() -> Option<String> {
-    let legacy = legacy_forward_drops().filter(|l| l.drops)?;
+/// The refusal where nsrun cannot let its links through iptables-legacy's FORWARD.
+fn legacy_refusal(docker: bool, why: &dyn std::fmt::Display) -> String {
     // On Docker's hosts in DOCKER-USER, and not towards docker0: containers' unpublished
     // ports stay closed.
-    let (chain, out) = if legacy.docker {
+    let (chain, out) = if docker {
         ("DOCKER-USER", " ! -o docker0")
     } else {
         ("FORWARD", "")
     };
-    Some(format!(
-        "the host's firewall drops forwarded packets (chain FORWARD of iptables-legacy's filter table has policy DROP{}), so the sandbox would have no network; let nsrun's interfaces through: sudo iptables-legacy -I {chain} -i nsr+{out} -j ACCEPT && sudo iptables-legacy -I {chain} -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-        if legacy.docker { ", Docker's" } else { "" }
-    ))
+    format!(
+        "the host's firewall drops forwarded packets (chain FORWARD of iptables-legacy's filter table has policy DROP{}) and nsrun could not let its interfaces through ({why}), so the sandbox would have no network; let nsrun's interfaces through: sudo iptables-legacy -I {chain} -i nsr+{out} -j ACCEPT && sudo iptables-legacy -I {chain} -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        if docker { ", Docker's" } else { "" }
+    )
 }
 
 /// A rule nsrun put into another firewall's chain.
@@ -501,6 +438,8 @@ struct Holder {
     forward_checked: Option<(Instant, Option<String>)>,
     /// Rules in other firewalls' forward chains, removed when the holder exits.
     opened: Vec<Opened>,
+    /// nsrun's entries are in iptables-legacy's FORWARD.
+    legacy_opened: bool,
 }
 
 impl Holder {
@@ -597,6 +536,7 @@ impl Holder {
             let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "0");
         }
         self.close_forward_path();
+        self.close_legacy();
         self.listener.take();
         self.remove_links(true);
         self.remove_names(true);
@@ -653,6 +593,9 @@ impl Holder {
                             if !chains.contains(&chain) {
                                 chains.push(chain);
                             }
+                        }
+                        if self.legacy_opened {
+                            chains.push("chain FORWARD of iptables-legacy's filter table".into());
                         }
                         format!("K{}\n{}", switched.join(" "), chains.join(", ")).into_bytes()
                     }
@@ -725,8 +668,7 @@ impl Holder {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < FORWARD_CHECK_TTL);
         if !fresh {
-            let obstacle = legacy_obstacle()
-                .or_else(|| self.open_forward_path().err().map(|e| format!("{e:#}")));
+            let obstacle = self.open_paths();
             self.forward_checked = Some((Instant::now(), obstacle));
         }
         if let Some((_, Some(obstacle))) = &self.forward_checked {
@@ -748,6 +690,68 @@ impl Holder {
         self.clients[i].ifindex = Some(ifindex);
         self.clients[i].addr = Some(sandbox);
         self.forward_through(links)
+    }
+
+    /// Lets the sandboxes' traffic through other firewalls (iptables-legacy's, then every
+    /// nf_tables one); what stands in the way, if anything.
+    fn open_paths(&mut self) -> Option<String> {
+        if let Err(e) = self.open_legacy() {
+            return Some(e);
+        }
+        self.open_forward_path().err().map(|e| format!("{e:#}"))
+    }
+
+    /// iptables-legacy's FORWARD with policy DROP: the same accept entries as for
+    /// nf_tables, first in FORWARD, unless the host accepts nsrun's links already.
+    fn open_legacy(&mut self) -> Result<(), String> {
+        let Some(table) = crate::xtables::read() else {
+            return Ok(());
+        };
+        if table.forward_policy() != Some(crate::xtables::VERDICT_DROP) || table.accepts_sandboxes()
+        {
+            return Ok(());
+        }
+        if table.nsruns() > 0 {
+            self.legacy_opened = true; // in already (a killed holder's): adopted
+            return Ok(());
+        }
+        let uplinks: Vec<String> = crate::host::uplinks(&mut self.rtnl)
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        let entries: Vec<Vec<u8>> = firewall::foreign_accepts(&uplinks)
+            .iter()
+            .map(|(comment, rule)| {
+                let iface = |m: &nft::Match| match m {
+                    nft::Match::IifNamePrefix(p) | nft::Match::OifNamePrefix(p) => format!("{p}+"),
+                    nft::Match::OifName(n) => n.clone(),
+                    _ => String::new(),
+                };
+                let iif = rule
+                    .matches
+                    .iter()
+                    .find(|m| matches!(m, nft::Match::IifNamePrefix(_)));
+                let oif = rule
+                    .matches
+                    .iter()
+                    .find(|m| matches!(m, nft::Match::OifName(_) | nft::Match::OifNamePrefix(_)));
+                crate::xtables::accept_entry(
+                    iif.map(iface).as_deref(),
+                    oif.map(iface).as_deref(),
+                    comment,
+                )
+            })
+            .collect();
+        crate::xtables::update(|t| (t.nsruns() == 0).then(|| t.with_forward_head(&entries)))
+            .map_err(|e| legacy_refusal(table.has_chain("DOCKER-USER"), &e))?;
+        self.legacy_opened = true;
+        Ok(())
+    }
+
+    fn close_legacy(&mut self) {
+        if std::mem::take(&mut self.legacy_opened) {
+            let _ = crate::xtables::update(|t| (t.nsruns() > 0).then(|| t.without_nsruns()));
+        }
     }
 
     /// Lets the sandboxes' traffic through every other firewall's forward chain that
@@ -876,8 +880,7 @@ impl Holder {
         }
         self.forward_checked = None;
         if self.clients.iter().any(|c| c.addr.is_some()) {
-            let obstacle = legacy_obstacle()
-                .or_else(|| self.open_forward_path().err().map(|e| format!("{e:#}")));
+            let obstacle = self.open_paths();
             self.forward_checked = Some((Instant::now(), obstacle));
         }
     }

@@ -22,6 +22,7 @@ mod sandbox;
 mod supervise;
 mod sys;
 mod users;
+mod xtables;
 
 use clap::Parser;
 use clap::error::ErrorKind;

@@ -286,3 +286,35 @@ pub fn getsockopt_buf(fd: BorrowedFd<'_>, opt: libc::c_int, buf: &mut [u8]) -> i
     };
     check(ret.into()).map(|_| len as usize)
 }
+
+/// `setsockopt(IPPROTO_IP, opt)` with a buffer, for x_tables' replace and add-counters.
+pub fn setsockopt_buf(fd: BorrowedFd<'_>, opt: libc::c_int, buf: &[u8]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a buffer we own for the whole call.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            opt,
+            buf.as_ptr().cast(),
+            buf.len() as libc::socklen_t,
+        )
+    };
+    check(ret.into()).map(|_| ())
+}
+
+/// x_tables' IPT_SO_SET_REPLACE: `replace` is a `struct ipt_replace` with its entries;
+/// its `counters` pointer (at `counters_at`) is set here to `old_counters`, where the
+/// kernel writes the replaced table's counters (`num_counters` of 16 bytes each).
+pub fn ipt_replace(
+    fd: BorrowedFd<'_>,
+    opt: libc::c_int,
+    replace: &mut [u8],
+    counters_at: usize,
+    old_counters: &mut [u8],
+) -> io::Result<()> {
+    let pointer = (old_counters.as_mut_ptr() as usize).to_ne_bytes();
+    replace[counters_at..counters_at + pointer.len()].copy_from_slice(&pointer);
+    // The kernel writes at most num_counters * 16 bytes to `old_counters`, which the
+    // caller sized so; the buffer outlives the call.
+    setsockopt_buf(fd, opt, replace)
+}

@@ -1,7 +1,7 @@
 //! Hosts whose own firewall drops forwarded packets (Docker, ufw, firewalld, an nftables
-//! filter): nsrun works there out of the box, lets nothing else through, and leaves the
-//! host's rulesets as they were. iptables-legacy, which nsrun does not write, is refused
-//! before the command runs, with a fix that works.
+//! filter, iptables-legacy): nsrun works there out of the box, lets nothing else through,
+//! and leaves the host's rulesets as they were; where it cannot, it refuses before the
+//! command runs, with a fix that works.
 
 mod common;
 use common::{require_tool, world};
@@ -27,6 +27,17 @@ start_sandbox() {
 }
 stop_sandbox() { touch "$TMPDIR/done"; wait $SANDBOX; rm "$TMPDIR/done"; }
 
+# A published port answers the internet through the host's firewall.
+expect_published_port_works() {
+  $NSRUN -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
+  local pid=$!
+  wait_sandbox_up $pid
+  wait_port - "$(sandbox_addr $pid)" 80
+  expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
+  expect_eq "$OUT" 198.51.100.1 "a published port from the internet"
+  kill $pid; wait $pid || true
+}
+
 # From the uplink's side, through the host, into the network behind it.
 probe_behind() { in_up curl -s --max-time 1 -o /dev/null "http://$1/" && echo routed || echo not-routed; }
 
@@ -37,6 +48,7 @@ refuse_then_fix() { # refuse_then_fix WHAT-THE-MESSAGE-NAMES
   expect_eq "$(echo "$ERR" | wc -l)" 1 "one line"
   fix=${ERR##*let nsrun\'s interfaces through: }
   fix=${fix//sudo /}
+  ${BEFORE_FIX:-}
   eval "$fix"
   wait_holder_gone
   snapshot
@@ -81,14 +93,8 @@ fn docker_hosts_work_out_of_the_box_and_unpublished_ports_stay_closed() {
           expect_eq "$OUT" closed "an unpublished container port from a sandbox ($opt)"
         done
         stop_sandbox
-        # A published port: connections from the internet pass Docker's FORWARD too.
-        $NSRUN -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
-        pid=$!
-        wait_sandbox_up $pid
-        wait_port - "$(sandbox_addr $pid)" 80
-        expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
-        expect_eq "$OUT" 198.51.100.1 "a published port from the internet"
-        kill $pid; wait $pid || true
+        # Connections from the internet to a published port pass Docker's FORWARD too.
+        expect_published_port_works
         wait_holder_gone
         expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it after"
         expect_eq "$(iptables -S)" "$before_rules" "iptables' rules as before"
@@ -207,33 +213,49 @@ fn an_nftables_forward_policy_drop_works_and_a_killed_holders_rules_are_adopted(
     ));
 }
 
-/// iptables-legacy cannot be written without replacing its whole table: refused, with
-/// the fix.
+/// iptables-legacy (x_tables): FORWARD policy DROP works out of the box, through the
+/// same entries, written as iptables-legacy writes them; iptables-legacy lists them and
+/// its table is as before afterwards.
 #[test]
-fn iptables_legacy_forward_policy_drop_is_refused_then_works_with_the_fix() {
+fn iptables_legacy_forward_policy_drop_works() {
     if !require_tool("iptables-legacy") {
         return;
     }
     world(&format!(
         r#"{HELPERS}
         start_upstream_http
+        start_dns up 198.51.100.1
         iptables-legacy -P FORWARD DROP
-        refuse_then_fix "chain FORWARD of iptables-legacy's filter table has policy DROP"
-        iptables-legacy -F FORWARD
-        iptables-legacy -P FORWARD ACCEPT
+        iptables-legacy -A FORWARD -i eth9 -j ACCEPT
+        iptables-legacy -A INPUT -p udp --dport 7000 -j ACCEPT
+        in_up python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); [s.sendto(b"x", ("198.51.100.2", 7000)) for _ in range(3)]'
+        udp_count() {{ iptables-legacy -L INPUT -v -x -n | awk '/dpt:7000/ {{print $1}}'; }}
+        expect_eq "$(udp_count)" 3 "the host's counter"
+        works_through "chain FORWARD of iptables-legacy's filter table"
+        expect_eq "$(udp_count)" 3 "counters carried over both replaces"
+        start_sandbox
+        expect_eq "$(iptables-legacy -S FORWARD | sed -n 2,4p)" '-A FORWARD -i nsr+ -o eth0 -m comment --comment "nsrun: sandboxes to the internet through eth0" -j ACCEPT
+-A FORWARD -o nsr+ -m comment --comment "nsrun: to sandboxes, which accept only replies and published ports" -j ACCEPT
+-A FORWARD -i eth9 -j ACCEPT' "nsrun's entries first, the host's after them"
+        stop_sandbox
+        wait_holder_gone
+        expect_clean
         "#
     ));
 }
 
-/// Docker with iptables-legacy: the fix goes into DOCKER-USER and keeps docker0 out.
+/// Docker with iptables-legacy: works out of the box, unpublished container ports stay
+/// closed, published ports work; when iptables' lock stays held, nsrun refuses with the
+/// DOCKER-USER fix, which works.
 #[test]
-fn iptables_legacy_docker_hosts_get_the_docker_user_fix() {
+fn iptables_legacy_docker_hosts_work_out_of_the_box_or_get_the_docker_user_fix() {
     if !require_tool("iptables-legacy") {
         return;
     }
     world(&format!(
         r#"{HELPERS}
         start_upstream_http
+        start_dns up 198.51.100.1
         echo 1 >/proc/sys/net/ipv4/ip_forward
         behind_host ctr docker0 172.17.0.1/16 172.17.0.2 8081
         iptables-legacy -N DOCKER-USER
@@ -244,10 +266,27 @@ fn iptables_legacy_docker_hosts_get_the_docker_user_fix() {
         iptables-legacy -A FORWARD -o docker0 -j DOCKER
         iptables-legacy -A FORWARD -i docker0 -j ACCEPT
         iptables-legacy -A DOCKER-USER -j RETURN
-        refuse_then_fix "Docker's), so"
-        expect_contains "$(iptables-legacy -S DOCKER-USER)" "-A DOCKER-USER -i nsr+ ! -o docker0 -j ACCEPT" "the fix went into DOCKER-USER"
+        in_up ip route add 172.17.0.0/16 via 198.51.100.2
+        expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it before"
+        works_through "chain FORWARD of iptables-legacy's filter table"
+        start_sandbox
+        expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "while a sandbox runs"
         expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://172.17.0.2:8081/ || echo closed'
         expect_eq "$OUT" closed "an unpublished container port from a sandbox"
+        stop_sandbox
+        expect_published_port_works
+        wait_holder_gone
+        expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "after"
+        expect_clean
+
+        # iptables' lock held by a stuck iptables: refused, with the fix.
+        ( exec 9>/run/xtables.lock; flock 9; exec sleep 30 ) &
+        locker=$!
+        for _ in $(seq 100); do flock -n /run/xtables.lock true || break; sleep 0.02; done
+        BEFORE_FIX="kill $locker" refuse_then_fix "Docker's) and nsrun could not let its interfaces through (/run/xtables.lock stays locked"
+        expect_contains "$(iptables-legacy -S DOCKER-USER)" "-A DOCKER-USER -i nsr+ ! -o docker0 -j ACCEPT" "the fix went into DOCKER-USER"
+        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://172.17.0.2:8081/ || echo closed'
+        expect_eq "$OUT" closed "an unpublished container port, with the fix"
         "#
     ));
 }
