@@ -52,6 +52,13 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(5);
 const CAP_NET_ADMIN: u32 = 12;
 const FORWARD_CHECK_TTL: Duration = Duration::from_millis(200);
 const NFNLGRP_NFTABLES: u32 = 7;
+/// Where the holder lists the links whose forwarding it switched on, one name per line:
+/// per network namespace (by its inode), as /run is shared between them.
+fn forwarding_state() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let netns = std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
+    format!("{}/forwarding-{netns}", crate::sandbox::STATE_DIR)
+}
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
 /// A sandbox's registration with the holder; dropping it (or nsrun's death) ends it.
@@ -310,7 +317,7 @@ fn run(ready: OwnedFd) -> ! {
         Socket::open_groups(SockProtocol::NetlinkNetFilter, 1 << (NFNLGRP_NFTABLES - 1)).ok();
     say("ok");
     drop(ready);
-    Holder {
+    let mut holder = Holder {
         nft_events,
         listener: Some(listener),
         nft: tables,
@@ -322,8 +329,9 @@ fn run(ready: OwnedFd) -> ! {
         forward_checked: None,
         opened: Vec::new(),
         legacy_opened: false,
-    }
-    .serve()
+    };
+    holder.adopt_forwarding();
+    holder.serve()
 }
 
 /// Creates the host table, owned by a new socket. A table of that name owned by another
@@ -535,6 +543,7 @@ impl Holder {
         for (_, name) in &self.forwarding {
             let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "0");
         }
+        let _ = std::fs::remove_file(forwarding_state());
         self.close_forward_path();
         self.close_legacy();
         self.listener.take();
@@ -936,20 +945,66 @@ impl Holder {
             else {
                 continue;
             };
-            if !crate::host::enable_forwarding(&link.name)? {
+            let path = format!("/proc/sys/net/ipv4/conf/{}/forwarding", link.name);
+            if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
                 continue; // already a router here: not nsrun's to change or guard
             }
-            let mut batch = nft::Batch::new(nft::NFPROTO_INET);
-            batch.add_rule(TABLE, "forward", &firewall::forward_guard(index));
-            let (msg, acked) = batch.finish();
-            let guarded =
-                self.nft
-                    .transact(msg, &acked, &format!("guard forwarding on {}", link.name));
+            // Written down before it is switched: a holder killed after this point leaves
+            // the record for the next one, which switches it back.
             self.forwarding.push((index, link.name.clone()));
-            guarded?;
+            self.record_forwarding();
+            if !crate::host::enable_forwarding(&link.name)? {
+                continue;
+            }
+            self.guard(index, &link.name)?;
             switched.push(link.name);
         }
         Ok(switched)
+    }
+
+    /// On a link whose forwarding nsrun switched on: forward only to sandboxes.
+    fn guard(&mut self, index: u32, name: &str) -> Result<()> {
+        let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+        batch.add_rule(TABLE, "forward", &firewall::forward_guard(index));
+        let (msg, acked) = batch.finish();
+        self.nft
+            .transact(msg, &acked, &format!("guard forwarding on {name}"))?;
+        Ok(())
+    }
+
+    /// Keeps [`forwarding_state`] listing the links whose forwarding this holder switched on.
+    fn record_forwarding(&self) {
+        let names: String = self
+            .forwarding
+            .iter()
+            .map(|(_, n)| format!("{n}\n"))
+            .collect();
+        let _ = std::fs::create_dir_all(crate::sandbox::STATE_DIR);
+        let _ = std::fs::write(forwarding_state(), names);
+    }
+
+    /// Links a killed holder switched on (its record): this holder guards them now and
+    /// switches them back when it exits.
+    fn adopt_forwarding(&mut self) {
+        let Ok(record) = std::fs::read_to_string(forwarding_state()) else {
+            return;
+        };
+        for name in record.lines().filter(|n| !n.is_empty() && !n.contains('/')) {
+            let on = std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/forwarding"))
+                .is_ok_and(|v| v.trim() == "1");
+            let link = self
+                .rtnl
+                .get(route::get_link(name), "RTM_GETLINK")
+                .ok()
+                .and_then(|r| route::parse_link(&r));
+            if let (true, Some(link)) = (on, link) {
+                let index = link.index as u32;
+                if self.guard(index, name).is_ok() {
+                    self.forwarding.push((index, link.name));
+                }
+            }
+        }
+        self.record_forwarding();
     }
 
     /// DNAT for one published port of a registered sandbox.

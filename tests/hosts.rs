@@ -317,6 +317,20 @@ fn the_host_never_becomes_a_router_for_its_neighbours() {
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "after"
         rm "$TMPDIR/done"
         expect_clean
+
+        # The holder itself killed while a sandbox runs: its guard goes with its table and
+        # the forwarding it switched on stays, until the next nsrun's holder finds its
+        # record, guards the link and switches it back when it exits.
+        start_sandbox
+        kill -9 $(pgrep -x nsrun-holder)
+        stop_sandbox
+        expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 1 "left on by the killed holder"
+        start_sandbox
+        expect_eq "$(probe_behind 192.168.50.2)" not-routed "guarded again by the next holder"
+        stop_sandbox
+        wait_holder_gone
+        expect_eq "$(probe_behind 192.168.50.2)" not-routed "after the next run"
+        expect_clean
         "#
     ));
 }
