@@ -240,6 +240,17 @@ fn iptables_legacy_forward_policy_drop_works() {
         stop_sandbox
         wait_holder_gone
         expect_clean
+        # A killed holder's entries stay (inert); the next holder adopts and removes them.
+        start_sandbox
+        kill -9 $(pgrep -x nsrun-holder)
+        stop_sandbox
+        expect_eq "$(iptables-legacy -S FORWARD | grep -c 'nsrun: ')" 2 "a killed holder's entries stay"
+        start_sandbox
+        expect_code 0 in_sandbox $SANDBOX curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$(iptables-legacy -S FORWARD | grep -c 'nsrun: ')" 2 "adopted, not added again"
+        stop_sandbox
+        wait_holder_gone
+        expect_clean
         "#
     ));
 }
