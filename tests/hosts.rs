@@ -466,3 +466,54 @@ search tail1234.ts.net
         "#,
     );
 }
+
+/// kube-proxy's iptables-nft layout: KUBE-FORWARD (drops invalid), KUBE-FIREWALL on
+/// input and output, a ClusterIP and a NodePort DNATed to a pod behind cni0. The sandbox
+/// has the internet; the NodePort on the host's address is the host's, so closed; the
+/// ClusterIP is a network behind the host, closed with --block-lan.
+#[test]
+fn kube_proxy_hosts_keep_nodeports_closed() {
+    if !require_tool("iptables") {
+        return;
+    }
+    world(
+        r#"
+        start_upstream_http
+        start_dns up 198.51.100.1
+        echo 1 >/proc/sys/net/ipv4/ip_forward
+        behind_host pod cni0 10.244.0.1/24 10.244.0.5 8081
+        iptables -N KUBE-FORWARD
+        iptables -A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+        iptables -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+        iptables -A KUBE-FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT
+        iptables -A KUBE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+        iptables -N KUBE-FIREWALL
+        iptables -A INPUT -j KUBE-FIREWALL
+        iptables -A OUTPUT -j KUBE-FIREWALL
+        iptables -A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+        iptables -t nat -N KUBE-SERVICES
+        iptables -t nat -N KUBE-NODEPORTS
+        iptables -t nat -A PREROUTING -j KUBE-SERVICES
+        iptables -t nat -A OUTPUT -j KUBE-SERVICES
+        iptables -t nat -A KUBE-SERVICES -d 10.96.0.10/32 -p tcp --dport 80 -j DNAT --to-destination 10.244.0.5:8081
+        iptables -t nat -A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+        iptables -t nat -A KUBE-NODEPORTS -p tcp --dport 30080 -j DNAT --to-destination 10.244.0.5:8081
+        iptables -t nat -A POSTROUTING -s 10.244.0.0/16 ! -o cni0 -j MASQUERADE
+        expect_code 0 curl -s --max-time 2 http://198.51.100.2:30080/
+        expect_eq "$OUT" 198.51.100.2 "the host reaches its NodePort"
+        snapshot
+        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 2 http://198.51.100.1/
+          getent ahostsv4 upstream.test | head -1
+          curl -s --max-time 2 http://198.51.100.2:30080/ || echo nodeport-closed
+          curl -s --max-time 2 http://10.96.0.10/ || echo clusterip-closed'
+        expect_eq "$(echo "$OUT" | sed -n 1p)" 198.51.100.2 "internet"
+        expect_contains "$(echo "$OUT" | sed -n 2p)" "198.51.100.1 " "DNS"
+        expect_eq "$(echo "$OUT" | sed -n 3p)" nodeport-closed "a NodePort on the host's address"
+        expect_contains "$(echo "$OUT" | sed -n 4p)" "10." "a ClusterIP, like any network behind the host"
+        expect_code 0 $NSRUN --block-lan -- sh -c 'curl -s --max-time 2 http://10.96.0.10/ || echo clusterip-closed'
+        expect_eq "$OUT" clusterip-closed "--block-lan closes it"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
