@@ -57,7 +57,7 @@ const NFNLGRP_NFTABLES: u32 = 7;
 fn forwarding_state() -> String {
     use std::os::unix::fs::MetadataExt;
     let netns = std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
-    format!("{}/forwarding-{netns}", crate::sandbox::STATE_DIR)
+    format!("/run/nsrun-forwarding-{netns}")
 }
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
@@ -979,7 +979,6 @@ impl Holder {
             .iter()
             .map(|(_, n)| format!("{n}\n"))
             .collect();
-        let _ = std::fs::create_dir_all(crate::sandbox::STATE_DIR);
         let _ = std::fs::write(forwarding_state(), names);
     }
 

@@ -552,7 +552,7 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
     let mut rtnl = Socket::open(SockProtocol::NetlinkRoute).context("open rtnetlink")?;
     let facts = host::net_facts(&mut rtnl)?;
     let host_dns = dns::read_host_config(!plan.dns.is_empty())?;
-    let decision = dns::decide(&plan.dns, &host_dns);
+    let decision = relay_off_uplink(dns::decide(&plan.dns, &host_dns), plan, &mut rtnl, &facts);
     verbose!(plan, "DNS: {}", describe_dns(&decision));
     Ok(NetPrep {
         plan: np,
@@ -562,6 +562,40 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
         dns: decision,
         host_dns,
     })
+}
+
+/// The host's first nameserver, when the host reaches it through another link than the
+/// internet's (a LAN resolver while the default route goes through a VPN, Tailscale's
+/// 100.100.100.100 in its own table), is asked through the relay, from the host, as the
+/// host itself asks it: a firewall that drops forwarded packets is opened for the
+/// sandboxes only towards the internet (holder.rs), and a VPN's resolver may answer
+/// only the host. `--dns` is taken as given.
+fn relay_off_uplink(
+    decision: Decision,
+    plan: &Plan,
+    rtnl: &mut Socket,
+    facts: &host::NetFacts,
+) -> Decision {
+    let Decision::Direct(servers) = &decision else {
+        return decision;
+    };
+    let (Some(first), true) = (servers.first(), plan.dns.is_empty()) else {
+        return decision;
+    };
+    let via = rtnl
+        .get(route::get_route(*first), "RTM_GETROUTE nameserver")
+        .ok()
+        .and_then(|r| route::parse_route(&r))
+        .and_then(|r| r.oif);
+    let uplink = facts.uplink.as_ref().map(|l| l.index as u32);
+    match via {
+        // The host's own address (lo) or the internet's link: the sandbox asks directly.
+        Some(link) if link != 1 && Some(link) != uplink => Decision::Relay {
+            upstream: std::net::SocketAddr::new((*first).into(), 53),
+            listen: dns::RELAY_ADDR,
+        },
+        _ => decision,
+    }
 }
 
 /// Creates the veth with the first free subnet. A link of the same name that is down is

@@ -5,11 +5,12 @@ mod common;
 use common::world;
 
 /// Records what must not change on the host: resolv.conf (link and content), the
-/// resolved directory, and the mount table.
+/// resolved directory, and the mount table. (/run also holds the holder's record of the
+/// forwarding it switched on while it runs.)
 const HOST_FILES: &str = r#"
 host_files() {
   { readlink /etc/resolv.conf || echo "(no link)"; cat /etc/resolv.conf 2>/dev/null || echo "(unreadable)";
-    ls -a /run; ls -la /run/systemd /run/systemd/resolve 2>&1 | grep -v total || true;
+    ls -a /run | grep -v '^nsrun-forwarding-'; ls -la /run/systemd /run/systemd/resolve 2>&1 | grep -v -e total -e ' \.\.$' || true;
     cat /proc/self/mountinfo; } >"$1"
 }
 lookup() { # lookup NSRUN-ARGS... -- prints the first address getent gives for upstream.test

@@ -517,3 +517,29 @@ fn kube_proxy_hosts_keep_nodeports_closed() {
         "#,
     );
 }
+
+/// A nameserver on a LAN behind eth1 while the internet is reached through eth0, on a
+/// host whose firewall drops forwarded packets: nsrun opens that firewall only towards
+/// the internet, so the sandbox's queries go through the relay, from the host, as the
+/// host's own do; the LAN itself stays closed to the sandbox.
+#[test]
+fn a_nameserver_off_the_internets_link_is_relayed() {
+    world(
+        r#"
+        start_upstream_http
+        behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
+        start_dns lan 192.168.50.2
+        printf 'nameserver 192.168.50.2\nsearch corp.test\n' >/etc/resolv.conf
+        nft add table inet filter
+        nft add chain inet filter forward '{ type filter hook forward priority 0; policy drop; }'
+        snapshot
+        expect_code 0 $NSRUN -v -- sh -c 'getent ahostsv4 upstream.test | head -1; cat /etc/resolv.conf; curl -s --max-time 1 http://192.168.50.2/ || echo lan-closed'
+        expect_contains "$ERR" "nsrun relays queries from 127.0.0.53:53 in the sandbox to 192.168.50.2:53" "-v says so"
+        expect_contains "$(echo "$OUT" | sed -n 1p)" "198.51.100.1 " "names resolve"
+        expect_contains "$OUT" "search corp.test" "the search line kept"
+        expect_eq "$(echo "$OUT" | tail -1)" lan-closed "the LAN behind the host's firewall"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
