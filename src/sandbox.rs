@@ -566,7 +566,8 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
 
 /// The host's first nameserver, when the host reaches it through another link than the
 /// internet's (a LAN resolver while the default route goes through a VPN, Tailscale's
-/// 100.100.100.100 in its own table), is asked through the relay, from the host, as the
+/// 100.100.100.100 in its own table, one of the host's own addresses), is asked through
+/// the relay, from the host, as the
 /// host itself asks it: a firewall that drops forwarded packets is opened for the
 /// sandboxes only towards the internet (holder.rs), and a VPN's resolver may answer
 /// only the host. `--dns` is taken as given.
@@ -589,8 +590,10 @@ fn relay_off_uplink(
         .and_then(|r| r.oif);
     let uplink = facts.uplink.as_ref().map(|l| l.index as u32);
     match via {
-        // The host's own address (lo) or the internet's link: the sandbox asks directly.
-        Some(link) if link != 1 && Some(link) != uplink => Decision::Relay {
+        // Through the internet's link the sandbox asks directly. A nameserver on one of
+        // the host's own addresses (reached through lo) is relayed too: the host's input
+        // firewall (ufw, firewalld) may close port 53 to everything but loopback.
+        Some(link) if Some(link) != uplink => Decision::Relay {
             upstream: std::net::SocketAddr::new((*first).into(), 53),
             listen: dns::RELAY_ADDR,
         },

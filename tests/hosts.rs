@@ -119,6 +119,15 @@ fn ufw_hosts_work_out_of_the_box() {
         ufw --force enable >/dev/null
         works_through "chain FORWARD of table ip filter"
         expect_contains "$(iptables -S FORWARD)" "-P FORWARD DROP" "ufw's policy stays"
+        # A resolver on the host's own address, which ufw's deny incoming closes to
+        # everything but loopback: relayed, so names resolve.
+        start_dns - 198.51.100.2
+        printf 'nameserver 198.51.100.2\n' >/etc/resolv.conf
+        snapshot
+        expect_code 0 $NSRUN -- getent ahostsv4 upstream.test
+        expect_contains "$OUT" "198.51.100.1 " "DNS from the host's own resolver"
+        wait_holder_gone
+        expect_clean
         "#
     ));
 }
