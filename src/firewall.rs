@@ -51,6 +51,8 @@
 //!     ip saddr SANDBOX oifname != "nsr*" masquerade    # one rule per sandbox, new flows only
 //!   }
 //!   chain forward { type filter hook forward priority filter; policy accept;
+//!     iifname "nsr*" oifname "nsr*" drop  # sandbox to sandbox, through the host
+//!     oifname "nsr*" ct state new ct status != dnat drop  # in: published ports only
 //!     iif LINK oifname != "nsr*" drop     # each link whose forwarding nsrun switched on
 //!   }
 //! }
@@ -59,11 +61,12 @@
 //! **Another firewall that drops forwarded packets** (a forward base chain with policy
 //! drop, or one that ends by dropping or rejecting everything: Docker, ufw, firewalld, an
 //! nftables filter) would drop the sandboxes' traffic whatever nsrun's tables accept. The
-//! holder inserts at its head, with a comment starting `nsrun`:
+//! holder adds at its end (before a final refusing rule), so that the host's own rules
+//! decide first, with a comment starting `nsrun`:
 //!
 //! ```text
 //!     iifname "nsr*" oifname UPLINK accept    # for each link the internet is reached by
-//!     oifname "nsr*" accept                   # the sandbox's input chain filters
+//!     oifname "nsr*" accept                   # replies; new: published ports only
 //! ```
 //!
 //! They match only nsrun's links, so they are inert without a sandbox; they let no other
@@ -83,8 +86,9 @@ use std::net::Ipv4Addr;
 
 use crate::addr::Ipv4Net;
 use crate::netlink::nft::{
-    Batch, CT_ESTABLISHED, CT_RELATED, Hook, IPPROTO_TCP, IPPROTO_UDP, Match, NF_ACCEPT, NF_DROP,
-    NFPROTO_INET, NFPROTO_IPV6, NFT_TABLE_F_OWNER, Reject, Rule, Verdict,
+    Batch, CT_ESTABLISHED, CT_NEW, CT_RELATED, CT_STATUS_DNAT, Hook, IPPROTO_TCP, IPPROTO_UDP,
+    Match, NF_ACCEPT, NF_DROP, NFPROTO_INET, NFPROTO_IPV6, NFT_TABLE_F_OWNER, Reject, Rule,
+    Verdict,
 };
 use crate::plan::LAN_RANGES;
 
@@ -313,6 +317,21 @@ pub fn holder_table(stale: bool) -> Batch {
             vec![
                 Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
                 Match::OifNamePrefix(crate::addr::LINK_PREFIX.into()),
+            ],
+            Verdict::Drop,
+        ),
+    );
+    // A new connection forwarded to a sandbox is a published port's (DNAT) or nothing.
+    // The sandbox admits its gateway, the host; a host rule that masquerades forwarded
+    // traffic (Docker's for its containers, a LAN's) would give anyone that address.
+    b.add_rule(
+        TABLE,
+        "forward",
+        &rule(
+            vec![
+                Match::OifNamePrefix(crate::addr::LINK_PREFIX.into()),
+                Match::CtState(CT_NEW),
+                Match::CtStatusLacks(CT_STATUS_DNAT),
             ],
             Verdict::Drop,
         ),

@@ -52,6 +52,7 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(5);
 const CAP_NET_ADMIN: u32 = 12;
 const FORWARD_CHECK_TTL: Duration = Duration::from_millis(200);
 const NFNLGRP_NFTABLES: u32 = 7;
+const LEGACY_CHECK: Duration = Duration::from_secs(1);
 /// Where the holder lists the links whose forwarding it switched on, one name per line:
 /// per network namespace (by its inode), as /run is shared between them.
 fn forwarding_state() -> String {
@@ -453,11 +454,19 @@ struct Holder {
 impl Holder {
     fn serve(&mut self) -> ! {
         let mut idle_since = Some(Instant::now());
+        let mut legacy_checked = Instant::now();
         loop {
             let now = Instant::now();
             let mut wake = idle_since.map(|t| t + IDLE);
             let deadlines = self.links.iter().map(|(_, at)| *at);
-            if let Some(at) = deadlines.chain(self.names.iter().map(|(_, at)| *at)).min() {
+            // iptables-legacy sends no notifications: while its FORWARD holds nsrun's
+            // entries, look every second whether a restore dropped them.
+            let legacy = self.legacy_opened.then_some(legacy_checked + LEGACY_CHECK);
+            if let Some(at) = deadlines
+                .chain(self.names.iter().map(|(_, at)| *at))
+                .chain(legacy)
+                .min()
+            {
                 wake = Some(wake.map_or(at, |w| w.min(at)));
             }
             let timeout = wake.map_or(PollTimeout::NONE, |w| {
@@ -518,6 +527,12 @@ impl Holder {
             }
             self.remove_links(false);
             self.remove_names(false);
+            if self.legacy_opened && legacy_checked.elapsed() >= LEGACY_CHECK {
+                legacy_checked = Instant::now();
+                if self.clients.iter().any(|c| c.addr.is_some()) {
+                    let _ = self.open_legacy();
+                }
+            }
             if self.clients.is_empty() && self.names.is_empty() {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= IDLE {
@@ -711,7 +726,8 @@ impl Holder {
     }
 
     /// iptables-legacy's FORWARD with policy DROP: the same accept entries as for
-    /// nf_tables, first in FORWARD, unless the host accepts nsrun's links already.
+    /// nf_tables, last in FORWARD (before its policy), unless the host accepts nsrun's links
+    /// already.
     fn open_legacy(&mut self) -> Result<(), String> {
         let Some(table) = crate::xtables::read() else {
             return Ok(());
@@ -751,7 +767,7 @@ impl Holder {
                 )
             })
             .collect();
-        crate::xtables::update(|t| (t.nsruns() == 0).then(|| t.with_forward_head(&entries)))
+        crate::xtables::update(|t| (t.nsruns() == 0).then(|| t.with_forward_tail(&entries)))
             .map_err(|e| legacy_refusal(table.has_chain("DOCKER-USER"), &e))?;
         self.legacy_opened = true;
         Ok(())
@@ -764,7 +780,7 @@ impl Holder {
     }
 
     /// Lets the sandboxes' traffic through every other firewall's forward chain that
-    /// would drop it (firewall.rs, "Another firewall"): inserts what is missing, adopts
+    /// would drop it (firewall.rs, "Another firewall"): adds what is missing at its end, adopts
     /// what a killed holder left, leaves alone a chain whose owner let nsrun's
     /// interfaces through already.
     fn open_forward_path(&mut self) -> Result<()> {
@@ -829,6 +845,13 @@ impl Holder {
                     .map(|l| l.name)
                     .collect()
             });
+            // Last, so that the host's own rules (an admin's drop in DOCKER-USER, a
+            // blocked destination) still decide first: just before a final refusing
+            // rule, or at the end of a chain whose policy drops.
+            let before = own
+                .last()
+                .filter(|r| r.refuses_all() && !is_ours(r))
+                .map(|r| r.handle);
             let mut batch = nft::Batch::new(chain.family);
             let mut added = 0;
             for (comment, rule) in firewall::foreign_accepts(uplinks) {
@@ -838,7 +861,7 @@ impl Holder {
                 {
                     continue;
                 }
-                batch.insert_rule_commented(&chain.table, &chain.name, &rule, &comment);
+                batch.add_rule_commented(&chain.table, &chain.name, &rule, &comment, before);
                 added += 1;
             }
             if added == 0 {

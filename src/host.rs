@@ -185,23 +185,30 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
 }
 
 /// The links the internet is reached by: the kernel's choice for an internet address
-/// (policy rules included), and every link of a route covering half the address space
-/// or more in any table (default routes, multipath next hops, OpenVPN's def1 pair).
+/// (policy rules included) and, when that route has several next hops (ECMP), each of
+/// them. Not every default route of every table: a policy-routing table's default via a
+/// LAN link, or a backup default with a higher metric, is not where the internet goes.
 pub fn uplinks(rtnl: &mut Socket) -> Vec<Link> {
-    let chosen = rtnl
+    let Some(chosen) = rtnl
         .get(route::get_route(PROBE_DST), "RTM_GETROUTE 192.0.2.1")
         .ok()
         .and_then(|r| route::parse_route(&r))
-        .and_then(|r| r.oif);
-    let mut indexes: Vec<u32> = chosen.into_iter().collect();
+    else {
+        return Vec::new();
+    };
+    let Some(oif) = chosen.oif else {
+        return Vec::new();
+    };
+    let mut indexes = vec![oif];
+    // The route the kernel took, found in its table: its next hops are uplinks too.
     if let Ok(routes) = rtnl.dump(route::dump_routes(), "RTM_GETROUTE dump") {
         for r in routes.iter().filter_map(|(_, p)| route::parse_route(p)) {
-            if r.dst.prefix <= 1 && r.table != u32::from(RT_TABLE_LOCAL) {
-                indexes.extend(
-                    r.links()
-                        .filter(|i| !indexes.contains(i))
-                        .collect::<Vec<_>>(),
-                );
+            if r.table == chosen.table && r.dst.prefix <= 1 && r.nexthops.contains(&oif) {
+                for hop in &r.nexthops {
+                    if !indexes.contains(hop) {
+                        indexes.push(*hop);
+                    }
+                }
             }
         }
     }

@@ -39,9 +39,12 @@ struct Query {
 
 struct Conn {
     client: TcpStream,
-    server: TcpStream,
+    /// The upstream connection; None once it has said all it will say.
+    server: Option<TcpStream>,
     /// The upstream connection is made (non-blocking connect completed).
     connected: bool,
+    /// The client has sent all it will send (it may still read the answer).
+    client_done: bool,
     /// Bytes read from the client, not yet all written to the server, and back.
     up: Vec<u8>,
     down: Vec<u8>,
@@ -55,67 +58,103 @@ impl Conn {
         if !self.connected {
             return (PollFlags::empty(), PollFlags::POLLOUT);
         }
-        let (mut client, mut server) = (PollFlags::empty(), PollFlags::empty());
-        if self.up.is_empty() {
-            client |= PollFlags::POLLIN;
-        } else {
-            server |= PollFlags::POLLOUT;
+        if self.server.is_none() {
+            return (PollFlags::POLLOUT, PollFlags::empty()); // the rest of the answer
         }
-        if self.down.is_empty() {
-            server |= PollFlags::POLLIN;
-        } else {
+        let (mut client, mut server) = (PollFlags::empty(), PollFlags::empty());
+        if !self.up.is_empty() {
+            server |= PollFlags::POLLOUT;
+        } else if !self.client_done {
+            client |= PollFlags::POLLIN;
+        }
+        if !self.down.is_empty() {
             client |= PollFlags::POLLOUT;
+        } else if self.server.is_some() {
+            server |= PollFlags::POLLIN;
         }
         (client, server)
+    }
+
+    /// The fd polled for the upstream side (the client's again, asking nothing, once the
+    /// upstream is closed).
+    fn server_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.server
+            .as_ref()
+            .map_or(self.client.as_fd(), |s| s.as_fd())
     }
 
     /// Moves what is ready; false when the connection is over.
     fn pump(&mut self, client: PollFlags, server: PollFlags, buf: &mut [u8]) -> bool {
         let readable = |r: PollFlags| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP);
-        if (client | server).contains(PollFlags::POLLERR) && self.connected {
+        // A client that closed both ways or failed cannot take an answer.
+        if client.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
             return false;
         }
+        let Some(upstream) = &mut self.server else {
+            // The upstream said all: hand the rest to the client, then close.
+            return flush(&mut self.client, &mut self.down) && !self.down.is_empty();
+        };
         if !self.connected {
-            if client.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                return false; // the client is gone before the upstream answered
-            }
             if !server.intersects(PollFlags::POLLOUT | PollFlags::POLLHUP | PollFlags::POLLERR) {
                 return self.started.elapsed() < CONNECT_DEADLINE;
             }
             // The connect's outcome.
-            if !matches!(self.server.take_error(), Ok(None)) {
+            if !matches!(upstream.take_error(), Ok(None)) {
                 return false;
             }
             self.connected = true;
         }
-        // A side that hung up while its bytes still wait: poll would report it again and
-        // again; the connection is over.
-        let hung_up =
-            |r: PollFlags, pending: &[u8]| r.contains(PollFlags::POLLHUP) && !pending.is_empty();
-        if hung_up(client, &self.up) || hung_up(server, &self.down) {
+        if server.contains(PollFlags::POLLERR) {
             return false;
         }
-        let mut ok = true;
-        if self.up.is_empty() && readable(client) {
-            ok = fill(&mut self.client, &mut self.up, buf);
+        if self.up.is_empty() && !self.client_done && readable(client) {
+            match fill(&mut self.client, &mut self.up, buf) {
+                Filled::More => {}
+                // Half-closed after the query (some clients do): the upstream is told
+                // the same once it has everything, and the answer still comes back.
+                Filled::End => self.client_done = true,
+                Filled::Failed => return false,
+            }
         }
-        if ok && self.down.is_empty() && readable(server) {
-            ok = fill(&mut self.server, &mut self.down, buf);
+        let mut upstream_ended = false;
+        if self.down.is_empty() && readable(server) {
+            match fill(upstream, &mut self.down, buf) {
+                Filled::More => {}
+                Filled::End => upstream_ended = true,
+                Filled::Failed => return false,
+            }
         }
         // Written at once where the socket has room; the rest when it says so.
-        ok && flush(&mut self.server, &mut self.up) && flush(&mut self.client, &mut self.down)
+        if !flush(upstream, &mut self.up) || !flush(&mut self.client, &mut self.down) {
+            return false;
+        }
+        if self.client_done && self.up.is_empty() {
+            let _ = upstream.shutdown(std::net::Shutdown::Write);
+        }
+        if upstream_ended {
+            self.server = None;
+            return !self.down.is_empty();
+        }
+        true
     }
 }
 
-/// Reads what one side has; false at its end or on an error.
-fn fill(from: &mut TcpStream, into: &mut Vec<u8>, buf: &mut [u8]) -> bool {
+enum Filled {
+    More,
+    End,
+    Failed,
+}
+
+/// Reads what one side has.
+fn fill(from: &mut TcpStream, into: &mut Vec<u8>, buf: &mut [u8]) -> Filled {
     match from.read(buf) {
-        Ok(0) => false,
+        Ok(0) => Filled::End,
         Ok(n) => {
             into.extend_from_slice(&buf[..n]);
-            true
+            Filled::More
         }
-        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Filled::More,
+        Err(_) => Filled::Failed,
     }
 }
 
@@ -237,7 +276,7 @@ impl Relay {
         for c in &self.conns {
             let (client, server) = c.interest();
             fds.push(PollFd::new(c.client.as_fd(), client));
-            fds.push(PollFd::new(c.server.as_fd(), server));
+            fds.push(PollFd::new(c.server_fd(), server));
         }
         fds
     }
@@ -316,8 +355,9 @@ impl Relay {
                 if client.set_nonblocking(true).is_ok() {
                     self.conns.push(Conn {
                         client,
-                        server,
+                        server: Some(server),
                         connected: false,
+                        client_done: false,
                         up: Vec::new(),
                         down: Vec::new(),
                         started: Instant::now(),

@@ -48,7 +48,7 @@ fn kernel_seeds() -> Vec<Vec<u8>> {
     let (batch, _) = batch.finish();
     let mut rules = nft::Batch::new(nft::NFPROTO_IPV4);
     for (comment, rule) in crate::firewall::foreign_accepts(&["eth0".into()]) {
-        rules.insert_rule_commented("filter", "FORWARD", &rule, &comment);
+        rules.add_rule_commented("filter", "FORWARD", &rule, &comment, None);
     }
     let (rules, _) = rules.finish();
     vec![

@@ -159,25 +159,26 @@ impl Table {
         self.entries().iter().filter(|(_, e)| e.is_nsruns()).count()
     }
 
-    /// The table rebuilt: `head` first in FORWARD, without the old entries `drop` says
-    /// to leave out. Returns it and, for each of its entries, the old entry it was.
+    /// The table rebuilt: `tail` last in FORWARD (before its policy), without the old
+    /// entries `drop` says to leave out. Returns it and, for each of its entries, the old
+    /// entry it was.
     fn rebuilt(
         &self,
-        head: &[Vec<u8>],
+        tail: &[Vec<u8>],
         drop: impl Fn(&Entry) -> bool,
     ) -> (Table, Vec<Option<usize>>) {
         let entries = self.entries();
-        let forward = self.hook_entry[NF_INET_FORWARD] as usize;
+        let policy = self.underflow[NF_INET_FORWARD] as usize;
         // Old offset -> new offset; a dropped entry's offset goes to what follows it.
         let mut moved: Vec<(usize, usize)> = Vec::new();
         let mut blob = Vec::new();
         let mut from = Vec::new();
-        let mut forward_head = None;
+        let mut inserted_at = None;
         let mut pending: Vec<usize> = Vec::new();
         for (i, (offset, entry)) in entries.iter().enumerate() {
-            if *offset == forward && !head.is_empty() {
-                forward_head = Some(blob.len());
-                for new in head {
+            if *offset == policy && !tail.is_empty() {
+                inserted_at = Some(blob.len());
+                for new in tail {
                     blob.extend_from_slice(new);
                     from.push(None);
                 }
@@ -223,14 +224,17 @@ impl Table {
             underflow: self.underflow.map(map),
             blob,
         };
-        if let Some(at) = forward_head {
+        // An empty FORWARD starts with what was inserted.
+        let empty = self.hook_entry[NF_INET_FORWARD] as usize == policy;
+        if let (Some(at), true) = (inserted_at, empty) {
             table.hook_entry[NF_INET_FORWARD] = at as u32;
         }
         (table, from)
     }
 
-    /// With `new` entries first in FORWARD.
-    pub fn with_forward_head(&self, new: &[Vec<u8>]) -> (Table, Vec<Option<usize>>) {
+    /// With `new` entries last in FORWARD, before its policy: the host's own rules,
+    /// its drops among them, still decide first.
+    pub fn with_forward_tail(&self, new: &[Vec<u8>]) -> (Table, Vec<Option<usize>>) {
         self.rebuilt(new, |_| false)
     }
 
@@ -455,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn nsruns_entries_go_first_in_forward_and_every_offset_follows() {
+    fn nsruns_entries_go_last_in_forward_and_every_offset_follows() {
         let old = docker_like();
         assert_eq!(old.forward_policy(), Some(VERDICT_DROP));
         assert!(old.has_chain("DOCKER-USER") && !old.accepts_sandboxes());
@@ -464,14 +468,15 @@ mod tests {
             accept_entry(None, Some("nsr+"), "nsrun: in"),
         ];
         let added: u32 = ours.iter().map(|e| e.len() as u32).sum();
-        let (new, from) = old.with_forward_head(&ours);
+        let (new, from) = old.with_forward_tail(&ours);
+        // After the host's jump into DOCKER-USER, before FORWARD's policy.
         assert_eq!(
             from,
             [
                 Some(0),
-                None,
-                None,
                 Some(1),
+                None,
+                None,
                 Some(2),
                 Some(3),
                 Some(4),
@@ -488,13 +493,13 @@ mod tests {
             "nsrun's own entries are not the host's fix"
         );
         let entries = new.entries();
-        // The jump into DOCKER-USER moved with it.
-        assert_eq!(entries[3].1.standard_verdict(), Some((784 + added) as i32));
-        assert_eq!(&entries[1].1.bytes[16..19], b"nsr");
-        assert_eq!(entries[1].1.bytes[48..52], [0xff, 0xff, 0xff, 0]);
-        assert_eq!(&entries[1].1.bytes[32..37], b"eth0\0");
+        // The jump into DOCKER-USER moved with the chain.
+        assert_eq!(entries[1].1.standard_verdict(), Some((784 + added) as i32));
+        assert_eq!(&entries[2].1.bytes[16..19], b"nsr");
+        assert_eq!(entries[2].1.bytes[48..52], [0xff, 0xff, 0xff, 0]);
+        assert_eq!(&entries[2].1.bytes[32..37], b"eth0\0");
         assert_eq!(
-            entries[1].1.bytes[64..70],
+            entries[2].1.bytes[64..70],
             [0xff, 0xff, 0xff, 0xff, 0xff, 0]
         );
         // And back: exactly the table it was.
@@ -504,7 +509,7 @@ mod tests {
             from,
             [
                 Some(0),
-                Some(3),
+                Some(1),
                 Some(4),
                 Some(5),
                 Some(6),
@@ -514,11 +519,35 @@ mod tests {
         );
     }
 
+    /// An empty FORWARD (its entry is its policy) starts with nsrun's entries.
+    #[test]
+    fn an_empty_forward_starts_with_nsruns_entries() {
+        let s = (ENTRY_HEADER + STANDARD_TARGET_SIZE) as u32;
+        let old = Table {
+            valid_hooks: 0b01110,
+            hook_entry: [0, 0, s, 2 * s, 0],
+            underflow: [0, 0, s, 2 * s, 0],
+            blob: [
+                standard(VERDICT_ACCEPT),
+                standard(VERDICT_DROP),
+                standard(VERDICT_ACCEPT),
+                error("ERROR"),
+            ]
+            .concat(),
+        };
+        let ours = vec![accept_entry(None, Some("nsr+"), "nsrun: in")];
+        let (new, _) = old.with_forward_tail(&ours);
+        let added = ours[0].len() as u32;
+        assert_eq!(new.hook_entry, [0, 0, s, 2 * s + added, 0]);
+        assert_eq!(new.underflow, [0, 0, s + added, 2 * s + added, 0]);
+        assert_eq!(new.without_nsruns().0, old);
+    }
+
     #[test]
     fn a_hosts_own_accept_counts_and_a_corrupt_blob_ends_the_walk() {
         let mut t = docker_like();
         let fix = accept_entry(Some("nsr+"), None, "the admin's");
-        let (with_fix, _) = t.with_forward_head(&[fix]);
+        let (with_fix, _) = t.with_forward_tail(&[fix]);
         assert!(with_fix.accepts_sandboxes());
         assert_eq!(with_fix.nsruns(), 0);
         t.blob.truncate(200);

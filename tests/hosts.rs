@@ -78,15 +78,19 @@ fn docker_hosts_work_out_of_the_box_and_unpublished_ports_stay_closed() {
         iptables -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
         iptables -A FORWARD -o docker0 -j DOCKER
         iptables -A FORWARD -i docker0 -j ACCEPT
+        # The admin's own rule: nothing forwarded reaches 203.0.113.0/24.
+        iptables -A DOCKER-USER -d 203.0.113.0/24 -j DROP
         iptables -A DOCKER-USER -j RETURN
         in_up ip route add 172.17.0.0/16 via 198.51.100.2
         expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it before"
         before_rules=$(iptables -S)
         works_through "chain FORWARD of table ip filter"
+        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://203.0.113.1/ || echo dropped'
+        expect_eq "$OUT" dropped "the admin's DOCKER-USER drop still holds for sandboxes"
 
         start_sandbox
-        expect_contains "$(iptables -S FORWARD)" '-A FORWARD -i nsr+ -o eth0 -m comment --comment "nsrun: sandboxes to the internet through eth0" -j ACCEPT' "iptables lists nsrun's rule"
-        expect_contains "$(iptables -S FORWARD)" '-A FORWARD -o nsr+ -m comment --comment "nsrun: to sandboxes, which accept only replies and published ports" -j ACCEPT' "and the other"
+        expect_eq "$(iptables -S FORWARD | tail -2)" '-A FORWARD -i nsr+ -o eth0 -m comment --comment "nsrun: sandboxes to the internet through eth0" -j ACCEPT
+-A FORWARD -o nsr+ -m comment --comment "nsrun: to sandboxes, which accept only replies and published ports" -j ACCEPT' "iptables lists nsrun's rules, last"
         expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker still drops it while a sandbox runs"
         for opt in "" --allow-host; do
           expect_code 0 $NSRUN $opt -- sh -c 'curl -s --max-time 1 http://172.17.0.2:8081/ || echo closed'
@@ -162,12 +166,16 @@ table inet firewalld {{
 NFT
         nft -f "$WORK/firewalld.nft"
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "firewalld rejects it before"
+        # A default route of another routing table through the LAN is not the internet's.
+        ip route add default via 192.168.50.2 dev eth1 table 100
         works_through "chain filter_FORWARD of table inet firewalld"
         snapshot
         start_sandbox
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "while a sandbox runs"
         expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://192.168.50.2/ || echo closed'
         expect_eq "$OUT" closed "the host's firewall decides for a network behind it"
+        expect_not_contains "$(nft list chain inet firewalld filter_FORWARD)" "through eth1" "only the internet's link is opened"
+        expect_contains "$(nft list chain inet firewalld filter_FORWARD | tail -3)" "reject with icmpx admin-prohibited" "the host's final reject stays last"
         # `firewall-cmd --reload` while the sandbox runs: the table is made anew (its
         # rules get handles nsrun was given before). nsrun's rules go back in at once,
         # and at the end only nsrun's rules go.
@@ -243,9 +251,15 @@ fn iptables_legacy_forward_policy_drop_works() {
         works_through "chain FORWARD of iptables-legacy's filter table"
         expect_eq "$(udp_count)" 3 "counters carried over both replaces"
         start_sandbox
-        expect_eq "$(iptables-legacy -S FORWARD | sed -n 2,4p)" '-A FORWARD -i nsr+ -o eth0 -m comment --comment "nsrun: sandboxes to the internet through eth0" -j ACCEPT
--A FORWARD -o nsr+ -m comment --comment "nsrun: to sandboxes, which accept only replies and published ports" -j ACCEPT
--A FORWARD -i eth9 -j ACCEPT' "nsrun's entries first, the host's after them"
+        expect_eq "$(iptables-legacy -S FORWARD | sed -n 2,4p)" '-A FORWARD -i eth9 -j ACCEPT
+-A FORWARD -i nsr+ -o eth0 -m comment --comment "nsrun: sandboxes to the internet through eth0" -j ACCEPT
+-A FORWARD -o nsr+ -m comment --comment "nsrun: to sandboxes, which accept only replies and published ports" -j ACCEPT' "the host's rules first, nsrun's last"
+        # A restore without nsrun's entries while the sandbox runs: back within a second
+        # or so (iptables-legacy has no notifications; the holder looks every second).
+        iptables-legacy-save | grep -v 'nsrun: ' | iptables-legacy-restore
+        for _ in $(seq 30); do iptables-legacy -S FORWARD | grep -q 'nsrun: ' && break; sleep 0.1; done
+        expect_code 0 in_sandbox $SANDBOX curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the running sandbox after an iptables-legacy-restore"
         stop_sandbox
         wait_holder_gone
         expect_clean
@@ -285,10 +299,13 @@ fn iptables_legacy_docker_hosts_work_out_of_the_box_or_get_the_docker_user_fix()
         iptables-legacy -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
         iptables-legacy -A FORWARD -o docker0 -j DOCKER
         iptables-legacy -A FORWARD -i docker0 -j ACCEPT
+        iptables-legacy -A DOCKER-USER -d 203.0.113.0/24 -j DROP
         iptables-legacy -A DOCKER-USER -j RETURN
         in_up ip route add 172.17.0.0/16 via 198.51.100.2
         expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it before"
         works_through "chain FORWARD of iptables-legacy's filter table"
+        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://203.0.113.1/ || echo dropped'
+        expect_eq "$OUT" dropped "the admin's DOCKER-USER drop still holds for sandboxes"
         start_sandbox
         expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "while a sandbox runs"
         expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://172.17.0.2:8081/ || echo closed'
@@ -547,6 +564,38 @@ fn a_nameserver_off_the_internets_link_is_relayed() {
         expect_contains "$(echo "$OUT" | sed -n 1p)" "198.51.100.1 " "names resolve"
         expect_contains "$OUT" "search corp.test" "the search line kept"
         expect_eq "$(echo "$OUT" | tail -1)" lan-closed "the LAN behind the host's firewall"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
+
+/// A host that masquerades what it forwards from its LAN (as Docker does for its
+/// containers) would give LAN hosts the sandbox's gateway address, which the sandbox
+/// admits: a new connection forwarded to a sandbox passes only to a published port.
+#[test]
+fn masqueraded_lan_hosts_reach_only_published_ports() {
+    world(
+        r#"
+        start_upstream_http
+        behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
+        echo 1 >/proc/sys/net/ipv4/ip_forward
+        nft add table ip hostnat
+        nft add chain ip hostnat post '{ type nat hook postrouting priority srcnat; }'
+        nft add rule ip hostnat post ip saddr 192.168.50.0/24 oifname != "eth1" masquerade
+        snapshot
+        $NSRUN -p 8080:8000 -- sh -c "python3 $WORK/upstream_server.py 0.0.0.0 8000 & python3 $WORK/upstream_server.py 0.0.0.0 9000" &
+        pid=$!
+        wait_sandbox_up $pid
+        addr=$(sandbox_addr $pid)
+        wait_port - $addr 9000
+        expect_code 0 ip netns exec lan sh -c "curl -s --max-time 1 http://$addr:9000/ || echo closed"
+        expect_eq "$OUT" closed "an unpublished port from a masqueraded LAN host"
+        expect_code 0 ip netns exec lan curl -s --max-time 2 http://192.168.50.1:8080/
+        expect_contains "$OUT" "10." "a published port from the LAN (the host's rule masquerades it)"
+        expect_code 0 curl -s --max-time 2 http://$addr:9000/
+        expect_contains "$OUT" "10." "the host itself still connects in"
+        kill $pid; wait $pid || true
         wait_holder_gone
         expect_clean
         "#,

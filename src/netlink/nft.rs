@@ -42,6 +42,7 @@ const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_HANDLE: u16 = 3;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_RULE_POSITION: u16 = 6;
 const NFTA_RULE_USERDATA: u16 = 7;
 /// libnftnl's user-data TLV type for a rule's comment, as `nft` and iptables-nft read it.
 const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
@@ -68,6 +69,7 @@ const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_CT_STATE: u32 = 0;
+const NFT_CT_STATUS: u32 = 2;
 const NFT_REG_2: u32 = 2;
 const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 const NFTA_FIB_F_DADDR: u32 = 1 << 1;
@@ -94,6 +96,9 @@ pub enum Hook {
 
 pub const CT_ESTABLISHED: u32 = 0x2;
 pub const CT_RELATED: u32 = 0x4;
+pub const CT_NEW: u32 = 0x8;
+/// IPS_DST_NAT: the connection's destination was rewritten (DNAT).
+pub const CT_STATUS_DNAT: u32 = 1 << 5;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
@@ -124,6 +129,8 @@ pub enum Match {
     DAddrNot(Ipv4Net),
     /// `ct state established,related` (any bit of the mask)
     CtState(u32),
+    /// `ct status & MASK == 0`, e.g. not `dnat`
+    CtStatusLacks(u32),
     /// `meta l4proto udp`
     L4Proto(u8),
     /// `th dport PORT` (after an L4Proto match)
@@ -284,17 +291,44 @@ impl Batch {
         );
     }
 
-    /// Inserts `rule` at the head of a chain nsrun does not own, with `comment` (what
-    /// `nft list` prints as `comment "..."` and iptables-nft as `/* ... */`), echoed back
-    /// with its handle.
-    pub fn insert_rule_commented(&mut self, table: &str, chain: &str, rule: &Rule, comment: &str) {
-        self.rule(table, chain, rule, NLM_F_CREATE | NLM_F_ECHO, Some(comment));
+    /// Adds `rule` to a chain nsrun does not own, with `comment` (what `nft list` prints
+    /// as `comment "..."` and iptables-nft as `/* ... */`): just before the rule with
+    /// handle `before`, or at the end; echoed back with its handle.
+    pub fn add_rule_commented(
+        &mut self,
+        table: &str,
+        chain: &str,
+        rule: &Rule,
+        comment: &str,
+        before: Option<u64>,
+    ) {
+        let flags = match before {
+            Some(_) => NLM_F_CREATE | NLM_F_ECHO,
+            None => NLM_F_CREATE | NLM_F_APPEND | NLM_F_ECHO,
+        };
+        self.rule_at(table, chain, rule, flags, Some(comment), before);
     }
 
     fn rule(&mut self, table: &str, chain: &str, rule: &Rule, flags: u16, comment: Option<&str>) {
+        self.rule_at(table, chain, rule, flags, comment, None);
+    }
+
+    fn rule_at(
+        &mut self,
+        table: &str,
+        chain: &str,
+        rule: &Rule,
+        flags: u16,
+        comment: Option<&str>,
+        position: Option<u64>,
+    ) {
         let at = self.object(NFT_MSG_NEWRULE, flags);
         self.msg.attr_str(NFTA_RULE_TABLE, table);
         self.msg.attr_str(NFTA_RULE_CHAIN, chain);
+        if let Some(handle) = position {
+            // Without NLM_F_APPEND: before that rule.
+            self.msg.attr(NFTA_RULE_POSITION, &handle.to_be_bytes());
+        }
         let list = self.msg.nest(NFTA_RULE_EXPRESSIONS);
         // An inet table sees IPv4 and IPv6: an IPv4 header field is read only after
         // `meta nfproto ipv4`, as nft adds it.
@@ -635,6 +669,16 @@ fn addr_match(m: &mut Msg, offset: u32, net: &Ipv4Net) {
     cmp(m, NFT_CMP_EQ, &net.network().octets());
 }
 
+/// `ct KEY & MASK OP 0`.
+fn ct_bits(m: &mut Msg, key: u32, mask: u32, op: u32) {
+    let e = expr(m, "ct");
+    m.attr(2, &be32(key)); // KEY
+    m.attr(1, &be32(NFT_REG_1)); // DREG
+    expr_end(m, e);
+    bitwise(m, &mask.to_ne_bytes());
+    cmp(m, op, &[0; 4]);
+}
+
 fn encode_match(m: &mut Msg, what: &Match) {
     match what {
         Match::NfProto(p) => {
@@ -680,14 +724,9 @@ fn encode_match(m: &mut Msg, what: &Match) {
             payload(m, NFT_PAYLOAD_NETWORK_HEADER, 12, 4);
             cmp(m, NFT_CMP_NEQ, &ip.octets());
         }
-        Match::CtState(mask) => {
-            let e = expr(m, "ct");
-            m.attr(2, &be32(NFT_CT_STATE)); // KEY
-            m.attr(1, &be32(NFT_REG_1)); // DREG
-            expr_end(m, e);
-            bitwise(m, &mask.to_ne_bytes());
-            cmp(m, NFT_CMP_NEQ, &[0; 4]);
-        }
+        // Any bit of the mask set, or none.
+        Match::CtState(mask) => ct_bits(m, NFT_CT_STATE, *mask, NFT_CMP_NEQ),
+        Match::CtStatusLacks(mask) => ct_bits(m, NFT_CT_STATUS, *mask, NFT_CMP_EQ),
         Match::L4Proto(p) => {
             meta(m, NFT_META_L4PROTO);
             cmp(m, NFT_CMP_EQ, &[*p]);
@@ -1047,7 +1086,7 @@ mod tests {
             ],
             verdict: Verdict::Accept,
         };
-        b.insert_rule_commented("filter", "FORWARD", &rule, "nsrun: x");
+        b.add_rule_commented("filter", "FORWARD", &rule, "nsrun: x", Some(7));
         let (msg, acked) = b.finish();
         assert_eq!(acked, vec![1]);
         let replies = crate::netlink::parse_messages(&msg.buf).unwrap();
@@ -1057,6 +1096,9 @@ mod tests {
             newrule.flags,
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_ECHO
         );
+        // NFTA_RULE_POSITION: before the rule with handle 7.
+        let position: &[u8] = &[12, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        assert!(newrule.payload.windows(12).any(|w| w == position));
         // NFTA_RULE_USERDATA: len 4 + 2 + 9 = 15, type 7, then TLV {0, 9, "nsrun: x\0"}.
         #[rustfmt::skip]
         let udata: &[u8] = &[15, 0, 7, 0, 0, 9, b'n', b's', b'r', b'u', b'n', b':', b' ', b'x', 0];
@@ -1077,6 +1119,22 @@ mod tests {
         assert_eq!(info.chain, "FORWARD");
         assert_eq!(info.exprs, ["meta", "cmp", "meta", "cmp", "immediate"]);
         assert!(info.accepts() && info.names_sandboxes && !info.refuses_all());
+    }
+
+    /// `ct status & dnat == 0`: the ct expression's key STATUS (2) into register 1, the
+    /// mask 0x20 (IPS_DST_NAT) in host order, compared EQ to zero.
+    #[test]
+    fn ct_status_lacks_dnat_bytes() {
+        let got = rule_bytes(Rule {
+            matches: vec![Match::CtStatusLacks(CT_STATUS_DNAT)],
+            verdict: Verdict::Drop,
+        });
+        assert!(got.windows(8).any(|w| w == [8, 0, 2, 0, 0, 0, 0, 2]));
+        // NFTA_BITWISE_MASK (4, nested) holding NFTA_DATA_VALUE 0x20.
+        let mask = [12, 0, 4, 0x80, 8, 0, 1, 0, 0x20, 0, 0, 0];
+        assert!(got.windows(12).any(|w| w == mask));
+        // cmp: op EQ (0), data four zero bytes.
+        assert!(got.windows(8).any(|w| w == [8, 0, 2, 0, 0, 0, 0, 0]));
     }
 
     /// What ends a chain by refusing everything, and what does not.
