@@ -729,8 +729,14 @@ impl Holder {
     /// nf_tables, last in FORWARD (before its policy), unless the host accepts nsrun's links
     /// already.
     fn open_legacy(&mut self) -> Result<(), String> {
-        let Some(table) = crate::xtables::read() else {
-            return Ok(());
+        let table = match crate::xtables::read() {
+            Ok(Some(table)) => table,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "the host has an iptables-legacy filter table that nsrun cannot read ({e}), so it cannot tell whether the sandbox would have a network; run nsrun with sudo on this host"
+                ));
+            }
         };
         if table.forward_policy() != Some(crate::xtables::VERDICT_DROP) || table.accepts_sandboxes()
         {

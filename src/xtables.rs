@@ -293,13 +293,20 @@ fn raw_socket() -> io::Result<std::os::fd::OwnedFd> {
 }
 
 /// Reads the filter table, only when /proc/net/ip_tables_names lists it, so that asking
-/// never loads the module.
-pub fn read() -> Option<Table> {
-    let names = std::fs::read_to_string("/proc/net/ip_tables_names").ok()?;
+/// never loads the module: `Ok(None)` when there is none, an error when it exists but
+/// cannot be read (a raw socket needs CAP_NET_RAW, which a file-capability install may
+/// not have).
+pub fn read() -> io::Result<Option<Table>> {
+    let Ok(names) = std::fs::read_to_string("/proc/net/ip_tables_names") else {
+        return Ok(None);
+    };
     if !names.lines().any(|l| l == "filter") {
-        return None;
+        return Ok(None);
     }
-    read_from(raw_socket().ok()?.as_fd())
+    let sock = raw_socket()?;
+    read_from(sock.as_fd())
+        .map(Some)
+        .ok_or_else(|| io::Error::other("IPT_SO_GET_ENTRIES failed"))
 }
 
 fn read_from(sock: BorrowedFd<'_>) -> Option<Table> {
