@@ -145,8 +145,10 @@ fn a_published_port_answers_the_internet_the_host_and_localhost() {
           curl -s --max-time 2 -o /dev/null http://127.0.0.1:9999/ && echo open || echo closed'
         expect_eq "$(echo $OUT)" "closed closed" "the host's loopback-only service"
         kill -9 $pid; wait $pid || true
-        for _ in $(seq 100); do nft list ruleset | grep -q dnat || break; sleep 0.02; done
-        expect_not_contains "$(nft list ruleset)" "dnat" "published ports vanish after kill -9"
+        # A published port's rule is `dnat ip to ...` (the holder's forward chain also says
+        # `ct status ! dnat`); grep -c reads everything, so pipefail sees no SIGPIPE.
+        for _ in $(seq 100); do [ "$(nft list ruleset | grep -c 'dnat ip to')" = 0 ] && break; sleep 0.02; done
+        expect_not_contains "$(nft list ruleset)" "dnat ip to" "published ports vanish after kill -9"
         expect_code 0 in_up sh -c 'curl -s --max-time 1 http://198.51.100.2:8080/ || echo gone'
         expect_eq "$OUT" gone "the port no longer answers"
         expect_clean
