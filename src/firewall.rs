@@ -375,33 +375,61 @@ pub fn forward_guard(link: u32) -> Rule {
 
 /// Every rule nsrun puts into a chain of another firewall carries a comment that starts
 /// so: that is how a later holder finds what a killed one left.
-pub const FOREIGN_MARK: &str = "nsrun";
+pub const FOREIGN_MARK: &str = "nsrun: ";
 
-/// What nsrun inserts at the head of another firewall's forward chain that would drop
-/// its sandboxes' traffic (Docker's, ufw's, firewalld's, an nftables filter): sandboxes
-/// out through the links the internet is reached by, and anything to a sandbox (whose
-/// own input chain admits only replies and published ports). Nothing else: not a
-/// sandbox to Docker's bridge or a network behind the host. With no sandbox link,
-/// nothing matches. Each with its comment, the rule's identity.
-pub fn foreign_accepts(uplinks: &[String]) -> Vec<(String, Rule)> {
-    let prefix = || crate::addr::LINK_PREFIX.to_string();
-    let mut rules: Vec<(String, Rule)> = uplinks
+/// One accept nsrun adds to another firewall's forward chain, in the words iptables
+/// uses for interfaces (`nsr+` is a prefix), so that it renders as an nf_tables rule
+/// ([`ForeignAccept::rule`]) or as an x_tables entry (xtables.rs) alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignAccept {
+    /// The rule's identity, starting with [`FOREIGN_MARK`].
+    pub comment: String,
+    /// Only packets that come in from a sandbox's link.
+    pub from_sandboxes: bool,
+    /// Where they go out: a link's name, or `nsr+`.
+    pub oifname: String,
+}
+
+impl ForeignAccept {
+    /// The interface spec of a sandbox's link, as iptables writes it.
+    pub fn sandboxes() -> String {
+        format!("{}+", crate::addr::LINK_PREFIX)
+    }
+
+    pub fn rule(&self) -> Rule {
+        let iif = self
+            .from_sandboxes
+            .then(|| Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()));
+        let oif = match self.oifname.strip_suffix('+') {
+            Some(prefix) => Match::OifNamePrefix(prefix.into()),
+            None => Match::OifName(self.oifname.clone()),
+        };
+        rule(iif.into_iter().chain([oif]).collect(), Verdict::Accept)
+    }
+}
+
+/// What nsrun adds to another firewall's forward chain that would drop its sandboxes'
+/// traffic (Docker's, ufw's, firewalld's, an nftables filter): sandboxes out through the
+/// links the internet is reached by, and anything to a sandbox (whose new connections the
+/// holder lets through only to published ports). Nothing else: not a sandbox to
+/// Docker's bridge or a network behind the host. With no sandbox link, nothing matches.
+pub fn foreign_accepts(uplinks: &[String]) -> Vec<ForeignAccept> {
+    let mut accepts: Vec<ForeignAccept> = uplinks
         .iter()
-        .map(|link| {
-            (
-                format!("{FOREIGN_MARK}: sandboxes to the internet through {link}"),
-                rule(
-                    vec![Match::IifNamePrefix(prefix()), Match::OifName(link.clone())],
-                    Verdict::Accept,
-                ),
-            )
+        .map(|link| ForeignAccept {
+            comment: format!("{FOREIGN_MARK}sandboxes to the internet through {link}"),
+            from_sandboxes: true,
+            oifname: link.clone(),
         })
         .collect();
-    rules.push((
-        format!("{FOREIGN_MARK}: to sandboxes, which accept only replies and published ports"),
-        rule(vec![Match::OifNamePrefix(prefix())], Verdict::Accept),
-    ));
-    rules
+    accepts.push(ForeignAccept {
+        comment: format!(
+            "{FOREIGN_MARK}to sandboxes, which accept only replies and published ports"
+        ),
+        from_sandboxes: false,
+        oifname: ForeignAccept::sandboxes(),
+    });
+    accepts
 }
 
 /// NAT for one sandbox: its address, leaving by any link that is not a sandbox's.

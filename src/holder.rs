@@ -396,18 +396,25 @@ fn legacy_refusal(docker: bool, why: &dyn std::fmt::Display) -> String {
     )
 }
 
-/// A rule nsrun put into another firewall's chain.
+/// Another firewall's chain that holds nsrun's rules.
+#[derive(PartialEq)]
 struct Opened {
     family: u8,
     table: String,
     chain: String,
-    handle: u64,
+}
+
+impl std::fmt::Display for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let family = family_name(self.family);
+        write!(f, "chain {} of table {family} {}", self.chain, self.table)
+    }
 }
 
 fn is_ours(rule: &nft::RuleInfo) -> bool {
     rule.comment
         .as_deref()
-        .is_some_and(|c| c.starts_with(&format!("{}: ", firewall::FOREIGN_MARK)))
+        .is_some_and(|c| c.starts_with(firewall::FOREIGN_MARK))
 }
 
 fn family_name(family: u8) -> &'static str {
@@ -556,7 +563,7 @@ impl Holder {
         // Forwarding back as it was before the listener goes: a new holder can start
         // only once the name is free.
         for (_, name) in &self.forwarding {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "0");
+            let _ = crate::host::set_forwarding(name, false);
         }
         let _ = std::fs::remove_file(forwarding_state());
         self.close_forward_path();
@@ -606,18 +613,8 @@ impl Holder {
                     &links,
                 ) {
                     Ok(switched) => {
-                        let mut chains: Vec<String> = Vec::new();
-                        for o in &self.opened {
-                            let chain = format!(
-                                "chain {} of table {} {}",
-                                o.chain,
-                                family_name(o.family),
-                                o.table
-                            );
-                            if !chains.contains(&chain) {
-                                chains.push(chain);
-                            }
-                        }
+                        let mut chains: Vec<String> =
+                            self.opened.iter().map(Opened::to_string).collect();
                         if self.legacy_opened {
                             chains.push("chain FORWARD of iptables-legacy's filter table".into());
                         }
@@ -692,8 +689,7 @@ impl Holder {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < FORWARD_CHECK_TTL);
         if !fresh {
-            let obstacle = self.open_paths();
-            self.forward_checked = Some((Instant::now(), obstacle));
+            self.open_paths();
         }
         if let Some((_, Some(obstacle))) = &self.forward_checked {
             bail!("{obstacle}");
@@ -717,12 +713,13 @@ impl Holder {
     }
 
     /// Lets the sandboxes' traffic through other firewalls (iptables-legacy's, then every
-    /// nf_tables one); what stands in the way, if anything.
-    fn open_paths(&mut self) -> Option<String> {
-        if let Err(e) = self.open_legacy() {
-            return Some(e);
-        }
-        self.open_forward_path().err().map(|e| format!("{e:#}"))
+    /// nf_tables one), and keeps what stands in the way, if anything, for 200 ms.
+    fn open_paths(&mut self) {
+        let obstacle = match self.open_legacy() {
+            Err(e) => Some(e),
+            Ok(()) => self.open_forward_path().err().map(|e| format!("{e:#}")),
+        };
+        self.forward_checked = Some((Instant::now(), obstacle));
     }
 
     /// iptables-legacy's FORWARD with policy DROP: the same accept entries as for
@@ -752,26 +749,7 @@ impl Holder {
             .collect();
         let entries: Vec<Vec<u8>> = firewall::foreign_accepts(&uplinks)
             .iter()
-            .map(|(comment, rule)| {
-                let iface = |m: &nft::Match| match m {
-                    nft::Match::IifNamePrefix(p) | nft::Match::OifNamePrefix(p) => format!("{p}+"),
-                    nft::Match::OifName(n) => n.clone(),
-                    _ => String::new(),
-                };
-                let iif = rule
-                    .matches
-                    .iter()
-                    .find(|m| matches!(m, nft::Match::IifNamePrefix(_)));
-                let oif = rule
-                    .matches
-                    .iter()
-                    .find(|m| matches!(m, nft::Match::OifName(_) | nft::Match::OifNamePrefix(_)));
-                crate::xtables::accept_entry(
-                    iif.map(iface).as_deref(),
-                    oif.map(iface).as_deref(),
-                    comment,
-                )
-            })
+            .map(crate::xtables::foreign_entry)
             .collect();
         crate::xtables::update(|t| (t.nsruns() == 0).then(|| t.with_forward_tail(&entries)))
             .map_err(|e| legacy_refusal(table.has_chain("DOCKER-USER"), &e))?;
@@ -821,16 +799,7 @@ impl Holder {
                 tables_seen.push(table);
                 // What a killed holder left, anywhere in this table: ours to remove.
                 for r in rules.iter().filter(|r| is_ours(r)) {
-                    if !self.opened.iter().any(|o| {
-                        o.handle == r.handle && o.table == chain.table && o.family == chain.family
-                    }) {
-                        self.opened.push(Opened {
-                            family: chain.family,
-                            table: chain.table.clone(),
-                            chain: r.chain.clone(),
-                            handle: r.handle,
-                        });
-                    }
+                    self.note_opened(chain.family, &chain.table, &r.chain);
                 }
             }
             if !forward {
@@ -860,14 +829,20 @@ impl Holder {
                 .map(|r| r.handle);
             let mut batch = nft::Batch::new(chain.family);
             let mut added = 0;
-            for (comment, rule) in firewall::foreign_accepts(uplinks) {
+            for accept in firewall::foreign_accepts(uplinks) {
                 if own
                     .iter()
-                    .any(|r| r.comment.as_deref() == Some(comment.as_str()))
+                    .any(|r| r.comment.as_ref() == Some(&accept.comment))
                 {
                     continue;
                 }
-                batch.add_rule_commented(&chain.table, &chain.name, &rule, &comment, before);
+                batch.add_rule_commented(
+                    &chain.table,
+                    &chain.name,
+                    &accept.rule(),
+                    &accept.comment,
+                    before,
+                );
                 added += 1;
             }
             if added == 0 {
@@ -880,17 +855,21 @@ impl Holder {
                 family_name(chain.family),
                 chain.table
             );
-            let replies = self.nft.transact(msg, &acked, &what)?;
-            for handle in replies.iter().filter_map(|p| nft::rule_handle(p)) {
-                self.opened.push(Opened {
-                    family: chain.family,
-                    table: chain.table.clone(),
-                    chain: chain.name.clone(),
-                    handle,
-                });
-            }
+            self.nft.transact(msg, &acked, &what)?;
+            self.note_opened(chain.family, &chain.table, &chain.name);
         }
         Ok(())
+    }
+
+    fn note_opened(&mut self, family: u8, table: &str, chain: &str) {
+        let opened = Opened {
+            family,
+            table: table.to_string(),
+            chain: chain.to_string(),
+        };
+        if !self.opened.contains(&opened) {
+            self.opened.push(opened);
+        }
     }
 
     /// Something changed in nf_tables. If it was another firewall's table while
@@ -918,8 +897,7 @@ impl Holder {
         }
         self.forward_checked = None;
         if self.clients.iter().any(|c| c.addr.is_some()) {
-            let obstacle = self.open_paths();
-            self.forward_checked = Some((Instant::now(), obstacle));
+            self.open_paths();
         }
     }
 
@@ -974,17 +952,14 @@ impl Holder {
             else {
                 continue;
             };
-            let path = format!("/proc/sys/net/ipv4/conf/{}/forwarding", link.name);
-            if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+            if crate::host::forwarding_on(&link.name) {
                 continue; // already a router here: not nsrun's to change or guard
             }
             // Written down before it is switched: a holder killed after this point leaves
             // the record for the next one, which switches it back.
             self.forwarding.push((index, link.name.clone()));
             self.record_forwarding();
-            if !crate::host::enable_forwarding(&link.name)? {
-                continue;
-            }
+            crate::host::set_forwarding(&link.name, true)?;
             self.guard(index, &link.name)?;
             switched.push(link.name);
         }
@@ -1018,8 +993,7 @@ impl Holder {
             return;
         };
         for name in record.lines().filter(|n| !n.is_empty() && !n.contains('/')) {
-            let on = std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/forwarding"))
-                .is_ok_and(|v| v.trim() == "1");
+            let on = crate::host::forwarding_on(name);
             let link = self
                 .rtnl
                 .get(route::get_link(name), "RTM_GETLINK")

@@ -231,14 +231,33 @@ pub fn disable_ipv6(link: &str) {
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{link}/disable_ipv6"), "1");
 }
 
-/// Sets `net.ipv4.conf.<link>.forwarding` to 1 through /proc (no sysctl binary).
-/// Returns whether it changed.
+fn forwarding_path(link: &str) -> String {
+    format!("/proc/sys/net/ipv4/conf/{link}/forwarding")
+}
+
+/// Whether `net.ipv4.conf.<link>.forwarding` is 1 (false when it cannot be read).
+pub fn forwarding_on(link: &str) -> bool {
+    std::fs::read_to_string(forwarding_path(link)).is_ok_and(|v| v.trim() == "1")
+}
+
+/// Sets `net.ipv4.conf.<link>.forwarding` through /proc (no sysctl binary).
+pub fn set_forwarding(link: &str, on: bool) -> Result<()> {
+    let path = forwarding_path(link);
+    let (value, what) = if on {
+        ("1", "enable")
+    } else {
+        ("0", "disable")
+    };
+    std::fs::write(&path, value).with_context(|| format!("{what} forwarding: write {path}"))
+}
+
+/// Sets `net.ipv4.conf.<link>.forwarding` to 1. Returns whether it changed.
 pub fn enable_forwarding(link: &str) -> Result<bool> {
-    let path = format!("/proc/sys/net/ipv4/conf/{link}/forwarding");
+    let path = forwarding_path(link);
     let was = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
     if was.trim() == "1" {
         return Ok(false);
     }
-    std::fs::write(&path, "1").with_context(|| format!("enable forwarding: write {path}"))?;
+    set_forwarding(link, true)?;
     Ok(true)
 }

@@ -47,8 +47,8 @@ fn kernel_seeds() -> Vec<Vec<u8>> {
     batch.add_chain("nsrun", "c", "filter", nft::Hook::Input, 0, nft::NF_ACCEPT);
     let (batch, _) = batch.finish();
     let mut rules = nft::Batch::new(nft::NFPROTO_IPV4);
-    for (comment, rule) in crate::firewall::foreign_accepts(&["eth0".into()]) {
-        rules.add_rule_commented("filter", "FORWARD", &rule, &comment, None);
+    for accept in crate::firewall::foreign_accepts(&["eth0".into()]) {
+        rules.add_rule_commented("filter", "FORWARD", &accept.rule(), &accept.comment, None);
     }
     let (rules, _) = rules.finish();
     vec![

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
 
+use crate::firewall::{FOREIGN_MARK, ForeignAccept};
 use crate::sys;
 
 const IPT_SO_SET_REPLACE: libc::c_int = 64;
@@ -34,8 +35,6 @@ pub const VERDICT_DROP: i32 = -1; // -NF_DROP - 1
 /// struct ipt_replace up to its entries (the counters pointer at 88).
 const REPLACE_HEADER: usize = 96;
 const COUNTERS_POINTER_AT: usize = 88;
-/// The mark of nsrun's own entries.
-pub const MARK: &str = "nsrun: ";
 const LOCK: &str = "/run/xtables.lock";
 
 fn u16_at(b: &[u8], at: usize) -> Option<usize> {
@@ -93,7 +92,7 @@ impl Entry<'_> {
         self.matches().iter().any(|m| {
             name(&m[2..31]) == b"comment"
                 && m.get(ELEM_HEADER..)
-                    .is_some_and(|c| c.starts_with(MARK.as_bytes()))
+                    .is_some_and(|c| c.starts_with(FOREIGN_MARK.as_bytes()))
         })
     }
 
@@ -196,11 +195,12 @@ impl Table {
         for old in pending.drain(..) {
             moved.push((old, blob.len()));
         }
+        // `moved` is in offset order: a table of thousands of entries costs a binary
+        // search per jump, not a scan.
         let map = |old: u32| -> u32 {
             moved
-                .iter()
-                .find(|(o, _)| *o == old as usize)
-                .map_or(old, |(_, n)| *n as u32)
+                .binary_search_by_key(&(old as usize), |(o, _)| *o)
+                .map_or(old, |i| moved[i].1 as u32)
         };
         // Jumps: standard targets with a non-negative verdict.
         let mut at = 0;
@@ -244,9 +244,15 @@ impl Table {
     }
 }
 
+/// The x_tables entry of one of nsrun's accepts.
+pub fn foreign_entry(a: &ForeignAccept) -> Vec<u8> {
+    let iniface = a.from_sandboxes.then(ForeignAccept::sandboxes);
+    accept_entry(iniface.as_deref(), Some(&a.oifname), &a.comment)
+}
+
 /// An entry that accepts packets in by `iniface` and out by `outiface` (a name, or a
 /// prefix ending in `+`, as iptables writes them), with `comment`.
-pub fn accept_entry(iniface: Option<&str>, outiface: Option<&str>, comment: &str) -> Vec<u8> {
+fn accept_entry(iniface: Option<&str>, outiface: Option<&str>, comment: &str) -> Vec<u8> {
     let size = ENTRY_HEADER + COMMENT_SIZE + STANDARD_TARGET_SIZE;
     let mut e = vec![0u8; size];
     let iface = |e: &mut [u8], at: usize, mask_at: usize, spec: &str| {

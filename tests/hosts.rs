@@ -6,6 +6,14 @@
 mod common;
 use common::{require_tool, world};
 
+/// Runs `script` in a world with the helpers below and the fake upstream's web server,
+/// when `tools` are installed.
+fn host_world(tools: &[&str], script: &str) {
+    if tools.iter().all(|t| require_tool(t)) {
+        world(&format!("{HELPERS}\nstart_upstream_http\n{script}"));
+    }
+}
+
 /// Shell helpers: a sandbox kept running, the network checks, the refusal then the fix.
 const HELPERS: &str = r#"
 # works_through CHAIN: internet and DNS out of the box; -v names the chain nsrun let its
@@ -38,6 +46,32 @@ expect_published_port_works() {
   kill $pid; wait $pid || true
 }
 
+# docker_host IPTABLES: Docker 28's layout (FORWARD policy DROP, DOCKER-USER first, then
+# Docker's chains that accept only published ports into docker0), forwarding on, a
+# container behind docker0 whose port 8081 is not published, an admin's own rule (nothing
+# forwarded reaches 203.0.113.0/24), and the uplink's side routing into docker0's network.
+docker_host() {
+  local ipt=$1
+  echo 1 >/proc/sys/net/ipv4/ip_forward
+  behind_host ctr docker0 172.17.0.1/16 172.17.0.2 8081
+  $ipt -N DOCKER-USER
+  $ipt -N DOCKER
+  $ipt -P FORWARD DROP
+  $ipt -A FORWARD -j DOCKER-USER
+  $ipt -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+  $ipt -A FORWARD -o docker0 -j DOCKER
+  $ipt -A FORWARD -i docker0 -j ACCEPT
+  $ipt -A DOCKER-USER -d 203.0.113.0/24 -j DROP
+  $ipt -A DOCKER-USER -j RETURN
+  in_up ip route add 172.17.0.0/16 via 198.51.100.2
+  expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it before"
+}
+
+expect_admin_drop_holds() {
+  expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://203.0.113.1/ || echo dropped'
+  expect_eq "$OUT" dropped "the admin's DOCKER-USER drop still holds for sandboxes"
+}
+
 # From the uplink's side, through the host, into the network behind it.
 probe_behind() { in_up curl -s --max-time 1 -o /dev/null "http://$1/" && echo routed || echo not-routed; }
 
@@ -62,31 +96,14 @@ refuse_then_fix() { # refuse_then_fix WHAT-THE-MESSAGE-NAMES
 /// Docker's chains that accept only published ports into docker0; forwarding on.
 #[test]
 fn docker_hosts_work_out_of_the_box_and_unpublished_ports_stay_closed() {
-    if !require_tool("iptables") {
-        return;
-    }
-    world(&format!(
-        r#"{HELPERS}
-        start_upstream_http
+    host_world(
+        &["iptables"],
+        r#"
         start_dns up 198.51.100.1
-        echo 1 >/proc/sys/net/ipv4/ip_forward
-        behind_host ctr docker0 172.17.0.1/16 172.17.0.2 8081
-        iptables -N DOCKER-USER
-        iptables -N DOCKER
-        iptables -P FORWARD DROP
-        iptables -A FORWARD -j DOCKER-USER
-        iptables -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-        iptables -A FORWARD -o docker0 -j DOCKER
-        iptables -A FORWARD -i docker0 -j ACCEPT
-        # The admin's own rule: nothing forwarded reaches 203.0.113.0/24.
-        iptables -A DOCKER-USER -d 203.0.113.0/24 -j DROP
-        iptables -A DOCKER-USER -j RETURN
-        in_up ip route add 172.17.0.0/16 via 198.51.100.2
-        expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it before"
+        docker_host iptables
         before_rules=$(iptables -S)
         works_through "chain FORWARD of table ip filter"
-        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://203.0.113.1/ || echo dropped'
-        expect_eq "$OUT" dropped "the admin's DOCKER-USER drop still holds for sandboxes"
+        expect_admin_drop_holds
 
         start_sandbox
         expect_eq "$(iptables -S FORWARD | tail -2)" '-A FORWARD -i nsr+ -o eth0 -m comment --comment "nsrun: sandboxes to the internet through eth0" -j ACCEPT
@@ -103,8 +120,8 @@ fn docker_hosts_work_out_of_the_box_and_unpublished_ports_stay_closed() {
         expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it after"
         expect_eq "$(iptables -S)" "$before_rules" "iptables' rules as before"
         expect_clean
-        "#
-    ));
+        "#,
+    );
 }
 
 /// The ufw package itself (default deny routed: FORWARD policy DROP, deny incoming),
@@ -112,12 +129,9 @@ fn docker_hosts_work_out_of_the_box_and_unpublished_ports_stay_closed() {
 /// machine-wide).
 #[test]
 fn ufw_hosts_work_out_of_the_box() {
-    if !require_tool("ufw") {
-        return;
-    }
-    world(&format!(
-        r#"{HELPERS}
-        start_upstream_http
+    host_world(
+        &["ufw"],
+        r#"
         start_dns up 198.51.100.1
         : >/etc/ufw/sysctl.conf
         ufw --force enable >/dev/null
@@ -132,8 +146,8 @@ fn ufw_hosts_work_out_of_the_box() {
         expect_contains "$OUT" "198.51.100.1 " "DNS from the host's own resolver"
         wait_holder_gone
         expect_clean
-        "#
-    ));
+        "#,
+    );
 }
 
 /// firewalld's nftables layout: a forward chain with policy accept that ends by
@@ -141,28 +155,28 @@ fn ufw_hosts_work_out_of_the_box() {
 /// for the uplink's neighbours.
 #[test]
 fn firewalld_hosts_work_out_of_the_box() {
-    world(&format!(
-        r#"{HELPERS}
-        start_upstream_http
+    host_world(
+        &[],
+        r#"
         start_dns up 198.51.100.1
         echo 1 >/proc/sys/net/ipv4/ip_forward
         behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
         in_up ip route add 192.168.50.0/24 via 198.51.100.2
         cat >"$WORK/firewalld.nft" <<'NFT'
-table inet firewalld {{
-  chain filter_FORWARD {{
+table inet firewalld {
+  chain filter_FORWARD {
     type filter hook forward priority filter + 10; policy accept;
-    ct state {{ established, related }} accept
+    ct state { established, related } accept
     ct status dnat accept
     iifname "lo" accept
     ct state invalid drop
     jump filter_FORWARD_POLICIES
     reject with icmpx admin-prohibited
-  }}
-  chain filter_FORWARD_POLICIES {{
+  }
+  chain filter_FORWARD_POLICIES {
     iifname "eth1" oifname "eth1" accept
-  }}
-}}
+  }
+}
 NFT
         nft -f "$WORK/firewalld.nft"
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "firewalld rejects it before"
@@ -190,8 +204,8 @@ NFT
         expect_clean
         wait_holder_gone
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "after"
-        "#
-    ));
+        "#,
+    );
 }
 
 /// An nftables `inet filter forward` with policy drop. A holder killed while its rules
@@ -199,13 +213,13 @@ NFT
 /// owner already lets nsrun's interfaces through is left alone.
 #[test]
 fn an_nftables_forward_policy_drop_works_and_a_killed_holders_rules_are_adopted() {
-    world(&format!(
-        r#"{HELPERS}
-        start_upstream_http
+    host_world(
+        &[],
+        r#"
         start_dns up 198.51.100.1
         echo 1 >/proc/sys/net/ipv4/ip_forward
         nft add table inet filter
-        nft add chain inet filter forward '{{ type filter hook forward priority 0; policy drop; }}'
+        nft add chain inet filter forward '{ type filter hook forward priority 0; policy drop; }'
         works_through "chain forward of table inet filter"
 
         snapshot
@@ -226,8 +240,8 @@ fn an_nftables_forward_policy_drop_works_and_a_killed_holders_rules_are_adopted(
         expect_not_contains "$ERR" "let its interfaces through" "nothing added to a chain that accepts nsr already"
         wait_holder_gone
         expect_clean
-        "#
-    ));
+        "#,
+    );
 }
 
 /// iptables-legacy (x_tables): FORWARD policy DROP works out of the box, through the
@@ -235,18 +249,15 @@ fn an_nftables_forward_policy_drop_works_and_a_killed_holders_rules_are_adopted(
 /// its table is as before afterwards.
 #[test]
 fn iptables_legacy_forward_policy_drop_works() {
-    if !require_tool("iptables-legacy") {
-        return;
-    }
-    world(&format!(
-        r#"{HELPERS}
-        start_upstream_http
+    host_world(
+        &["iptables-legacy"],
+        r#"
         start_dns up 198.51.100.1
         iptables-legacy -P FORWARD DROP
         iptables-legacy -A FORWARD -i eth9 -j ACCEPT
         iptables-legacy -A INPUT -p udp --dport 7000 -j ACCEPT
         in_up python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); [s.sendto(b"x", ("198.51.100.2", 7000)) for _ in range(3)]'
-        udp_count() {{ iptables-legacy -L INPUT -v -x -n | awk '/dpt:7000/ {{print $1}}'; }}
+        udp_count() { iptables-legacy -L INPUT -v -x -n | awk '/dpt:7000/ {print $1}'; }
         expect_eq "$(udp_count)" 3 "the host's counter"
         works_through "chain FORWARD of iptables-legacy's filter table"
         expect_eq "$(udp_count)" 3 "counters carried over both replaces"
@@ -274,8 +285,8 @@ fn iptables_legacy_forward_policy_drop_works() {
         stop_sandbox
         wait_holder_gone
         expect_clean
-        "#
-    ));
+        "#,
+    );
 }
 
 /// Docker with iptables-legacy: works out of the box, unpublished container ports stay
@@ -283,29 +294,13 @@ fn iptables_legacy_forward_policy_drop_works() {
 /// DOCKER-USER fix, which works.
 #[test]
 fn iptables_legacy_docker_hosts_work_out_of_the_box_or_get_the_docker_user_fix() {
-    if !require_tool("iptables-legacy") {
-        return;
-    }
-    world(&format!(
-        r#"{HELPERS}
-        start_upstream_http
+    host_world(
+        &["iptables-legacy"],
+        r#"
         start_dns up 198.51.100.1
-        echo 1 >/proc/sys/net/ipv4/ip_forward
-        behind_host ctr docker0 172.17.0.1/16 172.17.0.2 8081
-        iptables-legacy -N DOCKER-USER
-        iptables-legacy -N DOCKER
-        iptables-legacy -P FORWARD DROP
-        iptables-legacy -A FORWARD -j DOCKER-USER
-        iptables-legacy -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-        iptables-legacy -A FORWARD -o docker0 -j DOCKER
-        iptables-legacy -A FORWARD -i docker0 -j ACCEPT
-        iptables-legacy -A DOCKER-USER -d 203.0.113.0/24 -j DROP
-        iptables-legacy -A DOCKER-USER -j RETURN
-        in_up ip route add 172.17.0.0/16 via 198.51.100.2
-        expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "Docker drops it before"
+        docker_host iptables-legacy
         works_through "chain FORWARD of iptables-legacy's filter table"
-        expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://203.0.113.1/ || echo dropped'
-        expect_eq "$OUT" dropped "the admin's DOCKER-USER drop still holds for sandboxes"
+        expect_admin_drop_holds
         start_sandbox
         expect_eq "$(probe_behind 172.17.0.2:8081)" not-routed "while a sandbox runs"
         expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://172.17.0.2:8081/ || echo closed'
@@ -324,8 +319,8 @@ fn iptables_legacy_docker_hosts_work_out_of_the_box_or_get_the_docker_user_fix()
         expect_contains "$(iptables-legacy -S DOCKER-USER)" "-A DOCKER-USER -i nsr+ ! -o docker0 -j ACCEPT" "the fix went into DOCKER-USER"
         expect_code 0 $NSRUN -- sh -c 'curl -s --max-time 1 http://172.17.0.2:8081/ || echo closed'
         expect_eq "$OUT" closed "an unpublished container port, with the fix"
-        "#
-    ));
+        "#,
+    );
 }
 
 /// A host with a network behind it (eth1, 192.168.50.0/24), `ip_forward=0`: its uplink
@@ -333,9 +328,9 @@ fn iptables_legacy_docker_hosts_work_out_of_the_box_or_get_the_docker_user_fix()
 /// sandbox runs, or after.
 #[test]
 fn the_host_never_becomes_a_router_for_its_neighbours() {
-    world(&format!(
-        r#"{HELPERS}
-        start_upstream_http
+    host_world(
+        &[],
+        r#"
         behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
         in_up ip route add 192.168.50.0/24 via 198.51.100.2
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "before"
@@ -368,17 +363,17 @@ fn the_host_never_becomes_a_router_for_its_neighbours() {
         wait_holder_gone
         expect_eq "$(probe_behind 192.168.50.2)" not-routed "after the next run"
         expect_clean
-        "#
-    ));
+        "#,
+    );
 }
 
 /// wg-quick's layout: the default route in table 51820, chosen by a policy rule, through
 /// a link with a smaller MTU; the main table's default still points at eth0.
 #[test]
 fn policy_routing_and_the_mtu_follow_the_kernels_choice() {
-    world(
+    host_world(
+        &[],
         r#"
-        start_upstream_http
         # "wg0": a second link to the upstream, MTU 1280, taken by policy routing.
         ip link add wg0 mtu 1280 type veth peer name wgpeer netns up
         ip link set wg0 addrgenmode none
@@ -405,9 +400,9 @@ fn policy_routing_and_the_mtu_follow_the_kernels_choice() {
 /// host has, and the host's sysctls are as before afterwards.
 #[test]
 fn multipath_no_default_and_def1_routes_work() {
-    world(
+    host_world(
+        &[],
         r#"
-        start_upstream_http
         ip link add eth1 type veth peer name up1 netns up
         ip link set eth1 addrgenmode none
         ip addr add 203.0.113.66/26 dev eth1
@@ -450,12 +445,9 @@ fn multipath_no_default_and_def1_routes_work() {
 /// resolv.conf. The sandbox reaches tailnet peers and the resolver, and the internet.
 #[test]
 fn tailscale_peers_and_its_resolver_are_reached() {
-    if !require_tool("iptables") {
-        return;
-    }
-    world(
+    host_world(
+        &["iptables"],
         r#"
-        start_upstream_http
         ip netns add ts
         ip link add tailscale0 mtu 1280 type veth peer name ts0 netns ts
         ip link set tailscale0 addrgenmode none
@@ -499,12 +491,9 @@ search tail1234.ts.net
 /// ClusterIP is a network behind the host, closed with --block-lan.
 #[test]
 fn kube_proxy_hosts_keep_nodeports_closed() {
-    if !require_tool("iptables") {
-        return;
-    }
-    world(
+    host_world(
+        &["iptables"],
         r#"
-        start_upstream_http
         start_dns up 198.51.100.1
         echo 1 >/proc/sys/net/ipv4/ip_forward
         behind_host pod cni0 10.244.0.1/24 10.244.0.5 8081
@@ -550,9 +539,9 @@ fn kube_proxy_hosts_keep_nodeports_closed() {
 /// host's own do; the LAN itself stays closed to the sandbox.
 #[test]
 fn a_nameserver_off_the_internets_link_is_relayed() {
-    world(
+    host_world(
+        &[],
         r#"
-        start_upstream_http
         behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
         start_dns lan 192.168.50.2
         printf 'nameserver 192.168.50.2\nsearch corp.test\n' >/etc/resolv.conf
@@ -575,9 +564,9 @@ fn a_nameserver_off_the_internets_link_is_relayed() {
 /// admits: a new connection forwarded to a sandbox passes only to a published port.
 #[test]
 fn masqueraded_lan_hosts_reach_only_published_ports() {
-    world(
+    host_world(
+        &[],
         r#"
-        start_upstream_http
         behind_host lan eth1 192.168.50.1/24 192.168.50.2 80
         echo 1 >/proc/sys/net/ipv4/ip_forward
         nft add table ip hostnat
