@@ -15,6 +15,11 @@ pub const SANDBOX_PREFIX: u8 = 30;
 /// Name prefix of every host-end link nsrun creates.
 pub const LINK_PREFIX: &str = "nsr";
 
+/// Whether a link of this name is a sandbox's host end.
+pub fn is_sandbox_link(name: &str) -> bool {
+    name.starts_with(LINK_PREFIX)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Ipv4Net {
     pub addr: Ipv4Addr,

@@ -675,7 +675,7 @@ impl Holder {
             .get(route::get_link_by_index(ifindex as i32), "RTM_GETLINK")
             .ok()
             .and_then(|r| route::parse_link(&r))
-            .is_some_and(|l| l.name.starts_with(crate::addr::LINK_PREFIX));
+            .is_some_and(|l| crate::addr::is_sandbox_link(&l.name));
         if !is_sandbox_link {
             bail!("link {ifindex} is not a sandbox's");
         }
@@ -952,6 +952,9 @@ impl Holder {
             else {
                 continue;
             };
+            if crate::addr::is_sandbox_link(&link.name) {
+                continue; // a sandbox's own link: its nsrun switches it, and it is no uplink
+            }
             if crate::host::forwarding_on(&link.name) {
                 continue; // already a router here: not nsrun's to change or guard
             }
@@ -1128,8 +1131,8 @@ impl Holder {
             else {
                 continue; // gone already
             };
-            let is_ours = route::parse_link(&reply)
-                .is_some_and(|l| l.name.starts_with(crate::addr::LINK_PREFIX));
+            let is_ours =
+                route::parse_link(&reply).is_some_and(|l| crate::addr::is_sandbox_link(&l.name));
             if is_ours {
                 let _ = self
                     .rtnl

@@ -103,10 +103,18 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         .iter()
         .filter_map(|(_, p)| route::parse_route(p))
         .collect();
-    let sandbox_links: Vec<u32> = addrs
+    // Sandboxes' links by their names, read after the routes: a link that a route
+    // leads through existed when the routes were read, so it is in this dump (or gone
+    // for good). Telling them by their addresses instead would miss a sandbox whose
+    // address came between two dumps, and count its link as one of the host's: the
+    // holder would then switch on and guard forwarding there, dropping that sandbox's
+    // traffic for the holder's life.
+    let sandbox_links: Vec<u32> = rtnl
+        .dump(route::dump_links(), "RTM_GETLINK dump")?
         .iter()
-        .filter(|a| a.label.starts_with(crate::addr::LINK_PREFIX))
-        .map(|a| a.index)
+        .filter_map(|(_, p)| route::parse_link(p))
+        .filter(|l| crate::addr::is_sandbox_link(&l.name))
+        .map(|l| l.index as u32)
         .collect();
     let mut used: Vec<Ipv4Net> = Vec::new();
     let mut used_by: Vec<String> = Vec::new();
@@ -220,7 +228,7 @@ pub fn uplinks(rtnl: &mut Socket) -> Vec<Link> {
                 .ok()
                 .and_then(|r| route::parse_link(&r))
         })
-        .filter(|l| !l.name.starts_with(crate::addr::LINK_PREFIX))
+        .filter(|l| !crate::addr::is_sandbox_link(&l.name))
         .collect()
 }
 

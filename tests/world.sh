@@ -77,6 +77,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a): pass
 socketserver.TCPServer.allow_reuse_address = True
+# Many sandboxes may connect at once: a listen queue that overflows would drop SYNs.
+socketserver.TCPServer.request_queue_size = 1024
+socketserver.ThreadingTCPServer.daemon_threads = True
 with socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), H) as s:
     s.serve_forever()
 PY
