@@ -298,7 +298,10 @@ fn setup(cfg: &ChildConfig, go: Go) -> Result<Started, StepError> {
         Go::NoNetwork => cfg.hosts.as_ref(),
     };
     let files = private_files(cfg, hosts)?;
+    // Before /proc/sys becomes read-only.
+    allow_ping()?;
     lock_proc_and_sys()?;
+    no_file_privileges()?;
     let command = match sys::fork().step(|| "fork the command".into())? {
         None => exec_command(cfg),
         Some(pid) => pid,
@@ -318,6 +321,47 @@ fn setup(cfg: &ChildConfig, go: Go) -> Result<Started, StepError> {
 /// Writes a sysctl of the sandbox's own network namespace.
 fn sandbox_sysctl(path: &str, value: &str) -> Result<(), StepError> {
     std::fs::write(path, value).step(|| format!("write {value} to {path}"))
+}
+
+/// Which groups may open ICMP echo sockets (`socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`,
+/// what `ping` uses without CAP_NET_RAW): all of them, as in Docker and podman.
+const PING_GROUPS: &str = "0 2147483647";
+const PING_GROUP_RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
+
+/// Lets any user of the sandbox ping, without a capability: `net.ipv4.ping_group_range`
+/// is a sysctl of the sandbox's own network namespace (with or without --no-net), so the
+/// host's stays as it is. Echo sockets send and receive only ICMP echo, through the
+/// sandbox's filters like any other packet.
+fn allow_ping() -> Result<(), StepError> {
+    match std::fs::write(PING_GROUP_RANGE, PING_GROUPS) {
+        // In a user namespace (no privilege, --no-net) only the caller's group is mapped,
+        // and the kernel refuses a range naming unmapped groups: that group alone, the
+        // command's.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let gid = nix::unistd::getegid();
+            sandbox_sysctl(PING_GROUP_RANGE, &format!("{gid} {gid}"))
+        }
+        r => r.step(|| format!("write {PING_GROUPS} to {PING_GROUP_RANGE}")),
+    }
+}
+
+/// Every mount the command can reach becomes `nosuid`, in the sandbox's mount namespace
+/// only (its propagation is private), as bubblewrap mounts everything: exec then honours
+/// neither set-user-ID bits nor file capabilities.
+///
+/// Why: the command's bounding set is empty, and the kernel refuses outright (EPERM) to
+/// execute a file whose file capabilities have the effective bit set when the bounding
+/// set lacks one of its permitted ones (security/commoncap.c, bprm_caps_from_vfs_caps:
+/// "insufficient to execute correctly"). Debian's `ping` (cap_net_raw=ep) and every
+/// such program would not even start. no_new_privs does not help: it only caps what a
+/// started exec gains. Keeping the file's capabilities in the bounding set would let it
+/// start (no_new_privs then takes them away again), but every capability of every such
+/// program would have to stay there. On a nosuid mount the kernel does not read file
+/// capabilities at all (get_file_caps), so the program starts with none and every
+/// capability set, the bounding set included, stays empty. Set-user-ID bits give
+/// nothing under no_new_privs already.
+fn no_file_privileges() -> Result<(), StepError> {
+    sys::set_nosuid_recursive(c"/").step(|| "make every mount nosuid (mount_setattr /)".into())
 }
 
 /// The sandbox's side of the network: its filters first, then addresses, link and route.
@@ -569,6 +613,8 @@ fn drop_privileges(cfg: &ChildConfig) -> Result<(), StepError> {
                 .step(|| "give the command its terminal".into())?;
         }
     }
+    // All of it: no capability has to stay for programs with file capabilities (ping),
+    // which start on the sandbox's nosuid mounts without them (no_file_privileges).
     sys::drop_bounding_set().step(|| "empty the capability bounding set".into())?;
     let id = &cfg.identity;
     if cfg.change_identity {

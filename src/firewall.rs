@@ -23,9 +23,11 @@
 //!   }
 //!   chain host { ip daddr POOL jump refuse; ip daddr HOST_ADDRESS jump refuse ... }
 //!   chain refuse { meta l4proto tcp reject with tcp reset; reject with icmpx admin-prohibited }
+//!                                                    # UDP, ICMP echo (ping), the rest: the
+//!                                                    # ICMP error, and EPERM from send
 //!   chain input { type filter hook input priority filter; policy drop;
 //!     iif lo accept
-//!     ct state established,related accept
+//!     ct state established,related accept              # replies, echo replies included
 //!     ip saddr GATEWAY accept                          # the host may connect in; nobody else
 //!   }
 //! }
@@ -188,6 +190,19 @@ pub fn output_rules(p: &Policy) -> Vec<Rule> {
     out
 }
 
+/// The rules of the sandbox's `refuse` chain: a refused destination answers at once, a
+/// TCP connection with a reset, anything else (UDP, ICMP echo from `ping`) with an ICMP
+/// "administratively prohibited", which `send` also reports as EPERM.
+pub fn refuse_rules() -> Vec<Rule> {
+    vec![
+        rule(
+            vec![Match::L4Proto(IPPROTO_TCP)],
+            Verdict::Reject(Reject::TcpReset),
+        ),
+        rule(vec![], Verdict::Reject(Reject::AdminProhibited)),
+    ]
+}
+
 /// The rules of the sandbox's `host` chain: one per host address.
 pub fn host_rules(addrs: &[Ipv4Addr]) -> Vec<Rule> {
     addrs
@@ -224,19 +239,9 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     let mut b = Batch::new(NFPROTO_INET);
     b.add_table(TABLE, 0, true);
     b.add_regular_chain(TABLE, "refuse");
-    b.add_rule(
-        TABLE,
-        "refuse",
-        &rule(
-            vec![Match::L4Proto(IPPROTO_TCP)],
-            Verdict::Reject(Reject::TcpReset),
-        ),
-    );
-    b.add_rule(
-        TABLE,
-        "refuse",
-        &rule(vec![], Verdict::Reject(Reject::AdminProhibited)),
-    );
+    for r in refuse_rules() {
+        b.add_rule(TABLE, "refuse", &r);
+    }
     b.add_regular_chain(TABLE, "host");
     // The whole pool in one rule: every other sandbox's host end (a host address) and
     // every sandbox, however many start later, without a rule each.
@@ -502,6 +507,17 @@ mod tests {
         let out = output_rules(&policy(true, false));
         assert!(!out.iter().any(|r| r.verdict == Verdict::Jump("host")));
         assert!(position(&out, &to("10.0.0.0/8".parse().unwrap())).is_none());
+    }
+
+    #[test]
+    fn refused_icmp_and_udp_get_an_error_not_silence() {
+        let refuse = refuse_rules();
+        assert_eq!(refuse[0].matches, [Match::L4Proto(IPPROTO_TCP)]);
+        // Every other protocol, ICMP echo included, meets the unconditional reject.
+        let last = refuse.last().unwrap();
+        assert!(last.matches.is_empty());
+        assert_eq!(last.verdict, Verdict::Reject(Reject::AdminProhibited));
+        assert!(!refuse.iter().any(|r| r.verdict == Verdict::Drop));
     }
 
     #[test]
