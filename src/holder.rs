@@ -38,7 +38,6 @@ use nix::sys::socket::{
     AddressFamily, Backlog, MsgFlags, SockFlag, SockProtocol, SockType, UnixAddr, accept4, bind,
     connect, getsockopt, listen, recv, send, socket, sockopt,
 };
-use nix::sys::wait::waitpid;
 use nix::unistd::pipe2;
 
 use crate::firewall::{self, TABLE};
@@ -118,11 +117,140 @@ fn recv_reply(sock: &OwnedFd, timeout: Duration) -> Option<Vec<u8>> {
     }
 }
 
-/// Registers the sandbox whose host end is `ifindex` and whose address is `sandbox`,
-/// starting a holder when none runs; `links` need forwarding for it. On return the host's
-/// NAT and forwarding for it are in place; the lease says which links' forwarding the
-/// holder switched on for it.
-pub fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) -> Result<Lease> {
+/// Everything the holder is told about one sandbox: what a new holder is told again
+/// when the one that served it is gone.
+#[derive(Clone)]
+pub struct Registration {
+    /// The sandbox's host end.
+    pub ifindex: u32,
+    /// The sandbox's address.
+    pub sandbox: Ipv4Addr,
+    /// Links that need forwarding for it.
+    pub links: Vec<u32>,
+    /// Its --name, whose /run/netns entry the holder removes if nsrun is killed.
+    pub name: Option<String>,
+    pub publish: Vec<crate::plan::Publish>,
+}
+
+/// Registers a sandbox and publishes its ports, starting a holder when none runs. On
+/// return the host's NAT, published ports and forwarding for it are in place, committed
+/// (the holder answers once the kernel has them); the lease says which links' forwarding
+/// the holder switched on for it.
+pub fn register(reg: &Registration) -> Result<Lease> {
+    let lease = join(reg.ifindex, reg.sandbox, &reg.links, reg.name.as_deref())?;
+    for p in &reg.publish {
+        lease.publish(p)?;
+    }
+    Ok(lease)
+}
+
+/// How often a sandbox whose holder is gone asks again while no holder can serve it.
+const REJOIN_RETRY: Duration = Duration::from_millis(100);
+
+/// Keeps a sandbox registered for as long as it lives: a holder that dies (SIGKILL, OOM,
+/// the stop of the systemd unit it was started from) takes the host's table with it, and
+/// the keeper registers the sandbox again at once, with a new holder if none runs. The
+/// command notices at most the packets that met the host in between (connections
+/// already open keep their NAT in conntrack). A thread of nsrun's: the supervision loop
+/// never waits for a holder.
+pub struct Keeper {
+    /// Closing it stops the thread.
+    stop: Option<OwnedFd>,
+    thread: Option<std::thread::JoinHandle<Option<Lease>>>,
+}
+
+impl Keeper {
+    pub fn start(lease: Lease, reg: Registration) -> Result<Keeper> {
+        let (stop_read, stop_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let thread = std::thread::Builder::new()
+            .name("holder-lease".into())
+            .spawn(move || keep(lease, &reg, &stop_read))
+            .context("start the holder's lease keeper")?;
+        Ok(Keeper {
+            stop: Some(stop_write),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops keeping the registration and hands back the lease (none while a new holder
+    /// was still being found).
+    pub fn end(mut self) -> Option<Lease> {
+        drop(self.stop.take());
+        self.thread.take()?.join().ok().flatten()
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        // The thread returns, and the lease it drops ends the registration.
+        drop(self.stop.take());
+    }
+}
+
+/// Whether `fd` is readable (or hung up) within `ms` milliseconds.
+fn ready_within(fd: &OwnedFd, ms: u16) -> bool {
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
+}
+
+fn keep(mut lease: Lease, reg: &Registration, stop: &OwnedFd) -> Option<Lease> {
+    loop {
+        let mut fds = [
+            PollFd::new(lease.sock.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        if poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        let (holder_said, stopped) = (
+            fds[0].revents().is_some_and(|r| !r.is_empty()),
+            fds[1].revents().is_some_and(|r| !r.is_empty()),
+        );
+        if stopped {
+            return Some(lease);
+        }
+        if !holder_said {
+            continue;
+        }
+        let mut buf = [0u8; 64];
+        match recv(lease.sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) if n > 0 => continue, // nothing the holder says unasked matters
+            Err(Errno::EAGAIN | Errno::EINTR) => continue,
+            _ => {} // closed: the holder is gone
+        }
+        drop(lease);
+        let mut warned = false;
+        lease = loop {
+            if ready_within(stop, 0) {
+                return None;
+            }
+            match register(reg) {
+                Ok(lease) => break lease,
+                Err(e) => {
+                    if !warned {
+                        crate::say(&format!(
+                            "nsrun: the sandbox {} lost the host's NAT (its holder is gone) and could not get it back yet: {}; retrying",
+                            reg.sandbox,
+                            format!("{e:#}").replace('\n', " ")
+                        ));
+                        warned = true;
+                    }
+                    if ready_within(stop, REJOIN_RETRY.as_millis() as u16) {
+                        return None;
+                    }
+                }
+            }
+        };
+        if warned {
+            crate::say(&format!(
+                "nsrun: the sandbox {} has the host's NAT again",
+                reg.sandbox
+            ));
+        }
+    }
+}
+
+fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) -> Result<Lease> {
     let deadline = Instant::now() + JOIN_DEADLINE;
     let mut request = vec![b'R'];
     request.extend_from_slice(&ifindex.to_ne_bytes());
@@ -183,7 +311,7 @@ pub fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) 
 
 impl Lease {
     /// Publishes one port of the sandbox (DNAT in the host's table).
-    pub fn publish(&self, p: &crate::plan::Publish) -> Result<()> {
+    fn publish(&self, p: &crate::plan::Publish) -> Result<()> {
         if p.host_ip.is_some_and(|ip| ip.is_loopback()) {
             return Ok(()); // localhost only: nsrun's own listener serves it
         }
@@ -214,23 +342,31 @@ impl Lease {
     }
 }
 
-/// Starts a holder, detached (its own session, stdio on /dev/null), and waits until it
-/// listens, lost the race to another, or failed.
+/// The environment variable that makes nsrun's binary a holder (with argv[0]
+/// `nsrun-holder`): its value is the descriptor of the pipe that hears "ok", "busy" or why
+/// it failed.
+pub const HOLDER_ENV: &str = "NSRUN_HOLDER_READY";
+
+/// Starts a holder, detached (its own session, stdio on /dev/null, no child of nsrun's),
+/// and waits until it listens, lost the race to another, or failed. The holder is nsrun's
+/// own binary executed anew (`/proc/self/exe`, argv[0] `nsrun-holder`): `ps` shows it as
+/// what it is, and nsrun may start one from any thread (a fork of a threaded process may
+/// run nothing but exec).
 fn spawn() -> Result<()> {
+    use std::os::unix::process::CommandExt;
     let (ready_read, ready_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-    match sys::fork().context("fork nsrun's holder")? {
-        None => {
-            // The intermediate child: fork the holder and leave, so the holder is no
-            // child of nsrun's.
-            if let Ok(None) = sys::fork() {
-                run(ready_write);
-            }
-            sys::exit_now(0);
-        }
-        Some(child) => {
-            drop(ready_write);
-            let _ = waitpid(child, None);
-        }
+    // The write end becomes the new process's stdout: the one descriptor it inherits.
+    let status = std::process::Command::new("/proc/self/exe")
+        .arg0("nsrun-holder")
+        .env(HOLDER_ENV, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(ready_write))
+        .stderr(std::process::Stdio::null())
+        .current_dir("/")
+        .status()
+        .context("start nsrun's holder (/proc/self/exe)")?;
+    if !status.success() {
+        bail!("nsrun's holder could not start ({status})");
     }
     let mut answer = String::new();
     let _ = std::fs::File::from(ready_read).read_to_string(&mut answer);
@@ -238,6 +374,19 @@ fn spawn() -> Result<()> {
         "ok" | "busy" => Ok(()),
         "" => bail!("nsrun's holder exited before it was ready"),
         why => bail!("{why}"),
+    }
+}
+
+/// The process that [`spawn`] executes: forks the holder (so that it is nobody's child
+/// and leads its own session) and leaves. The holder says on stdout when it is ready.
+pub fn holder_main() -> ! {
+    match sys::fork() {
+        Ok(None) => match nix::unistd::dup(1) {
+            Ok(fd) => run(sys::own_fd(fd)),
+            Err(_) => sys::exit_now(1),
+        },
+        Ok(Some(_)) => sys::exit_now(0),
+        Err(_) => sys::exit_now(1),
     }
 }
 

@@ -32,6 +32,13 @@ use crate::supervise::EXIT_NSRUN_FAILED;
 /// Runs nsrun with the process's arguments; returns the exit code.
 pub fn run_cli() -> i32 {
     sys::default_sigchld();
+    if std::env::var_os(holder::HOLDER_ENV).is_some()
+        && std::env::args_os()
+            .next()
+            .is_some_and(|a| a == "nsrun-holder")
+    {
+        holder::holder_main();
+    }
     match cli::Cli::try_parse() {
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();

@@ -35,9 +35,8 @@ use crate::relay::Relay;
 use crate::supervise::{self, FORWARDED, Report};
 use crate::{failpoint, firewall, holder, users};
 
-const IFF_UP: u32 = 0x1;
-/// How long to wait for a just-ended sandbox's link that holds a wanted subnet.
-const DYING_LINK_WAIT: Duration = Duration::from_secs(2);
+/// How long to try removing a dead sandbox's link that holds a wanted subnet.
+const LEFTOVER_LINK_WAIT: Duration = Duration::from_secs(2);
 
 /// MTU when the host has no default route to copy one from.
 const FALLBACK_MTU: u32 = 1500;
@@ -152,11 +151,14 @@ struct Network {
     link: crate::addr::Ipv4Net,
     pool: crate::addr::Ipv4Net,
     known_addrs: Vec<Ipv4Addr>,
-    lease: Option<holder::Lease>,
-    /// Dropped before the lease: the holder would otherwise remove it.
+    /// The sandbox's registration with the holder, kept while it runs.
+    keeper: Option<holder::Keeper>,
+    /// Dropped before the keeper: the holder would otherwise remove it.
     named: Option<NamedNetns>,
     /// The host end has lost its address and is down.
     inert: bool,
+    /// The lock on the subnet and the link's name, held while nsrun lives.
+    _link_lock: OwnedFd,
 }
 
 /// The sandbox's init. Until it has reported, dropping the guard kills it, which ends
@@ -513,7 +515,12 @@ fn teardown_and_wait(mut sandbox: Sandbox) {
     }
     let _ = waitpid(sandbox.init.pid, None);
     sandbox.init.reported = true;
-    if let Some(lease) = sandbox.network.as_mut().and_then(|n| n.lease.take()) {
+    let lease = sandbox
+        .network
+        .as_mut()
+        .and_then(|n| n.keeper.take())
+        .and_then(holder::Keeper::end);
+    if let Some(lease) = lease {
         lease.end_and_wait();
     }
 }
@@ -604,7 +611,7 @@ fn relay_off_uplink(
 /// Creates the veth with the first free subnet. A link of the same name that is down is
 /// a sandbox that just ended and whose namespace the kernel is still tearing down: wait
 /// for it rather than call the subnet taken.
-fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
+fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<(SandboxNet, OwnedFd)> {
     let pool = prep.plan.pool;
     if let Some(ip) = prep.plan.ip {
         let net = SandboxNet::for_address(ip);
@@ -616,11 +623,13 @@ fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
                 prep.facts.used_by[i]
             );
         }
-        return create_first_free(prep, pid, mtu, vec![net]).map_err(|_| {
-            anyhow::anyhow!(
-                "--ip {ip}: another sandbox has this address (link {}); choose another address, e.g. '--ip 10.77.0.2'",
-                net.host_end
-            )
+        return create_first_free(prep, pid, mtu, vec![net]).map_err(|e| match e {
+            Some(e) => e,
+            None => anyhow::anyhow!(
+                "--ip {ip}: another running sandbox has this address (link {}); choose another address, e.g. '--ip {}'",
+                net.host_end,
+                Ipv4Addr::from(u32::from(ip).wrapping_add(2))
+            ),
         });
     }
     let start = u64::from(std::process::id()).wrapping_mul(2654435761)
@@ -641,37 +650,66 @@ fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<SandboxNet> {
     })
 }
 
-/// Creates the veth of the first candidate whose name (the lock on its subnet) is free;
-/// `Err(None)` when every one is taken.
+/// The lock on a sandbox's subnet (and its link's name): an abstract unix socket named
+/// after the link, bound while nsrun lives. The kernel frees it the instant nsrun is gone,
+/// however it ends, with nothing on disk (a file-capability install cannot write /run),
+/// so a link of that name whose lock is free is a leftover of a dead nsrun.
+fn lock_link(name: &str) -> Result<Option<OwnedFd>> {
+    let sock = nix::sys::socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("unix socket for a link's lock")?;
+    let addr = nix::sys::socket::UnixAddr::new_abstract(format!("nsrun-link-{name}").as_bytes())
+        .context("a link's lock name")?;
+    match nix::sys::socket::bind(sock.as_raw_fd(), &addr) {
+        Ok(()) => Ok(Some(sock)),
+        Err(Errno::EADDRINUSE) => Ok(None),
+        Err(e) => Err(e).context(format!("bind @nsrun-link-{name}")),
+    }
+}
+
+/// Creates the veth of the first candidate whose lock is free; `Err(None)` when every
+/// one is taken. A link of that name whose lock is free was left by an nsrun that just
+/// ended (its namespace is still being torn down) or was killed: it is removed, so a
+/// service restarted right after a SIGKILL gets its address back.
 fn create_first_free(
     prep: &mut NetPrep,
     pid: Pid,
     mtu: u32,
     candidates: Vec<SandboxNet>,
-) -> std::result::Result<SandboxNet, Option<anyhow::Error>> {
+) -> std::result::Result<(SandboxNet, OwnedFd), Option<anyhow::Error>> {
     for candidate in candidates {
         let name = candidate.host_end.as_str();
-        let deadline = Instant::now() + DYING_LINK_WAIT;
+        let Some(lock) = lock_link(name).map_err(Some)? else {
+            continue; // a running sandbox has it
+        };
+        let deadline = Instant::now() + LEFTOVER_LINK_WAIT;
         loop {
             let what = format!("create veth {name}/eth0");
             match prep.rtnl.request(
                 route::new_veth(name, "eth0", pid.as_raw() as u32, mtu),
                 &what,
             ) {
-                Ok(()) => return Ok(candidate),
+                Ok(()) => return Ok((candidate, lock)),
                 Err(e) if netlink::errno_of(&e) == Some(libc::EEXIST) => {}
                 Err(e) => return Err(Some(e.into())),
             }
-            // Down: a dying remnant; gone already (ENODEV): it just went. Either way the
-            // name, and with it the subnet, is about to be free.
-            let dying = match prep.rtnl.get(route::get_link(name), "RTM_GETLINK") {
-                Ok(reply) => route::parse_link(&reply).is_some_and(|l| l.flags & IFF_UP == 0),
-                Err(e) => netlink::errno_of(&e) == Some(libc::ENODEV),
-            };
-            if !dying || Instant::now() > deadline {
-                break; // another sandbox holds it: try the next subnet
+            if Instant::now() > deadline {
+                return Err(Some(anyhow::anyhow!(
+                    "a link named {name} that no running sandbox holds could not be removed; remove it: sudo ip link del {name}"
+                )));
             }
-            std::thread::sleep(Duration::from_millis(2));
+            // Gone already (ENODEV): it just went. Otherwise remove it.
+            if let Ok(reply) = prep.rtnl.get(route::get_link(name), "RTM_GETLINK") {
+                if let Some(link) = route::parse_link(&reply).filter(|l| l.name == name) {
+                    let _ = prep
+                        .rtnl
+                        .request(route::del_link(link.index), "remove a dead sandbox's link");
+                }
+            }
         }
     }
     Err(None)
@@ -688,7 +726,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         .map(|l| l.mtu)
         .filter(|m| (576..=65535).contains(m))
         .unwrap_or(FALLBACK_MTU);
-    let net = create_veth(&mut prep, pid, mtu)?;
+    let (net, link_lock) = create_veth(&mut prep, pid, mtu)?;
     verbose!(
         plan,
         "veth {}/eth0, mtu {mtu}, subnet {} (host {}, sandbox {})",
@@ -718,7 +756,8 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             prep.plan.pool
         },
         known_addrs: [prep.facts.addrs.as_slice(), &[net.host_addr]].concat(),
-        lease: None,
+        keeper: None,
+        _link_lock: link_lock,
         named: None,
         inert: false,
     };
@@ -747,13 +786,14 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
     // port is an error, and localhost is served), then DNAT goes into the host's table.
     let reserved = reserve_ports(&prep.plan.publish)?;
     // The holder switches forwarding on where the sandbox's traffic and replies pass.
-    let lease = holder::join(
-        host_index as u32,
-        net.sandbox_addr,
-        &prep.facts.routed,
-        plan.name.as_deref(),
-    )
-    .context("set up NAT for the sandbox")?;
+    let reg = holder::Registration {
+        ifindex: host_index as u32,
+        sandbox: net.sandbox_addr,
+        links: prep.facts.routed.clone(),
+        name: plan.name.clone(),
+        publish: prep.plan.publish.clone(),
+    };
+    let lease = holder::register(&reg).context("set up NAT for the sandbox")?;
     if !lease.switched.is_empty() {
         let set: Vec<String> = lease
             .switched
@@ -773,9 +813,6 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             lease.opened
         );
     }
-    for p in &prep.plan.publish {
-        lease.publish(p)?;
-    }
     if !prep.plan.publish.is_empty() {
         verbose!(
             plan,
@@ -791,7 +828,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             .spawn(move || proxy_localhost(listener.0, target))
             .context("start the localhost proxy")?;
     }
-    network.lease = Some(lease);
+    network.keeper = Some(holder::Keeper::start(lease, reg)?);
     failpoint::hit("after-nat")?;
     verbose!(
         plan,

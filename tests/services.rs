@@ -92,7 +92,8 @@ fn a_service_on_its_own_fixed_address_restarts_every_time() {
         expect_code 0 curl -s --max-time 2 -o /dev/null -w '%{http_code}' http://10.77.0.2/
         expect_eq "$OUT" 200 "the host reaches the service on its fixed address"
         expect_code 125 $NSRUN --ip 10.77.0.2 -- true
-        expect_contains "$ERR" "--ip 10.77.0.2: another sandbox has this address (link nsr" "a second sandbox on the address"
+        expect_contains "$ERR" "--ip 10.77.0.2: another running sandbox has this address (link nsr" "a second sandbox on the address"
+        expect_contains "$ERR" "e.g. '--ip 10.77.0.4'" "the example is another address"
         kill -TERM $pid; wait $pid || true
         # Restart after restart, right after the previous one ended.
         for i in $(seq 50); do
@@ -151,6 +152,73 @@ fn a_published_port_answers_the_internet_the_host_and_localhost() {
         expect_not_contains "$(nft list ruleset)" "dnat ip to" "published ports vanish after kill -9"
         expect_code 0 in_up sh -c 'curl -s --max-time 1 http://198.51.100.2:8080/ || echo gone'
         expect_eq "$OUT" gone "the port no longer answers"
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn a_service_keeps_its_network_when_the_holder_or_the_nsrun_that_started_it_dies() {
+    world(
+        r#"
+        start_upstream_http
+        snapshot
+        # A starts the holder; web is the long-running service.
+        $NSRUN -- sleep 600 &
+        first=$!
+        wait_sandbox_up $first
+        $NSRUN --name web -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
+        web=$!
+        wait_sandbox_up $web
+        wait_port - "$(sandbox_addr $web)" 80
+        check() {
+          expect_code 0 ip netns exec web curl -s --max-time 2 http://198.51.100.1/
+          expect_eq "$OUT" 198.51.100.2 "$1: web reaches the internet through NAT"
+          expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
+          expect_eq "$OUT" 198.51.100.1 "$1: the published port, with the client's address"
+          expect_contains "$(ip netns list)" web "$1: the name"
+        }
+        check "before"
+        for round in 1 2 3; do
+          holder=$(pgrep -x nsrun-holder)
+          kill -9 $holder
+          # Within 100 ms a new holder has web's NAT and port again.
+          for _ in $(seq 50); do nft list ruleset 2>/dev/null | grep -q 'dnat ip to' && break; sleep 0.01; done
+          [ "$(pgrep -x nsrun-holder)" != "$holder" ] || fail "round $round: no new holder"
+          check "round $round after kill -9 of the holder"
+        done
+        # The holder's command line is its own.
+        expect_eq "$(cat /proc/$(pgrep -x nsrun-holder)/cmdline | tr '\0' ' ')" "nsrun-holder " "the holder in ps"
+        # The nsrun that started the first holder dies too.
+        kill -9 $first; wait $first || true
+        kill -9 $(pgrep -x nsrun-holder)
+        sleep 0.2
+        check "after kill -9 of the first nsrun and the holder"
+        kill -TERM $web; wait $web || true
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn a_service_restarted_right_after_kill_9_gets_its_address_name_and_port_back() {
+    world(
+        r#"
+        start_upstream_http
+        snapshot
+        for i in $(seq 20); do
+          # No pause between the SIGKILL and the restart (systemd's RestartSec=0).
+          $NSRUN --ip 10.77.0.2 --name web -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 10.77.0.2 80 2>"$WORK/err.$i" &
+          pid=$!
+          # This run's sandbox, not the killed one's last processes.
+          wait_sandbox_up $pid || fail "restart $i: $(cat "$WORK/err.$i")"
+          wait_port - 10.77.0.2 80
+          expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
+          expect_eq "$OUT" 198.51.100.1 "restart $i: the published port"
+          expect_contains "$(ip netns list)" web "restart $i: the name"
+          kill -9 $pid; wait $pid || true
+        done
+        expect_code 0 $NSRUN --ip 10.77.0.2 --name web -- true
         expect_clean
         "#,
     );
