@@ -130,6 +130,8 @@ pub struct Registration {
     /// Its --name, whose /run/netns entry the holder removes if nsrun is killed.
     pub name: Option<String>,
     pub publish: Vec<crate::plan::Publish>,
+    /// --info-file (absolute) and its inode: the holder removes it if nsrun is killed.
+    pub info_file: Option<(std::path::PathBuf, u64)>,
 }
 
 /// Registers a sandbox and publishes its ports, starting a holder when none runs. On
@@ -140,6 +142,9 @@ pub fn register(reg: &Registration) -> Result<Lease> {
     let lease = join(reg.ifindex, reg.sandbox, &reg.links, reg.name.as_deref())?;
     for p in &reg.publish {
         lease.publish(p)?;
+    }
+    if let Some((path, inode)) = &reg.info_file {
+        lease.tell_info_file(path, *inode)?;
     }
     Ok(lease)
 }
@@ -321,6 +326,21 @@ impl Lease {
         msg.extend_from_slice(&p.sandbox_port.to_ne_bytes());
         send(self.sock.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL)
             .context("ask nsrun's holder to publish a port")?;
+        match recv_reply(&self.sock, JOIN_DEADLINE).as_deref() {
+            Some([b'K', ..]) => Ok(()),
+            Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
+            _ => bail!("nsrun's holder did not answer"),
+        }
+    }
+
+    /// Tells the holder the sandbox's --info-file, to remove if nsrun is killed.
+    fn tell_info_file(&self, path: &std::path::Path, inode: u64) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut msg = vec![b'I'];
+        msg.extend_from_slice(&inode.to_ne_bytes());
+        msg.extend_from_slice(path.as_os_str().as_bytes());
+        send(self.sock.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL)
+            .context("tell nsrun's holder the info file")?;
         match recv_reply(&self.sock, JOIN_DEADLINE).as_deref() {
             Some([b'K', ..]) => Ok(()),
             Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
@@ -585,6 +605,8 @@ struct Client {
     ifindex: Option<u32>,
     handle: Option<u64>,
     last_wish: bool,
+    /// Its --info-file and that file's inode.
+    info_file: Option<(std::path::PathBuf, u64)>,
 }
 
 struct Holder {
@@ -678,6 +700,7 @@ impl Holder {
                         ifindex: None,
                         handle: None,
                         last_wish: false,
+                        info_file: None,
                     });
                 }
             }
@@ -710,9 +733,15 @@ impl Holder {
             self.clients.len()
         );
         // Forwarding back as it was before the listener goes: a new holder can start
-        // only once the name is free.
-        for (_, name) in &self.forwarding {
-            let _ = crate::host::set_forwarding(name, false);
+        // only once the name is free. Not when someone switched forwarding on for the
+        // whole host meanwhile (`sysctl -w net.ipv4.ip_forward=1`, as Docker, libvirt and
+        // Kubernetes do when they start): that is theirs now, and switching a link back
+        // would cut their routing through it, which writing ip_forward again would not
+        // repair (the kernel passes `all` on to the links only when it changes).
+        if !crate::host::forwarding_on("all") {
+            for (_, name) in &self.forwarding {
+                let _ = crate::host::set_forwarding(name, false);
+            }
         }
         let _ = std::fs::remove_file(forwarding_state());
         self.close_forward_path();
@@ -783,6 +812,15 @@ impl Holder {
                     Ok(()) => b"K".to_vec(),
                     Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
                 }
+            }
+            [b'I', i0, i1, i2, i3, i4, i5, i6, i7, path @ ..]
+                if path.first() == Some(&b'/') && !path.contains(&0) =>
+            {
+                use std::os::unix::ffi::OsStrExt;
+                let inode = u64::from_ne_bytes([*i0, *i1, *i2, *i3, *i4, *i5, *i6, *i7]);
+                let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+                self.clients[i].info_file = Some((path.to_path_buf(), inode));
+                b"K".to_vec()
             }
             [b'W'] => {
                 self.clients[i].last_wish = true;
@@ -1190,6 +1228,11 @@ impl Holder {
     }
 
     fn release(&mut self, client: &Client) {
+        // The holder serves only root or its own uid (a file-capability install): a
+        // client can have it remove only a file of its own, still of the same inode.
+        if let Some((path, inode)) = &client.info_file {
+            crate::info::remove_if_same(path, *inode);
+        }
         for (chain, handle) in &client.published {
             let mut batch = nft::Batch::new(nft::NFPROTO_INET);
             batch.del_rule(TABLE, chain, *handle);

@@ -13,6 +13,7 @@ mod firewall;
 pub mod fuzz;
 mod holder;
 mod host;
+mod info;
 mod netlink;
 mod plan;
 mod relay;

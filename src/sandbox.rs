@@ -33,7 +33,7 @@ use crate::netlink::{self, Socket, route};
 use crate::plan::{self, NetPlan, Plan, Privilege};
 use crate::relay::Relay;
 use crate::supervise::{self, FORWARDED, Report};
-use crate::{failpoint, firewall, holder, users};
+use crate::{failpoint, firewall, holder, info, users};
 
 /// How long to try removing a dead sandbox's link that holds a wanted subnet.
 const LEFTOVER_LINK_WAIT: Duration = Duration::from_secs(2);
@@ -159,6 +159,8 @@ struct Network {
     inert: bool,
     /// The lock on the subnet and the link's name, held while nsrun lives.
     _link_lock: OwnedFd,
+    /// --info-file, removed when the sandbox ends.
+    info_file: Option<info::InfoFile>,
 }
 
 /// The sandbox's init. Until it has reported, dropping the guard kills it, which ends
@@ -195,6 +197,7 @@ impl Drop for Sandbox {
         }
         if let Some(n) = &mut self.network {
             n.named = None;
+            n.info_file = None;
             n.make_inert();
         }
         self.network = None;
@@ -758,6 +761,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         known_addrs: [prep.facts.addrs.as_slice(), &[net.host_addr]].concat(),
         keeper: None,
         _link_lock: link_lock,
+        info_file: None,
         named: None,
         inert: false,
     };
@@ -786,7 +790,34 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
     // port is an error, and localhost is served), then DNAT goes into the host's table.
     let reserved = reserve_ports(&prep.plan.publish)?;
     // The holder switches forwarding on where the sandbox's traffic and replies pass.
+    // --info-file: written before the holder hears of it, which removes it if nsrun is
+    // killed; nsrun removes it when the sandbox ends.
+    let info_file = match &plan.info_file {
+        Some(file) => {
+            let netns = match &plan.name {
+                Some(name) => format!("{NETNS_DIR}/{name}"),
+                None => format!("/proc/{pid}/ns/net"),
+            };
+            let text = info::render(&info::Info {
+                nsrun_pid: std::process::id(),
+                init_pid: pid.as_raw(),
+                name: plan.name.as_deref(),
+                address: net.sandbox_addr,
+                prefix: net.subnet.prefix,
+                gateway: net.host_addr,
+                host_link: net.host_end.as_str(),
+                netns: &netns,
+                ports: &prep.plan.publish,
+                started: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            });
+            Some(info::InfoFile::write(file, &text)?)
+        }
+        None => None,
+    };
     let reg = holder::Registration {
+        info_file: info_file.as_ref().map(|f| (f.path.clone(), f.inode)),
         ifindex: host_index as u32,
         sandbox: net.sandbox_addr,
         links: prep.facts.routed.clone(),
@@ -829,6 +860,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             .context("start the localhost proxy")?;
     }
     network.keeper = Some(holder::Keeper::start(lease, reg)?);
+    network.info_file = info_file;
     failpoint::hit("after-nat")?;
     verbose!(
         plan,
@@ -847,22 +879,6 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             plan,
             "the host has no route to the internet: the sandbox reaches only the host's own networks"
         ),
-    }
-    if let Some(file) = &plan.info_file {
-        let netns = match &plan.name {
-            Some(name) => format!("{NETNS_DIR}/{name}"),
-            None => format!("/proc/{pid}/ns/net"),
-        };
-        let json = format!(
-            "{{\"nsrun_pid\": {}, \"init_pid\": {pid}, \"address\": \"{}\", \"gateway\": \"{}\", \"host_link\": \"{}\", \"netns\": {:?}}}\n",
-            std::process::id(),
-            net.sandbox_addr,
-            net.host_addr,
-            net.host_end,
-            netns
-        );
-        std::fs::write(file, json)
-            .with_context(|| format!("--info-file: write {}", file.display()))?;
     }
     failpoint::hit("after-forwarding")?;
     let policy = firewall::Policy {

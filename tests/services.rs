@@ -67,15 +67,58 @@ fn scripts_read_the_sandbox_addresses_from_the_info_file() {
     world(
         r#"
         snapshot
-        $NSRUN --name api --info-file "$WORK/info.json" -- sh -c 'while [ ! -e "$TMPDIR/done" ]; do sleep 0.05; done' &
+        # A symlink planted at the path is replaced, never followed.
+        echo precious >"$WORK/precious"
+        ln -s "$WORK/precious" "$WORK/info.json"
+        $NSRUN --name api -p 8080:80 --info-file "$WORK/info.json" -- sh -c 'while [ ! -e "$TMPDIR/done" ]; do sleep 0.05; done' &
         pid=$!
-        for _ in $(seq 200); do [ -s "$WORK/info.json" ] && break; sleep 0.02; done
-        addr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["address"])' "$WORK/info.json")
-        netns=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["netns"])' "$WORK/info.json")
-        expect_eq "$netns" /run/netns/api "the netns path"
-        expect_contains "$(ip netns exec api ip -4 -o addr show eth0)" "inet $addr/" "the address is the sandbox's"
+        for _ in $(seq 200); do [ -f "$WORK/info.json" ] && [ ! -L "$WORK/info.json" ] && break; sleep 0.02; done
+        expect_eq "$(cat "$WORK/precious")" precious "the symlink's target is untouched"
+        field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$WORK/info.json" "$1"; }
+        addr=$(field address)
+        expect_eq "$(field netns)" /run/netns/api "the netns path"
+        expect_eq "$(field name)" api "the name"
+        expect_eq "$(field nsrun_pid)" "$pid" "nsrun's pid"
+        expect_eq "$(field ports)" "[{'proto': 'tcp', 'host_ip': '0.0.0.0', 'host_port': 8080, 'sandbox_port': 80}]" "the published ports"
+        [ "$(field started)" -gt 1000000000 ] || fail "the start time"
+        expect_contains "$(ip netns exec api ip -4 -o addr show eth0)" "inet $addr/$(field prefix)" "the address and prefix are the sandbox's"
         touch "$TMPDIR/done"; wait $pid
-        rm "$TMPDIR/done" "$WORK/info.json"; rm -rf /run/nsrun
+        [ ! -e "$WORK/info.json" ] || fail "the info file outlives the sandbox"
+        rm "$TMPDIR/done"
+        # After kill -9 of nsrun, it goes too.
+        $NSRUN --info-file "$WORK/info.json" -- sleep 60 &
+        pid=$!
+        wait_sandbox_up $pid
+        [ -f "$WORK/info.json" ] || fail "no info file while the sandbox runs"
+        kill -9 $pid; wait $pid || true
+        for _ in $(seq 100); do [ -e "$WORK/info.json" ] || break; sleep 0.02; done
+        [ ! -e "$WORK/info.json" ] || fail "the info file outlives a killed nsrun"
+        rm "$WORK/precious"; rm -rf /run/nsrun
+        expect_clean
+        "#,
+    );
+}
+
+#[test]
+fn forwarding_that_someone_else_switched_on_stays_on() {
+    world(
+        r#"
+        snapshot
+        expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 0 "forwarding before"
+        $NSRUN -- sleep 60 &
+        pid=$!
+        wait_sandbox_up $pid
+        expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 1 "nsrun switched the uplink on"
+        # The admin (or Docker, libvirt, Kubernetes) makes the host a router meanwhile.
+        sysctl -qw net.ipv4.ip_forward=1
+        kill -TERM $pid; wait $pid || true
+        wait_holder_gone
+        expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 1 "the admin's forwarding is kept"
+        sysctl -qw net.ipv4.ip_forward=0
+        # Without the admin's change, nsrun puts back what it found.
+        $NSRUN -- true
+        wait_holder_gone
+        expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 0 "nsrun's own change is undone"
         expect_clean
         "#,
     );
