@@ -276,12 +276,31 @@ pub fn env_plan(
     Ok(EnvPlan { clear, set })
 }
 
+/// Whom nsrun runs the command as, for its environment: the caller (nothing changes), a
+/// user with a passwd entry, or a bare uid that has none (`--user 4242`).
+#[derive(Clone, Copy, Debug)]
+pub enum NewUser<'a> {
+    Unchanged,
+    Entry(&'a users::PasswdEntry),
+    // The caller (sandbox.rs) passes this once it tells "no entry" from "no change".
+    #[allow(dead_code)]
+    Uid(u32),
+}
+
+impl<'a> From<Option<&'a users::PasswdEntry>> for NewUser<'a> {
+    fn from(entry: Option<&'a users::PasswdEntry>) -> Self {
+        entry.map_or(NewUser::Unchanged, NewUser::Entry)
+    }
+}
+
 /// The command's environment: nsrun's (or, with --clearenv, only the basics), the
 /// target user's HOME, USER, LOGNAME and SHELL when nsrun changes user, then -e.
-pub fn command_env(
+/// A uid with no passwd entry gets HOME=/, USER and LOGNAME its number and
+/// SHELL=/bin/sh, never the caller's (root's) HOME or name.
+pub fn command_env<'a>(
     plan: &EnvPlan,
     inherited: &[(String, String)],
-    user: Option<&users::PasswdEntry>,
+    user: impl Into<NewUser<'a>>,
 ) -> Vec<CString> {
     const BASICS: [&str; 7] = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG"];
     let mut env: Vec<(String, String)> = inherited
@@ -296,11 +315,16 @@ pub fn command_env(
     if plan.clear && !env.iter().any(|(k, _)| k == "PATH") {
         put(&mut env, "PATH", "/usr/local/bin:/usr/bin:/bin".into());
     }
-    if let Some(u) = user {
-        put(&mut env, "HOME", u.home.clone());
-        put(&mut env, "USER", u.name.clone());
-        put(&mut env, "LOGNAME", u.name.clone());
-        put(&mut env, "SHELL", u.shell.clone());
+    let who = match user.into() {
+        NewUser::Unchanged => None,
+        NewUser::Entry(u) => Some((u.home.clone(), u.name.clone(), u.shell.clone())),
+        NewUser::Uid(uid) => Some(("/".into(), uid.to_string(), "/bin/sh".into())),
+    };
+    if let Some((home, name, shell)) = who {
+        put(&mut env, "HOME", home);
+        put(&mut env, "USER", name.clone());
+        put(&mut env, "LOGNAME", name);
+        put(&mut env, "SHELL", shell);
     }
     for (k, v) in &plan.set {
         put(&mut env, k, v.clone());
@@ -631,6 +655,40 @@ mod tests {
             .map(|c| c.to_string_lossy().into_owned())
             .collect();
         assert_eq!(text, ["PATH=/bin", "HOME=/root"]);
+    }
+
+    /// `--user 4242`, a uid with no passwd entry: not the caller's HOME or name.
+    #[test]
+    fn a_uid_without_passwd_entry_gets_home_slash_and_its_number() {
+        let inherited = vec![
+            ("HOME".to_string(), "/root".to_string()),
+            ("USER".to_string(), "root".to_string()),
+            ("SHELL".to_string(), "/bin/bash".to_string()),
+            ("TERM".to_string(), "xterm".to_string()),
+        ];
+        let keep = EnvPlan {
+            clear: false,
+            set: vec![("HOME".into(), "/tmp".into())],
+        };
+        for plan in [EnvPlan::default(), keep] {
+            let text: Vec<String> = command_env(&plan, &inherited, NewUser::Uid(4242))
+                .iter()
+                .map(|c| c.to_string_lossy().into_owned())
+                .collect();
+            let home = plan.set.first().map_or("/", |(_, v)| v.as_str());
+            assert!(text.contains(&format!("HOME={home}")), "{text:?}");
+            assert!(text.contains(&"USER=4242".to_string()), "{text:?}");
+            assert!(text.contains(&"LOGNAME=4242".to_string()), "{text:?}");
+            assert!(text.contains(&"SHELL=/bin/sh".to_string()), "{text:?}");
+            assert!(text.contains(&"TERM=xterm".to_string()), "{text:?}");
+            assert!(!text.iter().any(|v| v.contains("root")), "{text:?}");
+        }
+        // No change of user: the caller's own values stay.
+        let text: Vec<String> = command_env(&EnvPlan::default(), &inherited, NewUser::Unchanged)
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
+        assert!(text.contains(&"HOME=/root".to_string()), "{text:?}");
     }
 
     #[test]
