@@ -48,6 +48,8 @@ const NAME: &[u8] = b"nsrun-holder";
 const IDLE: Duration = Duration::from_millis(500);
 const LINK_GRACE: Duration = Duration::from_millis(200);
 const JOIN_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections that may wait to register at once (sandboxes starting together).
+const MAX_UNREGISTERED: usize = 256;
 const CAP_NET_ADMIN: u32 = 12;
 const FORWARD_CHECK_TTL: Duration = Duration::from_millis(200);
 const NFNLGRP_NFTABLES: u32 = 7;
@@ -596,6 +598,10 @@ fn family_name(family: u8) -> &'static str {
 
 struct Client {
     sock: OwnedFd,
+    /// The peer's uid when it connected (SO_PEERCRED).
+    uid: u32,
+    /// When it connected: one that has not registered within [`JOIN_DEADLINE`] is closed.
+    since: Instant,
     /// The sandbox's address, once registered.
     addr: Option<Ipv4Addr>,
     /// DNAT rules of its published ports: (chain, handle).
@@ -690,10 +696,25 @@ impl Holder {
             {
                 self.serve_client(i - 1);
             }
-            if let (true, Some(listener)) = (ready[0], &self.listener) {
-                while let Ok(sock) = accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+            let listening = self.listener.as_ref().map(|l| l.as_raw_fd());
+            if let (true, Some(listener)) = (ready[0], listening) {
+                while let Ok(sock) = accept4(listener, SockFlag::SOCK_CLOEXEC) {
+                    let sock = sys::own_fd(sock);
+                    // Who connected, as the kernel recorded it at connect: bound to the
+                    // connection for its life. Anyone else is closed at once, so no
+                    // other user can fill the holder's descriptors or keep it alive.
+                    let me = nix::unistd::geteuid().as_raw();
+                    let Ok(peer) = getsockopt(&sock, sockopt::PeerCredentials) else {
+                        continue;
+                    };
+                    if !trusted_uid(peer.uid(), me) {
+                        continue;
+                    }
+                    self.limit_unregistered();
                     self.clients.push(Client {
-                        sock: sys::own_fd(sock),
+                        uid: peer.uid(),
+                        since: Instant::now(),
+                        sock,
                         addr: None,
                         published: Vec::new(),
                         name: None,
@@ -712,6 +733,7 @@ impl Holder {
                     let _ = self.open_legacy();
                 }
             }
+            self.close_stale_connections();
             if self.clients.is_empty() && self.names.is_empty() {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= IDLE {
@@ -719,6 +741,35 @@ impl Holder {
                 }
             } else {
                 idle_since = None;
+            }
+        }
+    }
+
+    /// At most [`MAX_UNREGISTERED`] connections wait to register: the oldest goes first.
+    fn limit_unregistered(&mut self) {
+        let waiting: Vec<usize> = (0..self.clients.len())
+            .filter(|i| self.clients[*i].ifindex.is_none())
+            .collect();
+        if waiting.len() >= MAX_UNREGISTERED {
+            if let Some(oldest) = waiting.into_iter().min_by_key(|i| self.clients[*i].since) {
+                let client = self.clients.swap_remove(oldest);
+                self.release(&client);
+            }
+        }
+    }
+
+    /// Closes connections that did not register in time: an idle connection neither
+    /// holds a descriptor for long nor keeps the holder (and its table, and the uplink's
+    /// forwarding) alive after the last sandbox.
+    fn close_stale_connections(&mut self) {
+        let mut i = 0;
+        while i < self.clients.len() {
+            let c = &self.clients[i];
+            if c.ifindex.is_none() && c.since.elapsed() > JOIN_DEADLINE {
+                let client = self.clients.swap_remove(i);
+                self.release(&client);
+            } else {
+                i += 1;
             }
         }
     }
@@ -868,6 +919,36 @@ impl Holder {
         }
         if self.clients[i].ifindex.is_some() {
             bail!("already registered");
+        }
+        if self.clients.iter().any(|c| c.ifindex == Some(ifindex)) {
+            bail!("link {ifindex} is registered by another nsrun");
+        }
+        // The address must be the sandbox's end of that link's subnet: a client cannot
+        // have the host masquerade (or publish into) any other address.
+        let link_nets: Vec<crate::addr::Ipv4Net> = self
+            .rtnl
+            .dump(route::dump_addrs(), "RTM_GETADDR dump")?
+            .iter()
+            .filter_map(|(_, p)| route::parse_addr(p))
+            .filter(|a| a.index == ifindex)
+            .map(|a| a.net)
+            .collect();
+        let sandbox_end = |net: &crate::addr::Ipv4Net| {
+            net.prefix >= 30
+                && net.overlaps(&crate::addr::Ipv4Net {
+                    addr: sandbox,
+                    prefix: 32,
+                })
+                && net.addr != sandbox
+                && {
+                    let net_addr = u32::from(net.network());
+                    let bcast = net_addr | (u32::MAX >> net.prefix);
+                    net.prefix == 31
+                        || (u32::from(sandbox) != net_addr && u32::from(sandbox) != bcast)
+                }
+        };
+        if !link_nets.iter().any(sandbox_end) {
+            bail!("{sandbox} is not the sandbox's address on link {ifindex}");
         }
         // The host's forward path, looked at again at most every 200 ms: when many
         // sandboxes start at once they share one look.
@@ -1207,6 +1288,7 @@ impl Holder {
         if p.proto != libc::IPPROTO_TCP as u8 && p.proto != libc::IPPROTO_UDP as u8 {
             bail!("only tcp and udp ports are published");
         }
+        self.check_publish(self.clients[i].uid, p)?;
         let rule = firewall::publish_rule(p, sandbox);
         for chain in ["prerouting", "output"] {
             let mut batch = nft::Batch::new(nft::NFPROTO_INET);
@@ -1223,6 +1305,43 @@ impl Holder {
             if let Some(handle) = replies.iter().find_map(|r| nft::rule_handle(r)) {
                 self.clients[i].published.push((chain, handle));
             }
+        }
+        Ok(())
+    }
+
+    /// A published port is checked here as nsrun's command line and the kernel's bind
+    /// check it for the user who asks (a client's request is never trusted): the host
+    /// address must be one of the host's own (or every address), and a port below
+    /// `ip_unprivileged_port_start` needs root.
+    fn check_publish(&mut self, uid: u32, p: &crate::plan::Publish) -> Result<()> {
+        if p.host_port == 0 || p.sandbox_port == 0 {
+            bail!("port 0 is not published");
+        }
+        if let Some(ip) = p.host_ip {
+            let local = self
+                .rtnl
+                .dump(route::dump_addrs(), "RTM_GETADDR dump")?
+                .iter()
+                .filter_map(|(_, p)| route::parse_addr(p))
+                .filter(|a| !crate::addr::is_sandbox_link(&a.label))
+                .any(|a| a.net.addr == ip);
+            if !local || ip.is_loopback() {
+                bail!(
+                    "-p {ip}:{}: {ip} is not an address of the host",
+                    p.host_port
+                );
+            }
+        }
+        let unprivileged_start =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                .ok()
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .unwrap_or(1024);
+        if uid != 0 && u32::from(p.host_port) < unprivileged_start {
+            bail!(
+                "-p {}: ports below {unprivileged_start} are published only by root",
+                p.host_port
+            );
         }
         Ok(())
     }
@@ -1272,13 +1391,10 @@ impl Holder {
             // Also names whose nsrun was killed before it told the holder: their lock
             // files are old and nobody holds them (a lock file seconds old is an nsrun
             // still starting).
-            if let Ok(dir) = std::fs::read_dir(crate::sandbox::STATE_DIR) {
+            if let Ok(dir) = std::fs::read_dir(crate::names::STATE_DIR) {
                 for entry in dir.flatten() {
                     let file = entry.file_name().to_string_lossy().into_owned();
-                    let Some(name) = file
-                        .strip_prefix("netns-")
-                        .and_then(|n| n.strip_suffix(".lock"))
-                    else {
+                    let Some(name) = crate::names::name_of_lock(&file) else {
                         continue;
                     };
                     let old = entry
@@ -1294,17 +1410,18 @@ impl Holder {
             }
         }
         for (name, _) in due {
-            let lock = format!("{}/netns-{name}.lock", crate::sandbox::STATE_DIR);
-            let Ok(file) = std::fs::File::open(&lock) else {
+            if crate::plan::validate_netns_name(&name).is_err() {
+                continue;
+            }
+            let Ok(file) = std::fs::File::open(crate::names::lock_path(&name)) else {
                 continue; // nsrun removed it on its way out
             };
+            // Held: a running nsrun has the name (again). Otherwise it is a killed
+            // nsrun's, and only a namespace it recorded is removed.
             if let Ok(_held) =
                 nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             {
-                let path = format!("/run/netns/{name}");
-                let _ = nix::mount::umount2(path.as_str(), nix::mount::MntFlags::MNT_DETACH);
-                let _ = std::fs::remove_file(&path);
-                let _ = std::fs::remove_file(&lock);
+                crate::names::remove_stale(&name);
             }
         }
     }

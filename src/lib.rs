@@ -14,6 +14,7 @@ pub mod fuzz;
 mod holder;
 mod host;
 mod info;
+mod names;
 mod netlink;
 mod plan;
 mod relay;

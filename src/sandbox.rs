@@ -69,12 +69,11 @@ struct NamedNetns {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
-const NETNS_DIR: &str = "/run/netns";
-pub const STATE_DIR: &str = "/run/nsrun";
+use crate::names::{NETNS_DIR, STATE_DIR};
 
 impl NamedNetns {
     fn create(name: &str, init: Pid) -> Result<NamedNetns> {
-        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         for dir in [NETNS_DIR, STATE_DIR] {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -82,31 +81,35 @@ impl NamedNetns {
                 .create(dir)
                 .with_context(|| format!("create {dir}"))?;
         }
-        let path = std::path::Path::new(NETNS_DIR).join(name);
-        let lock_path = std::path::Path::new(STATE_DIR).join(format!("netns-{name}.lock"));
-        let stale = lock_path.exists();
+        let path = crate::names::netns_path(name);
+        let lock_path = crate::names::lock_path(name);
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
             .with_context(|| format!("open {}", lock_path.display()))?;
-        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "--name {name}: a running sandbox has this name; choose another, e.g. '--name {name}-2'"
-                )
-            })?;
-        if path.exists() {
-            if !stale {
-                let _ = std::fs::remove_file(&lock_path);
+        let mut lock =
+            nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+                |_| {
+                    anyhow::anyhow!(
+                        "--name {name}: a running sandbox has this name; choose another, e.g. '--name {name}-2'"
+                    )
+                },
+            )?;
+        if std::fs::symlink_metadata(&path).is_ok() {
+            if !crate::names::is_ours(name) {
                 bail!(
                     "--name {name}: {} exists and is not nsrun's (ip netns add?); choose another name, e.g. '--name {name}-2'",
                     path.display()
                 );
             }
             // Left by an nsrun that was killed: replace it.
-            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+            let _ = nix::mount::umount2(
+                &path,
+                nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
+            );
             let _ = std::fs::remove_file(&path);
         }
         std::fs::OpenOptions::new()
@@ -125,6 +128,8 @@ impl NamedNetns {
             let _ = std::fs::remove_file(&path);
             return Err(e).with_context(|| format!("bind {netns} to {}", path.display()));
         }
+        crate::names::record(&mut lock, &path)
+            .with_context(|| format!("record the namespace in {}", lock_path.display()))?;
         Ok(NamedNetns {
             path,
             lock_path,

@@ -256,3 +256,83 @@ fn an_address_of_the_documentation_range_on_lo_does_not_break_start_up() {
         "#,
     );
 }
+
+#[test]
+fn the_holder_checks_every_request_itself_and_cannot_be_starved() {
+    world(
+        r#"
+        cat >"$WORK/client.py" <<'PY'
+import socket, struct, sys, time
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect("\0nsrun-holder")
+    s.settimeout(3)
+    return s
+def ask(s, msg):
+    s.send(msg)
+    try:
+        return s.recv(512).decode(errors="replace")
+    except socket.timeout:
+        return "timeout"
+def reg(index, addr):
+    return b"R" + struct.pack("=I", index) + socket.inet_aton(addr) + b"\0"
+def pub(host_ip, port):
+    return b"P\x06" + socket.inet_aton(host_ip) + struct.pack("=HH", port, 80)
+cmd = sys.argv[1]
+if cmd == "forge":
+    index = int(sys.argv[2])
+    s = conn()
+    print("other address:", ask(s, reg(index, "192.168.7.7")))
+    print("own address:", ask(s, reg(index, "10.250.0.2")))
+    print("foreign host ip:", ask(s, pub("198.51.100.1", 8080)))
+    print("loopback host ip:", ask(s, pub("127.0.0.1", 8081)))
+    s2 = conn()
+    print("taken link:", ask(s2, reg(index, "10.250.0.2")))
+elif cmd == "other-user":
+    try:
+        s = conn()
+        time.sleep(0.2)
+        s.send(reg(1, "10.250.0.2"))
+        answer = s.recv(512)
+        print("other user:", "closed" if answer == b"" else repr(answer))
+    except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError):
+        print("other user: closed")
+elif cmd == "flood":
+    socks = [conn() for _ in range(int(sys.argv[2]))]
+    print("flooded", len(socks))
+    time.sleep(float(sys.argv[3]))
+PY
+        chmod 644 "$WORK/client.py"
+        snapshot
+        # The holder gets the usual limit of 1,024 descriptors (it inherits nsrun's).
+        ( ulimit -n 1024; exec $NSRUN -- sleep 60 ) &
+        pid=$!
+        wait_sandbox_up $pid
+        # A link named like a sandbox's, with a sandbox's subnet.
+        ip link add nsrfake0 type veth peer name fakepeer
+        ip addr add 10.250.0.1/30 dev nsrfake0
+        index=$(ip -o link show nsrfake0 | cut -d: -f1)
+        expect_code 0 python3 "$WORK/client.py" forge $index
+        expect_contains "$OUT" "other address: E192.168.7.7 is not the sandbox's address" "masquerade for any address"
+        expect_contains "$OUT" "own address: K" "the sandbox's own address"
+        expect_contains "$OUT" "foreign host ip: E-p 198.51.100.1:8080: 198.51.100.1 is not an address of the host" "a destination that is not the host's"
+        expect_contains "$OUT" "loopback host ip: E" "loopback is never DNATed"
+        expect_contains "$OUT" "taken link: E" "another nsrun's link"
+        expect_not_contains "$(nft list ruleset)" "198.51.100.1 tcp dport 8080" "no rule for the forged request"
+        # Another user is closed at once, without an answer.
+        expect_code 0 setpriv --reuid 1000 --regid 1000 --clear-groups /usr/bin/python3 "$WORK/client.py" other-user
+        expect_eq "$OUT" "other user: closed" "another user's connection"
+        # 1,500 idle connections of root's own: a new nsrun still starts.
+        ( ulimit -n 4096; exec python3 "$WORK/client.py" flood 1500 8 ) >"$WORK/flood" 2>&1 &
+        flood=$!
+        for _ in $(seq 200); do grep -q flooded "$WORK/flood" && break; sleep 0.05; done
+        expect_contains "$(cat "$WORK/flood")" "flooded 1500" "the flood is in place"
+        expect_code 0 timeout 20 $NSRUN -- true
+        kill $flood; wait $flood || true
+        # (A registered link goes with its registration: the holder removed it.)
+        ip link del nsrfake0 2>/dev/null || true
+        kill -TERM $pid; wait $pid || true
+        expect_clean
+        "#,
+    );
+}

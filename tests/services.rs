@@ -29,10 +29,35 @@ fn a_named_sandbox_is_joined_with_ip_netns_and_leaves_nothing() {
         [ ! -e /run/netns/web ] || fail "the name is left after kill -9"
         expect_code 0 $NSRUN --name web -- hostname
         expect_eq "$OUT" web "the name is the host name"
-        # A stale entry (as if the holder had been killed too) is replaced.
-        mkdir -p /run/nsrun; touch /run/nsrun/netns-stale.lock /run/netns/stale
+        # nsrun and its holder killed: the stale entry is replaced by the next run.
+        # (nsrun is stopped first, so that it cannot register again with a new holder.)
+        killed_with_holder() {
+          $NSRUN --name "$1" -- sleep 30 &
+          local pid=$!
+          wait_sandbox_up $pid
+          kill -STOP $pid; kill -9 $(pgrep -x nsrun-holder); kill -9 $pid; wait $pid || true
+          [ -e "/run/netns/$1" ] || fail "setup: nsrun and its holder killed, $1 should be left"
+        }
+        killed_with_holder stale
         expect_code 0 $NSRUN --name stale -- true
         [ ! -e /run/netns/stale ] || fail "a stale entry is left"
+        # A stale lock never removes another tool's namespace of that name, nor
+        # anything a symlink there points at.
+        killed_with_holder foo
+        umount /run/netns/foo; rm /run/netns/foo
+        ip netns add foo
+        killed_with_holder bar
+        umount /run/netns/bar; rm /run/netns/bar
+        ln -s /etc /run/netns/bar
+        expect_code 0 $NSRUN -- true
+        wait_holder_gone
+        [ -e /run/netns/foo ] || fail "another tool's namespace was removed"
+        expect_contains "$(ip netns list)" foo "ip netns still has foo"
+        [ -L /run/netns/bar ] || fail "the symlink was removed"
+        grep -q " /etc " /proc/self/mountinfo || fail "/etc was unmounted through the symlink"
+        expect_code 125 $NSRUN --name foo -- true
+        expect_contains "$ERR" "is not nsrun's" "another tool's name, after a stale lock"
+        ip netns del foo; rm /run/netns/bar
         # Another tool's namespace of that name is not touched.
         ip netns add theirs
         expect_code 125 $NSRUN --name theirs -- true
