@@ -23,22 +23,44 @@ _nsrun() {
 
     case "${cmd}" in
         nsrun)
-            opts="-e -w -p -t -v -h -V --no-net --user --env --env-file --clearenv --workdir --ip --publish --name --info-file --hostname --dns --allow-host --block-lan --pool --wait-teardown --stop-timeout --tty --verbose --help --version"
+            opts="-e -w -p -t -v -h -V --no-net --allow-host --block-lan --dns --pool --user --env --env-file --clearenv --workdir --hostname --ip --publish --name --info-file --stop-timeout --tty --wait-teardown --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --dns)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --pool)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 --user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --env)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -e -- "${cur}"))
+                    [[ ${#COMPREPLY[@]} -gt 0 ]] || COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 -e)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -e -- "${cur}"))
+                    [[ ${#COMPREPLY[@]} -gt 0 ]] || COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --env-file)
@@ -70,20 +92,39 @@ _nsrun() {
                     fi
                     return 0
                     ;;
+                --hostname)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 --ip)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --publish)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 -p)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --info-file)
@@ -101,20 +142,11 @@ _nsrun() {
                     fi
                     return 0
                     ;;
-                --hostname)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --dns)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pool)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --stop-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 *)
@@ -137,6 +169,15 @@ fi
 # _command_offset, as sudo's completion does).
 _nsrun_command() {
     local i
+    # --user=NAME: bash splits the word at `=`.
+    if [[ ${COMP_WORDS[COMP_CWORD]} == = && ${COMP_WORDS[COMP_CWORD-1]} == --user ]]; then
+        COMPREPLY=( $(compgen -u) )
+        return 0
+    fi
+    if [[ ${COMP_WORDS[COMP_CWORD-1]} == = && ${COMP_WORDS[COMP_CWORD-2]} == --user ]]; then
+        COMPREPLY=( $(compgen -u -- "${COMP_WORDS[COMP_CWORD]}") )
+        return 0
+    fi
     if [[ ${COMP_WORDS[COMP_CWORD-1]} == --user ]]; then
         COMPREPLY=( $(compgen -u -- "${COMP_WORDS[COMP_CWORD]}") )
         return 0

@@ -145,8 +145,33 @@ fn man_page() -> String {
     man.render_description_section(&mut out).unwrap();
     man.render_options_section(&mut out).unwrap();
     let mut text = String::from_utf8(out).unwrap();
+    // clap_mangen gives each help heading a section of its own; they are groups of
+    // OPTIONS, as in --help.
+    for heading in option_headings() {
+        let upper = heading.to_uppercase();
+        let section = if upper.contains(' ') {
+            format!(".SH \"{upper}\"\n")
+        } else {
+            format!(".SH {upper}\n")
+        };
+        assert!(text.contains(&section), "no {section} in {text}");
+        text = text.replace(&section, &format!(".SS \"{heading}\"\n"));
+    }
     text.push_str(EXTRA_SECTIONS);
     text
+}
+
+/// The groups of options, in --help's order.
+fn option_headings() -> Vec<String> {
+    let mut headings: Vec<String> = Vec::new();
+    for arg in cli::Cli::command().get_arguments() {
+        if let Some(h) = arg.get_help_heading()
+            && !headings.iter().any(|x| x == h)
+        {
+            headings.push(h.to_string());
+        }
+    }
+    headings
 }
 
 fn completion(shell: Shell) -> String {
@@ -157,8 +182,26 @@ fn completion(shell: Shell) -> String {
     // After `--`, the command and then its own arguments, as sudo's completion does
     // (zsh's _cmdambivalent does this by itself).
     match shell {
-        Shell::Bash => text.push_str(BASH_AFTER_DOUBLE_DASH),
-        Shell::Fish => text.push_str(FISH_AFTER_DOUBLE_DASH),
+        Shell::Bash => {
+            // -e completes the names of exported variables (then `=VALUE` by hand).
+            for opt in ["--env", "-e"] {
+                let from = format!(
+                    "                {opt})\n                    COMPREPLY=(\"${{cur}}\")\n"
+                );
+                assert!(text.contains(&from), "no {opt} case in the bash completion");
+                text = text.replace(
+                    &from,
+                    &format!("                {opt})\n                    COMPREPLY=($(compgen -e -- \"${{cur}}\"))\n                    [[ ${{#COMPREPLY[@]}} -gt 0 ]] || COMPREPLY=(\"${{cur}}\")\n"),
+                );
+            }
+            text.push_str(BASH_AFTER_DOUBLE_DASH);
+        }
+        Shell::Fish => {
+            let from = "-d 'Set an environment variable for the command (repeatable)' -r -f\n";
+            assert!(text.contains(from), "no -e in the fish completion");
+            text = text.replace(from, &from.replace(" -r -f\n", " -r -f -a '(set -xn)'\n"));
+            text.push_str(FISH_AFTER_DOUBLE_DASH);
+        }
         // clap_complete leaves colons in value names unescaped; in zsh's _arguments a
         // colon there ends the message, and the rest would run as a command.
         Shell::Zsh => {
@@ -167,6 +210,19 @@ fn completion(shell: Shell) -> String {
                     &format!(":{name}:"),
                     &format!(":{}:", name.replace(':', "\\:")),
                 );
+            }
+            // -e: the names of exported parameters.
+            for opt in ["-e+", "--env="] {
+                let at = text
+                    .find(&format!("'*{opt}["))
+                    .expect("-e in the zsh completion");
+                let end = at + text[at..].find("' \\\n").unwrap();
+                assert!(
+                    text[at..end].ends_with(":NAME[=VALUE]:"),
+                    "{}",
+                    &text[at..end]
+                );
+                text.insert_str(end, "_parameters -g \"*export*\"");
             }
             // After `--`, the command and its own arguments, as _precommand does:
             // _arguments alone offers nothing when `--` is the first word.
@@ -185,6 +241,15 @@ const BASH_AFTER_DOUBLE_DASH: &str = r#"
 # _command_offset, as sudo's completion does).
 _nsrun_command() {
     local i
+    # --user=NAME: bash splits the word at `=`.
+    if [[ ${COMP_WORDS[COMP_CWORD]} == = && ${COMP_WORDS[COMP_CWORD-1]} == --user ]]; then
+        COMPREPLY=( $(compgen -u) )
+        return 0
+    fi
+    if [[ ${COMP_WORDS[COMP_CWORD-1]} == = && ${COMP_WORDS[COMP_CWORD-2]} == --user ]]; then
+        COMPREPLY=( $(compgen -u -- "${COMP_WORDS[COMP_CWORD]}") )
+        return 0
+    fi
     if [[ ${COMP_WORDS[COMP_CWORD-1]} == --user ]]; then
         COMPREPLY=( $(compgen -u -- "${COMP_WORDS[COMP_CWORD]}") )
         return 0
@@ -293,17 +358,24 @@ complete_line() {{ COMP_WORDS=("$@"); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ));
 echo "== command"; complete_line nsrun -- sleep
 echo "== options"; complete_line nsrun --wait-t
 echo "== user"; complete_line nsrun --user ro
+echo "== user="; complete_line nsrun --user = ro
+echo "== env"; complete_line nsrun -e PAT
+echo "== values"; for o in --dns --ip --pool -p --stop-timeout --name --hostname; do complete_line nsrun $o C; done
 "#,
         dir = env!("CARGO_MANIFEST_DIR")
     );
     let out = std::process::Command::new("bash")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("-c")
         .arg(&script)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let (command, rest) = text.split_once("== options").unwrap();
-    let (options, users) = rest.split_once("== user").unwrap();
+    let (options, rest) = rest.split_once("== user\n").unwrap();
+    let (users, rest) = rest.split_once("== user=").unwrap();
+    let (users_eq, rest) = rest.split_once("== env").unwrap();
+    let (env, values) = rest.split_once("== values").unwrap();
     assert!(command.lines().any(|l| l == "sleep"), "after --: {text}");
     assert!(
         options.contains("--wait-teardown"),
@@ -312,6 +384,20 @@ echo "== user"; complete_line nsrun --user ro
     assert!(
         users.lines().any(|l| l == "root"),
         "--user completes users: {text}"
+    );
+    assert!(
+        users_eq.lines().any(|l| l == "root"),
+        "--user=ro completes users: {text}"
+    );
+    assert!(
+        env.lines().any(|l| l == "PATH"),
+        "-e completes variable names: {text}"
+    );
+    // Addresses, ports, names and seconds: no file names (Cargo.toml is in the
+    // working directory), only what was typed.
+    assert!(
+        values.lines().skip(1).all(|l| l == "C"),
+        "no file names for values: {text}"
     );
 }
 
@@ -328,6 +414,7 @@ fn fish_completes_the_command_after_double_dash() {
             env!("CARGO_MANIFEST_DIR")
         );
         let out = std::process::Command::new("fish")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("-c")
             .arg(script)
             .output()
@@ -344,6 +431,11 @@ fn fish_completes_the_command_after_double_dash() {
     assert!(words(&complete("nsrun --user ro")).contains(&"root".to_string()));
     assert!(words(&complete("nsrun --wait-t")).contains(&"--wait-teardown".to_string()));
     assert!(!words(&complete("nsrun -- ls --wait-t")).contains(&"--wait-teardown".to_string()));
+    assert!(words(&complete("nsrun -e PAT")).contains(&"PATH".to_string()));
+    for opt in ["--dns", "--ip", "--pool", "-p", "--stop-timeout", "--name"] {
+        let offered = complete(&format!("nsrun {opt} C"));
+        assert!(offered.trim().is_empty(), "{opt}: {offered}");
+    }
 }
 
 #[test]

@@ -38,6 +38,56 @@ fn help_shows_examples_and_exit_codes() {
     assert!(help.contains("125 if nsrun itself failed"), "{help}");
 }
 
+/// `-h` is a summary: the options in their groups, one line each; `--help` says more.
+#[test]
+fn short_help_is_one_line_per_option_in_groups() {
+    let out = Command::new(NSRUN).arg("-h").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    let mut headings = vec![];
+    for line in help.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            headings.push(line.trim_end_matches(':'));
+        }
+    }
+    assert_eq!(
+        headings,
+        [
+            "Arguments",
+            "Options",
+            "Network",
+            "Identity and environment",
+            "Services",
+            "Advanced"
+        ],
+        "{help}"
+    );
+    for opt in [
+        "--no-net",
+        "--user",
+        "--publish",
+        "--info-file",
+        "--wait-teardown",
+    ] {
+        let lines: Vec<&str> = help.lines().filter(|l| l.contains(opt)).collect();
+        assert_eq!(lines.len(), 1, "{opt}: {help}");
+        assert!(lines[0].len() <= 110, "{opt}: a long line: {}", lines[0]);
+        let after = help
+            .lines()
+            .skip_while(|l| !l.contains(opt))
+            .nth(1)
+            .unwrap();
+        assert!(
+            after.trim_start().starts_with('-') || after.is_empty(),
+            "{opt}: more than one line: {help}"
+        );
+    }
+    assert!(!help.contains("Examples:"), "{help}");
+    let long = Command::new(NSRUN).arg("--help").output().unwrap();
+    let long = String::from_utf8_lossy(&long.stdout);
+    assert!(long.len() > 3 * help.len(), "--help says no more than -h");
+}
+
 #[test]
 fn unknown_flag() {
     let e = usage_error(&["--no-such-flag", "--", "true"]);
