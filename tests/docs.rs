@@ -470,45 +470,189 @@ fn make_install_lays_out_binary_man_page_and_completions() {
     let _ = std::fs::remove_dir_all(&stage);
 }
 
+/// `make deb` and `make deb SETCAP=1`: the same files as `make install` (the man page
+/// gzipped) with the copyright and changelog Debian asks for, no lintian errors, and a
+/// clean `dpkg -i` and `dpkg -r`, done in a throwaway root (`dpkg --root`), never in the
+/// machine's own /usr. The SETCAP=1 package depends on libcap2-bin, sets the file
+/// capabilities on install, and fails to install when setcap fails.
 #[test]
 fn the_debian_package_carries_the_same_files() {
     if !common::which("make") || !common::which("dpkg-deb") {
+        if std::env::var_os("NSRUN_TEST_REQUIRE_ROOT").is_some_and(|v| v == "1") {
+            panic!(
+                "make or dpkg-deb is missing (NSRUN_TEST_REQUIRE_ROOT=1): .ci/run installs them"
+            );
+        }
         eprintln!("skipped: make or dpkg-deb is missing");
         return;
     }
     let top = env!("CARGO_MANIFEST_DIR");
-    let out = std::process::Command::new("make")
-        .current_dir(top)
-        .arg("deb")
-        .arg(format!("BIN={}", env!("CARGO_BIN_EXE_nsrun")))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deb = std::fs::read_dir(PathBuf::from(top).join("target"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .expect("a .deb in target/");
-    let list = std::process::Command::new("dpkg-deb")
-        .arg("-c")
-        .arg(&deb)
-        .output()
-        .unwrap();
-    let list = String::from_utf8_lossy(&list.stdout);
-    for f in [
-        "./usr/bin/nsrun",
-        "./usr/share/man/man1/nsrun.1",
-        "./usr/share/bash-completion/completions/nsrun",
-        "./usr/share/zsh/site-functions/_nsrun",
-        "./usr/share/fish/vendor_completions.d/nsrun.fish",
-    ] {
-        assert!(list.contains(f), "{f} not in the package: {list}");
+    let version = format!("{}-1", env!("CARGO_PKG_VERSION"));
+    for (setcap, name) in [(false, "nsrun"), (true, "nsrun-setcap")] {
+        let out = std::process::Command::new("make")
+            .current_dir(top)
+            .arg("deb")
+            .arg(format!("SETCAP={}", u8::from(setcap)))
+            .arg(format!("BIN={}", env!("CARGO_BIN_EXE_nsrun")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deb = PathBuf::from(top)
+            .join("target")
+            .join(format!("{name}_{version}_amd64.deb"));
+        assert!(deb.is_file(), "{} is missing", deb.display());
+        let dpkg_deb = |args: &[&str]| {
+            let out = std::process::Command::new("dpkg-deb")
+                .args(args)
+                .arg(&deb)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "dpkg-deb {args:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let list = dpkg_deb(&["-c"]);
+        for f in PACKAGE_FILES {
+            assert!(
+                list.contains(&format!(" .{f}\n")),
+                "{f} not in the package: {list}"
+            );
+        }
+        let control = dpkg_deb(&["-f"]);
+        assert!(
+            control.contains("Maintainer: nsrun developers <"),
+            "{control}"
+        );
+        assert_eq!(
+            control.contains("Depends: libcap2-bin"),
+            setcap,
+            "{control}"
+        );
+        if common::require_tool("lintian") {
+            let out = std::process::Command::new("lintian")
+                .arg(&deb)
+                .output()
+                .unwrap();
+            let report = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !report.lines().any(|l| l.starts_with("E: ")),
+                "lintian finds errors in {}:\n{report}",
+                deb.display()
+            );
+        }
+        if setcap {
+            // A failing setcap fails the installation.
+            let dir = std::env::temp_dir().join(format!("nsrun-deb-ctl-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let out = std::process::Command::new("dpkg-deb")
+                .arg("-e")
+                .arg(&deb)
+                .arg(&dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            let status = std::process::Command::new("sh")
+                .arg(dir.join("postinst"))
+                .arg("configure")
+                .env("DPKG_ROOT", "/nonexistent-nsrun-root")
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(!status.success(), "postinst hides setcap's failure");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        if nix::unistd::geteuid().is_root() {
+            install_and_remove(&deb, setcap);
+        } else if std::env::var_os("NSRUN_TEST_REQUIRE_ROOT").is_some_and(|v| v == "1") {
+            panic!("dpkg -i needs root (NSRUN_TEST_REQUIRE_ROOT=1)");
+        }
     }
+}
+
+/// What `make install PREFIX=/usr` and the package lay out (the package's man page
+/// gzipped, and Debian's copyright and changelog besides).
+const PACKAGE_FILES: [&str; 7] = [
+    "/usr/bin/nsrun",
+    "/usr/share/man/man1/nsrun.1.gz",
+    "/usr/share/bash-completion/completions/nsrun",
+    "/usr/share/zsh/site-functions/_nsrun",
+    "/usr/share/fish/vendor_completions.d/nsrun.fish",
+    "/usr/share/doc/nsrun/copyright",
+    "/usr/share/doc/nsrun/changelog.Debian.gz",
+];
+
+/// `dpkg -i` and `dpkg -r` into an empty throwaway root: maintainer scripts run without
+/// chroot, with DPKG_ROOT set, as Debian's chrootless installs do.
+fn install_and_remove(deb: &std::path::Path, setcap: bool) {
+    let root = std::env::temp_dir().join(format!("nsrun-deb-root-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let real = std::fs::symlink_metadata("/usr/bin/nsrun").ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        (m.ino(), m.mtime(), m.ctime())
+    });
+    let dpkg = |args: &[&str]| {
+        let out = std::process::Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .arg("--force-script-chrootless")
+            // libcap2-bin is on the machine, not in the throwaway root's database.
+            .arg("--force-depends")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dpkg {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    dpkg(&["-i", deb.to_str().unwrap()]);
+    for f in PACKAGE_FILES {
+        assert!(root.join(&f[1..]).exists(), "{f} not installed");
+    }
+    if setcap {
+        let caps = std::process::Command::new("getcap")
+            .arg(root.join("usr/bin/nsrun"))
+            .output()
+            .unwrap();
+        let caps = String::from_utf8_lossy(&caps.stdout);
+        for cap in ["cap_net_admin", "cap_sys_admin", "cap_setpcap"] {
+            assert!(caps.contains(cap), "no {cap}: {caps}");
+        }
+    }
+    dpkg(&["-r", "nsrun"]);
+    assert!(
+        !root.join("usr").exists() || walk(&root.join("usr")).is_empty(),
+        "left after dpkg -r: {:?}",
+        walk(&root.join("usr"))
+    );
+    let real_after = std::fs::symlink_metadata("/usr/bin/nsrun").ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        (m.ino(), m.mtime(), m.ctime())
+    });
+    assert_eq!(real, real_after, "the machine's /usr/bin/nsrun changed");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Every file (not directory) under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = vec![];
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// Drives zsh's completion system in a pseudo-terminal: TAB after `--` completes a
