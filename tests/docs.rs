@@ -99,7 +99,12 @@ nsrun's helper \fBnsrun\-holder\fR keeps the host's NAT (and published ports) in
 \fBnet.ipv4.conf.\fILINK\fB.forwarding=1\fR on the links routes lead through where it
 was 0, forwarding only traffic to sandboxes from there; half a second after the last
 sandbox it sets them back and exits, and the kernel deletes the table.
-\fB\-\-verbose\fR prints every change.
+\fB\-\-verbose\fR prints every change. The holder is nsrun's own binary run anew, one
+per host network namespace, started by the first nsrun that needs it and in its cgroup,
+so a service manager may kill it with that nsrun's unit (\fBKillMode\fR): every other
+running nsrun then registers its sandbox again at once with a new holder, and NAT,
+published ports and names come back within milliseconds (open connections keep their
+NAT in conntrack).
 .SH ENVIRONMENT
 The command gets nsrun's environment (under sudo, what sudo kept), with HOME, USER,
 LOGNAME and SHELL from the passwd entry when the user changes; \fB\-\-clearenv\fR
@@ -111,10 +116,26 @@ Ctrl\-C, Ctrl\-\\ and Ctrl\-Z reach the command's whole process group; \fBfg\fR
 resumes a stopped one. After SIGTERM, SIGINT, SIGHUP or SIGQUIT the command has
 \fB\-\-stop\-timeout\fR seconds (10) to end, then the sandbox is killed.
 .SH BUGS
-A host firewall whose forward hook drops packets by policy makes nsrun refuse to run
-the command, naming the chain and the rules that let its interfaces through (nf_tables
-and iptables\-legacy alike); a reject rule without a drop policy (firewalld) is not
-detected.
+A host firewall that drops forwarded packets (a forward chain with policy drop, or one
+that ends by dropping or rejecting everything: Docker, ufw, firewalld, an nftables
+filter) is opened by nsrun itself: while sandboxes run, \fBnsrun\-holder\fR adds two
+rules commented \fBnsrun: ...\fR at the end of each such chain (before its final
+reject), which match only nsrun's \fBnsr*\fR links, and removes them when it exits.
+A firewall reloaded while a sandbox runs loses them until the holder puts them back
+(at once for nf_tables, within about a second for iptables\-legacy). Where nsrun
+cannot add them to iptables\-legacy (its lock stays held, no \fBxt_comment\fR
+module), it refuses before the command runs and prints the commands that fix it. A
+file\-capability install cannot see iptables\-legacy's tables at all: on a host whose
+iptables\-legacy FORWARD drops forwarded packets it runs the command with no network;
+use sudo there.
+.PP
+A sandbox with a network has no IPv6 at all, \fB::1\fR included: binding it fails
+with EADDRNOTAVAIL; use 127.0.0.1. With \fB\-\-no\-net\fR, \fBlo\fR keeps \fB::1\fR,
+but ports below 1024 cannot be bound there.
+.PP
+A holder killed with SIGKILL leaves the forwarding it switched on until a new holder
+takes it over: at once while sandboxes run (their nsruns start one), otherwise with
+the next nsrun.
 .SH FILES
 .TP
 /etc/resolv.conf, /run/systemd/resolve/resolv.conf
@@ -126,6 +147,9 @@ added
 .TP
 /run/netns/NAME, /run/nsrun/netns\-NAME.lock
 with \fB\-\-name\fR, while the sandbox runs
+.TP
+\fB\-\-info\-file\fR FILE
+JSON about the sandbox, present exactly while it runs
 .TP
 /proc/sys/net/ipv4/conf/*/forwarding
 forwarding on the sandbox's host\-end link and the links routes lead through
@@ -329,6 +353,54 @@ fn man_page_has_every_section_and_flag() {
                 "--{long} is not in the man page"
             );
         }
+    }
+}
+
+/// What the README says about the options and the info file agrees with the code: it
+/// names every option, in --help's groups, and every field src/info.rs writes is named
+/// by the README and by --info-file's help.
+#[test]
+fn readme_covers_every_option_and_info_file_field() {
+    let top = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(top.join("README.md")).unwrap();
+    let cmd = cli::Cli::command();
+    for arg in cmd.get_arguments() {
+        if let Some(long) = arg.get_long() {
+            assert!(
+                readme.contains(&format!("--{long}")),
+                "--{long} is not in the README"
+            );
+        }
+    }
+    for heading in option_headings() {
+        assert!(
+            readme.contains(&format!("**{heading}**")),
+            "the README has no group {heading}"
+        );
+    }
+    let info = std::fs::read_to_string(top.join("src/info.rs")).unwrap();
+    let render = &info[info.find("pub fn render").unwrap()..];
+    let render = &render[..render.find("\n}\n").unwrap()];
+    let mut fields = vec![];
+    for part in render.split("\\\"").skip(1).step_by(2) {
+        if part.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !part.is_empty() {
+            fields.push(part.to_string());
+        }
+    }
+    for f in ["nsrun_pid", "ports", "sandbox_port", "started"] {
+        assert!(fields.iter().any(|x| x == f), "{f} not found in {fields:?}");
+    }
+    let help = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some("info-file"))
+        .and_then(|a| a.get_long_help())
+        .unwrap()
+        .to_string();
+    let section = &readme[readme.find("- `--info-file FILE`").unwrap()..];
+    let section = &section[..section.find("\n\n").unwrap()];
+    for f in &fields {
+        assert!(section.contains(f), "the README's --info-file lacks {f}");
+        assert!(help.contains(f), "--info-file's help lacks {f}");
     }
 }
 
