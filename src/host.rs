@@ -103,22 +103,27 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         .iter()
         .filter_map(|(_, p)| route::parse_route(p))
         .collect();
-    // Sandboxes' links by their names, read after the routes: a link that a route
-    // leads through existed when the routes were read, so it is in this dump (or gone
-    // for good). Telling them by their addresses instead would miss a sandbox whose
-    // address came between two dumps, and count its link as one of the host's: the
-    // holder would then switch on and guard forwarding there, dropping that sandbox's
-    // traffic for the holder's life.
-    let sandbox_links: Vec<u32> = rtnl
+    // Links by their names, read after the addresses and routes: a link that an
+    // address or route belongs to existed when those were read, so it is in this dump,
+    // or it is gone for good (a sandbox that just ended). Only links still here count
+    // as the host's: telling sandboxes' links by their addresses alone would miss a
+    // sandbox whose address came between two dumps, and count its link as one of the
+    // host's (the holder would then switch on and guard forwarding there, dropping that
+    // sandbox's traffic for the holder's life); a link that vanished would make its
+    // address look taken.
+    let links: Vec<route::Link> = rtnl
         .dump(route::dump_links(), "RTM_GETLINK dump")?
         .iter()
         .filter_map(|(_, p)| route::parse_link(p))
-        .filter(|l| crate::addr::is_sandbox_link(&l.name))
-        .map(|l| l.index as u32)
         .collect();
+    let hosts_link = |index: u32| {
+        links
+            .iter()
+            .any(|l| l.index as u32 == index && !crate::addr::is_sandbox_link(&l.name))
+    };
     let mut used: Vec<Ipv4Net> = Vec::new();
     let mut used_by: Vec<String> = Vec::new();
-    for a in addrs.iter().filter(|a| !sandbox_links.contains(&a.index)) {
+    for a in addrs.iter().filter(|a| hosts_link(a.index)) {
         used.push(a.net);
         used_by.push(format!("address {} of {}", a.net, a.label));
     }
@@ -128,7 +133,7 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
     for r in routes
         .iter()
         .filter(|r| r.dst.prefix > 1)
-        .filter(|r| r.oif.is_none_or(|oif| !sandbox_links.contains(&oif)))
+        .filter(|r| r.oif.is_none_or(hosts_link))
     {
         used.push(r.dst);
         let name = |o: u32| {
@@ -170,7 +175,7 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         .iter()
         .filter(|r| r.table != u32::from(RT_TABLE_LOCAL))
         .flat_map(|r| r.links())
-        .filter(|oif| *oif != 1 && !sandbox_links.contains(oif))
+        .filter(|oif| *oif != 1 && hosts_link(*oif))
         .collect();
     routed.sort_unstable();
     routed.dedup();

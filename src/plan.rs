@@ -282,8 +282,6 @@ pub fn env_plan(
 pub enum NewUser<'a> {
     Unchanged,
     Entry(&'a users::PasswdEntry),
-    // The caller (sandbox.rs) passes this once it tells "no entry" from "no change".
-    #[allow(dead_code)]
     Uid(u32),
 }
 

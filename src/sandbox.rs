@@ -255,9 +255,12 @@ pub fn run(plan: Plan) -> Result<i32> {
         &groups,
     )?;
     // With a change of user, HOME, USER, LOGNAME and SHELL follow the passwd entry.
-    let target_user = (privilege == Privilege::Root && (plan.user.is_some() || sudo.is_some()))
-        .then(|| passwd.iter().find(|p| p.uid == identity.uid))
-        .flatten();
+    let changes_user = privilege == Privilege::Root && (plan.user.is_some() || sudo.is_some());
+    let target_user = match (changes_user, passwd.iter().find(|p| p.uid == identity.uid)) {
+        (false, _) => plan::NewUser::Unchanged,
+        (true, Some(entry)) => plan::NewUser::Entry(entry),
+        (true, None) => plan::NewUser::Uid(identity.uid),
+    };
     let inherited: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
@@ -616,27 +619,38 @@ fn relay_off_uplink(
     }
 }
 
-/// Creates the veth with the first free subnet. A link of the same name that is down is
-/// a sandbox that just ended and whose namespace the kernel is still tearing down: wait
-/// for it rather than call the subnet taken.
+/// An address near `ip` whose /31 nothing on the host uses: the example in a refusal.
+fn free_address_near(ip: Ipv4Addr, used: &[crate::addr::Ipv4Net]) -> Ipv4Addr {
+    (1..=64u32)
+        .map(|i| Ipv4Addr::from(u32::from(ip).wrapping_add(2 * i)))
+        .find(|a| {
+            let net = SandboxNet::for_address(*a);
+            !used.iter().any(|u| u.overlaps(&net.subnet))
+        })
+        .unwrap_or(Ipv4Addr::new(10, 77, 0, 2))
+}
+
+/// Creates the veth with the first free subnet (see [`create_first_free`]).
 fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<(SandboxNet, OwnedFd)> {
     let pool = prep.plan.pool;
     if let Some(ip) = prep.plan.ip {
         let net = SandboxNet::for_address(ip);
         if let Some(i) = prep.facts.used.iter().position(|u| u.overlaps(&net.subnet)) {
             bail!(
-                "--ip {ip}: {} (or its neighbour {}, the host's end of the sandbox's /31) is in use on this host: {}; choose another address, e.g. '--ip 10.77.0.2'",
+                "--ip {ip}: {} (or its neighbour {}, the host's end of the sandbox's /31) is in use on this host: {}; choose another address, e.g. '--ip {}'",
                 ip,
                 net.host_addr,
-                prep.facts.used_by[i]
+                prep.facts.used_by[i],
+                free_address_near(ip, &prep.facts.used)
             );
         }
+        let used = prep.facts.used.clone();
         return create_first_free(prep, pid, mtu, vec![net]).map_err(|e| match e {
             Some(e) => e,
             None => anyhow::anyhow!(
                 "--ip {ip}: another running sandbox has this address (link {}); choose another address, e.g. '--ip {}'",
                 net.host_end,
-                Ipv4Addr::from(u32::from(ip).wrapping_add(2))
+                free_address_near(ip, &[used.as_slice(), &[net.subnet]].concat())
             ),
         });
     }

@@ -502,3 +502,15 @@ PY
         "#,
     );
 }
+
+#[test]
+fn a_uid_without_a_passwd_entry_gets_its_own_environment() {
+    world(
+        r#"
+        expect_code 0 env HOME=/root USER=root $NSRUN --no-net --user 4242 -- sh -c 'echo "$HOME $USER $LOGNAME $(id -u)"'
+        expect_eq "$OUT" "/ 4242 4242 4242" "HOME, USER, LOGNAME of uid 4242"
+        expect_code 0 $NSRUN --no-net --user 4242 -e HOME=/srv -- sh -c 'echo "$HOME"'
+        expect_eq "$OUT" "/srv" "-e still decides"
+        "#,
+    );
+}
