@@ -10,19 +10,45 @@
 //! host.
 //!
 //! Protocol, over the abstract unix socket `@nsrun-holder` (per network namespace,
-//! SOCK_SEQPACKET): a client sends `R` + ifindex + IPv4 address; the holder adds the
-//! sandbox's masquerade rule and answers `K`, or `E` + why. When the connection closes
-//! (nsrun exits, or is killed), the holder deletes the rule and, 200 ms later, the
-//! sandbox's host-side link if it still exists (a socket passed out of the sandbox can
-//! keep its namespace alive; its link to the host must not outlive nsrun). `W` asks the
-//! holder to exit as soon as this client goes, if it is the last (`X`), for `--wait`.
-//! The holder exits 500 ms after its last client; a client that finds none starts one.
-//! Clients and holder trust each other only as root or as the same uid, read from the
-//! credentials the kernel recorded at connect/listen time (SO_PEERCRED; a process that
-//! gains privilege later by exec does not pass), and with CAP_NET_ADMIN; the holder
-//! registers only links named like a sandbox's. An unprivileged process that binds the
-//! name first can only make nsrun fail, with a message naming it. With a file-capability
-//! install, one holder serves one user: another user's nsrun fails while it runs.
+//! SOCK_SEQPACKET), one request and one answer (`K`, or `E` + why) at a time:
+//! - `R` + ifindex + IPv4 address + link count + links + name: register a sandbox. The
+//!   holder adds its masquerade rule, lets it through other firewalls and switches on
+//!   forwarding where needed. The answer carries which links it switched and which
+//!   foreign chains it opened.
+//! - `P` + proto + host address + host port + sandbox port: publish a port (DNAT).
+//! - `I` + inode + path: the sandbox's --info-file, removed if nsrun is killed.
+//! - `W`: for `--wait`, exit as soon as this client goes, if it is the last (`X`).
+//!
+//! When the connection closes (nsrun exits, or is killed), the holder deletes the rules
+//! and, 200 ms later, the sandbox's host-side link if it still exists (a socket passed
+//! out of the sandbox can keep its namespace alive; its link to the host must not outlive
+//! nsrun), its --name and its --info-file.
+//!
+//! **Ready before the command runs.** The holder answers a request only once the kernel
+//! has committed its nf_tables batch (acknowledgements come after the commit), nsrun
+//! sends "go" only after the answer, and the init brings the sandbox's link up only
+//! after "go". So no packet of a sandbox can meet the host before its NAT is in place,
+//! and nsrun does not repair conntrack entries of connections begun too early: there
+//! are none. The one gap is a holder's death (below): packets sent in the milliseconds
+//! before a new holder has the sandbox's rule again pass without NAT, and their
+//! connections stay without it (the next connection is NATed).
+//!
+//! **Expendable.** The holder exits 500 ms after its last registered sandbox; a client
+//! that finds none starts one (nsrun's own binary, executed as `nsrun-holder`). When a
+//! holder dies (SIGKILL, OOM, the stop of the systemd unit whose cgroup it inherited),
+//! the kernel deletes its table, and every nsrun registers its sandbox again at once with
+//! a new holder (`Keeper`): masquerade, published ports, name and info file come back.
+//!
+//! **Trust.** Clients and holder trust each other only as root or as the same uid, read
+//! from the credentials the kernel recorded at connect/listen time (SO_PEERCRED, taken
+//! at accept and bound to the connection; anyone else is closed at once), and the holder
+//! checks every request itself, never trusting the client's command line: it registers
+//! only links named like a sandbox's, and only the sandbox's end of that link's subnet;
+//! it publishes only on the host's own addresses, and ports below
+//! `ip_unprivileged_port_start` only for root. At most 256 connections wait to register,
+//! each for at most 5 s. An unprivileged process that binds the name first can only make
+//! nsrun fail, with a message naming it. With a file-capability install, one holder
+//! serves one user: another user's nsrun fails while it runs.
 
 use std::io::Read;
 use std::net::Ipv4Addr;

@@ -114,6 +114,34 @@ pub struct NetPlan {
     pub block_lan: bool,
 }
 
+/// What a user of a file-capability install may take: addresses of nsrun's own pool
+/// only. Any other private address may be one the host reaches through its default
+/// route (a VPC or corporate resolver, a cloud's metadata service at 100.100.100.200),
+/// which no route of the host's names, so nothing on the host can tell it is in use;
+/// only root, on its own command line, may hand such an address to a sandbox.
+pub fn check_user_addresses(privilege: Privilege, net: &NetPlan) -> Result<()> {
+    if privilege != Privilege::FileCaps {
+        return Ok(());
+    }
+    let default: Ipv4Net = crate::cli::DEFAULT_POOL
+        .parse()
+        .map_err(|e| anyhow!("nsrun's default pool: {e}"))?;
+    let inside = |net: &Ipv4Net| net.prefix >= default.prefix && default.overlaps(net);
+    if let Some(ip) = net.ip {
+        if !inside(&Ipv4Net::new(ip, 32)) {
+            bail!(
+                "--ip {ip}: without sudo, nsrun gives sandboxes addresses only from its pool {default}, since another address may be one the host reaches through its default route (a resolver, a metadata service); choose one there, e.g. '--ip 10.200.0.2', or run nsrun with sudo"
+            );
+        }
+    } else if !inside(&net.pool) {
+        bail!(
+            "--pool {}: without sudo, nsrun takes sandbox addresses only from its pool {default}, since another range may hold destinations the host reaches through its default route; give a part of it, e.g. '--pool 10.200.64.0/18', or run nsrun with sudo",
+            net.pool
+        );
+    }
+    Ok(())
+}
+
 /// Where sandbox addresses may come from: the ranges meant for private use (RFC 1918)
 /// and shared address space (RFC 6598), which no public destination uses.
 pub const PRIVATE_RANGES: [&str; 4] = [
@@ -720,6 +748,40 @@ mod tests {
             let e = parse_publish(bad).unwrap_err().to_string();
             assert!(e.contains("-p 8080:80"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_file_capability_user_takes_addresses_of_the_default_pool_only() {
+        let net = |ip: Option<&str>, pool: &str| NetPlan {
+            publish: Vec::new(),
+            pool: pool.parse().unwrap(),
+            ip: ip.map(|i| i.parse().unwrap()),
+            allow_host: false,
+            block_lan: false,
+        };
+        let user = Privilege::FileCaps;
+        assert!(check_user_addresses(user, &net(None, "10.200.0.0/16")).is_ok());
+        assert!(check_user_addresses(user, &net(None, "10.200.64.0/18")).is_ok());
+        assert!(check_user_addresses(user, &net(Some("10.200.3.2"), "10.200.0.0/16")).is_ok());
+        let e = check_user_addresses(user, &net(Some("10.66.0.53"), "10.200.0.0/16"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--ip 10.66.0.53") && e.contains("e.g. '--ip 10.200.0.2'"),
+            "{e}"
+        );
+        for pool in ["100.100.100.200/30", "10.0.0.0/8", "10.201.0.0/16"] {
+            let e = check_user_addresses(user, &net(None, pool))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("--pool {pool}")), "{e}");
+        }
+        // Root decides on its own command line.
+        assert!(
+            check_user_addresses(Privilege::Root, &net(Some("10.66.0.53"), "10.200.0.0/16"))
+                .is_ok()
+        );
+        assert!(check_user_addresses(Privilege::Root, &net(None, "100.100.100.200/30")).is_ok());
     }
 
     #[test]

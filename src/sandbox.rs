@@ -232,6 +232,9 @@ pub fn run(plan: Plan) -> Result<i32> {
     failpoint::hit("start")?;
     let creds = host::creds();
     let privilege = plan::privilege(&creds, plan.network.is_some())?;
+    if let Some(net) = &plan.network {
+        plan::check_user_addresses(privilege, net)?;
+    }
     let sudo = match privilege {
         // With file capabilities the environment is the caller's to forge: ignore it.
         Privilege::Root => plan::sudo_caller(|k| std::env::var(k).ok())?,
@@ -1147,11 +1150,33 @@ fn reserve_ports(
 
 /// Relays connections to a published port that come in over localhost (which DNAT
 /// cannot send into the sandbox without route_localnet, which a sandbox could abuse).
+/// Connections the localhost relay of one published port carries at once; more are
+/// closed at once, so that idle clients cannot exhaust nsrun's threads and descriptors
+/// (as the DNS relay's limit does).
+const MAX_LOCALHOST_CONNECTIONS: usize = 64;
+
 fn proxy_localhost(listener: std::net::TcpListener, target: std::net::SocketAddr) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let open = Arc::new(AtomicUsize::new(0));
     for client in listener.incoming().flatten() {
+        if open.load(Ordering::SeqCst) >= MAX_LOCALHOST_CONNECTIONS {
+            drop(client);
+            continue;
+        }
+        /// One open connection, counted until its thread ends (or never starts).
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        open.fetch_add(1, Ordering::SeqCst);
+        let counted = Counted(Arc::clone(&open));
         let _ = std::thread::Builder::new()
             .name("localhost-conn".into())
             .spawn(move || {
+                let _counted = counted;
                 let Ok(server) =
                     std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))
                 else {

@@ -117,6 +117,14 @@ fn file_capabilities_trust_nothing_from_the_environment() {
         expect_contains "$ERR" "only root may run the command as another user" "--user refused"
         expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/nsrun" -- grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status
         expect_eq "$(echo "$OUT" | grep -c ':[[:space:]]*0000000000000000$')" 3 "no capabilities left"
+        # Addresses the host reaches through its default route (a resolver, a metadata
+        # service) cannot be taken without sudo; nsrun's own pool can.
+        expect_code 125 setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/nsrun" --ip 10.66.0.53 -- true
+        expect_contains "$ERR" "--ip 10.66.0.53: without sudo" "--ip outside nsrun's pool"
+        expect_code 125 setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/nsrun" --pool 100.100.100.200/30 -- true
+        expect_contains "$ERR" "--pool 100.100.100.200/30: without sudo" "--pool outside nsrun's pool"
+        expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/nsrun" --ip 10.200.7.2 -- sh -c 'ip -4 -o addr show eth0 | awk "{print \$4}"'
+        expect_eq "$OUT" 10.200.7.2/31 "an address of nsrun's pool"
         expect_clean
         "#,
     );

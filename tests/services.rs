@@ -291,3 +291,38 @@ fn a_service_restarted_right_after_kill_9_gets_its_address_name_and_port_back() 
         "#,
     );
 }
+
+#[test]
+fn idle_localhost_clients_cannot_exhaust_nsrun() {
+    world(
+        r#"
+        start_upstream_http
+        snapshot
+        $NSRUN -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
+        pid=$!
+        wait_sandbox_up $pid
+        wait_port - "$(sandbox_addr $pid)" 80
+        python3 -c '
+import socket, time
+socks = []
+for _ in range(300):
+    s = socket.create_connection(("127.0.0.1", 8080))
+    socks.append(s)
+print("open", flush=True)
+time.sleep(30)' >"$WORK/idle" &
+        idle=$!
+        for _ in $(seq 200); do grep -q open "$WORK/idle" && break; sleep 0.05; done
+        sleep 0.5
+        threads=$(awk '/^Threads:/ {print $2}' /proc/$pid/status)
+        fds=$(ls /proc/$pid/fd | wc -l)
+        [ "$threads" -lt 150 ] || fail "300 idle localhost clients gave nsrun $threads threads"
+        [ "$fds" -lt 400 ] || fail "300 idle localhost clients gave nsrun $fds descriptors"
+        kill $idle; wait $idle || true
+        sleep 0.3
+        expect_code 0 curl -s --max-time 2 http://127.0.0.1:8080/
+        expect_contains "$OUT" "10." "localhost is served again"
+        kill -TERM $pid; wait $pid || true
+        expect_clean
+        "#,
+    );
+}
