@@ -55,10 +55,17 @@
 //!   chain forward { type filter hook forward priority filter; policy accept;
 //!     iifname "nsr*" oifname "nsr*" drop  # sandbox to sandbox, through the host
 //!     oifname "nsr*" ct state new ct status != dnat drop  # in: published ports only
-//!     iif LINK oifname != "nsr*" drop     # each link whose forwarding nsrun switched on
+//!   }
+//! }
+//! table inet nsrun-guard {                 # in the HOST's netns; owned by no socket
+//!   chain forward { type filter hook forward priority filter; policy accept;
+//!     iif LINK oifname != "nsr*" drop      # each link whose forwarding nsrun switched on
 //!   }
 //! }
 //! ```
+//!
+//! The guard outlives a killed holder (no link is ever left forwarding for the host's
+//! neighbours); the next holder adopts it and deletes the table once forwarding is back.
 //!
 //! **Another firewall that drops forwarded packets** (a forward base chain with policy
 //! drop, or one that ends by dropping or rejecting everything: Docker, ufw, firewalld, an
@@ -368,6 +375,38 @@ pub fn publish_rule(p: &crate::plan::Publish, sandbox: Ipv4Addr) -> Rule {
 }
 
 /// On a link whose forwarding nsrun switched on: forward only to sandboxes.
+/// The table that guards the links whose forwarding a holder switched on: owned by no
+/// socket, so it outlives a holder that is killed (by root, by the user of a
+/// file-capability install, by a unit's stop), and no link is ever left forwarding
+/// without its guard. It is also the record a later holder adopts: each rule's comment
+/// names its link.
+pub const GUARD_TABLE: &str = "nsrun-guard";
+/// The comment of a guard rule: this, then the link's name and index.
+pub const GUARD_MARK: &str = "nsrun: guard ";
+
+/// `table inet nsrun-guard { chain forward { ... iif LINK oifname != "nsr*" drop } }`,
+/// made if missing, with one more guard.
+pub fn guard(link: u32, name: &str) -> Batch {
+    let mut b = Batch::new(NFPROTO_INET);
+    b.add_table(GUARD_TABLE, 0, false);
+    b.add_chain(
+        GUARD_TABLE,
+        "forward",
+        "filter",
+        Hook::Forward,
+        PRIORITY_FILTER,
+        NF_ACCEPT,
+    );
+    b.add_rule_commented(
+        GUARD_TABLE,
+        "forward",
+        &forward_guard(link),
+        &format!("{GUARD_MARK}{name} {link}"),
+        None,
+    );
+    b
+}
+
 pub fn forward_guard(link: u32) -> Rule {
     rule(
         vec![

@@ -80,13 +80,7 @@ const CAP_NET_ADMIN: u32 = 12;
 const FORWARD_CHECK_TTL: Duration = Duration::from_millis(200);
 const NFNLGRP_NFTABLES: u32 = 7;
 const LEGACY_CHECK: Duration = Duration::from_secs(1);
-/// Where the holder lists the links whose forwarding it switched on, one name per line:
-/// per network namespace (by its inode), as /run is shared between them.
-fn forwarding_state() -> String {
-    use std::os::unix::fs::MetadataExt;
-    let netns = std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
-    format!("/run/nsrun-forwarding-{netns}")
-}
+use crate::firewall::{GUARD_MARK, GUARD_TABLE};
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
 /// A sandbox's registration with the holder; dropping it (or nsrun's death) ends it.
@@ -815,12 +809,15 @@ impl Holder {
         // Kubernetes do when they start): that is theirs now, and switching a link back
         // would cut their routing through it, which writing ip_forward again would not
         // repair (the kernel passes `all` on to the links only when it changes).
+        // Then the guards go: forwarding is off again, or it is someone else's.
         if !crate::host::forwarding_on("all") {
             for (_, name) in &self.forwarding {
                 let _ = crate::host::set_forwarding(name, false);
             }
         }
-        let _ = std::fs::remove_file(forwarding_state());
+        if !self.forwarding.is_empty() {
+            self.drop_guards();
+        }
         self.close_forward_path();
         self.close_legacy();
         self.listener.take();
@@ -1069,7 +1066,9 @@ impl Holder {
             .iter()
             .filter_map(|(_, p)| nft::parse_chain(p))
             .filter(|c| c.family == nft::NFPROTO_IPV4 || c.family == nft::NFPROTO_INET)
-            .filter(|c| !(c.family == nft::NFPROTO_INET && c.table == TABLE))
+            .filter(|c| {
+                !(c.family == nft::NFPROTO_INET && (c.table == TABLE || c.table == GUARD_TABLE))
+            })
             .collect();
         let mut uplinks: Option<Vec<String>> = None;
         let mut tables_seen: Vec<(u8, String)> = Vec::new();
@@ -1183,7 +1182,10 @@ impl Holder {
                     .find(|(t, _)| *t == 1)
                     .is_some_and(|(_, name)| {
                         !(family == Some(nft::NFPROTO_INET)
-                            && name.split(|b| *b == 0).next() == Some(TABLE.as_bytes()))
+                            && matches!(
+                                name.split(|b| *b == 0).next(),
+                                Some(t) if t == TABLE.as_bytes() || t == GUARD_TABLE.as_bytes()
+                            ))
                     })
         });
         if !foreign {
@@ -1252,12 +1254,12 @@ impl Holder {
             if crate::host::forwarding_on(&link.name) {
                 continue; // already a router here: not nsrun's to change or guard
             }
-            // Written down before it is switched: a holder killed after this point leaves
-            // the record for the next one, which switches it back.
-            self.forwarding.push((index, link.name.clone()));
-            self.record_forwarding();
-            crate::host::set_forwarding(&link.name, true)?;
+            // Guarded before it is switched on, in a table that outlives the holder: a
+            // holder killed at any point leaves no link forwarding without its guard,
+            // and the next one adopts it from there.
             self.guard(index, &link.name)?;
+            self.forwarding.push((index, link.name.clone()));
+            crate::host::set_forwarding(&link.name, true)?;
             switched.push(link.name);
         }
         Ok(switched)
@@ -1265,45 +1267,71 @@ impl Holder {
 
     /// On a link whose forwarding nsrun switched on: forward only to sandboxes.
     fn guard(&mut self, index: u32, name: &str) -> Result<()> {
-        let mut batch = nft::Batch::new(nft::NFPROTO_INET);
-        batch.add_rule(TABLE, "forward", &firewall::forward_guard(index));
+        let batch = firewall::guard(index, name);
         let (msg, acked) = batch.finish();
         self.nft
             .transact(msg, &acked, &format!("guard forwarding on {name}"))?;
         Ok(())
     }
 
-    /// Keeps [`forwarding_state`] listing the links whose forwarding this holder switched on.
-    fn record_forwarding(&self) {
-        let names: String = self
-            .forwarding
+    /// The guards in [`GUARD_TABLE`]: (link name, index) of each.
+    fn guards(&mut self) -> Vec<(String, u32)> {
+        let Ok(rules) = self.nft.dump(
+            nft::dump_rules(nft::NFPROTO_INET, GUARD_TABLE),
+            "list table inet nsrun-guard",
+        ) else {
+            return Vec::new();
+        };
+        rules
             .iter()
-            .map(|(_, n)| format!("{n}\n"))
-            .collect();
-        let _ = std::fs::write(forwarding_state(), names);
+            .filter_map(|(_, p)| nft::parse_rule(p))
+            .filter_map(|r| {
+                let comment = r.comment?;
+                let (name, index) = comment.strip_prefix(GUARD_MARK)?.split_once(' ')?;
+                Some((name.to_string(), index.parse().ok()?))
+            })
+            .collect()
     }
 
-    /// Links a killed holder switched on (its record): this holder guards them now and
-    /// switches them back when it exits.
+    /// Links a killed holder switched on (the guards it left): this holder keeps them
+    /// guarded and switches them back when it exits. A link whose forwarding someone
+    /// switched off since, or that is gone, is not nsrun's any more.
     fn adopt_forwarding(&mut self) {
-        let Ok(record) = std::fs::read_to_string(forwarding_state()) else {
+        let guards = self.guards();
+        if guards.is_empty() {
             return;
-        };
-        for name in record.lines().filter(|n| !n.is_empty() && !n.contains('/')) {
-            let on = crate::host::forwarding_on(name);
+        }
+        for (name, index) in guards {
+            if name.contains('/') || self.forwarding.iter().any(|(_, n)| *n == name) {
+                continue;
+            }
             let link = self
                 .rtnl
-                .get(route::get_link(name), "RTM_GETLINK")
+                .get(route::get_link(&name), "RTM_GETLINK")
                 .ok()
                 .and_then(|r| route::parse_link(&r));
-            if let (true, Some(link)) = (on, link) {
-                let index = link.index as u32;
-                if self.guard(index, name).is_ok() {
-                    self.forwarding.push((index, link.name));
-                }
+            let Some(link) = link.filter(|_| crate::host::forwarding_on(&name)) else {
+                continue;
+            };
+            let current = link.index as u32;
+            if current != index && self.guard(current, &name).is_err() {
+                continue;
             }
+            self.forwarding.push((current, link.name));
         }
-        self.record_forwarding();
+        if self.forwarding.is_empty() {
+            self.drop_guards();
+        }
+    }
+
+    /// Removes [`GUARD_TABLE`]: once forwarding is back as it was, or not nsrun's.
+    fn drop_guards(&mut self) {
+        let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+        batch.del_table(GUARD_TABLE);
+        let (msg, acked) = batch.finish();
+        let _ = self
+            .nft
+            .transact(msg, &acked, "delete table inet nsrun-guard");
     }
 
     /// DNAT for one published port of a registered sandbox.

@@ -133,9 +133,9 @@ A sandbox with a network has no IPv6 at all, \fB::1\fR included: binding it fail
 with EADDRNOTAVAIL; use 127.0.0.1. With \fB\-\-no\-net\fR, \fBlo\fR keeps \fB::1\fR,
 but ports below 1024 cannot be bound there.
 .PP
-A holder killed with SIGKILL leaves the forwarding it switched on until a new holder
-takes it over: at once while sandboxes run (their nsruns start one), otherwise with
-the next nsrun.
+A holder killed with SIGKILL leaves the forwarding it switched on, guarded (table
+\fBinet nsrun\-guard\fR, which no process owns), until a new holder takes it over: at
+once while sandboxes run (their nsruns start one), otherwise with the next nsrun.
 .SH FILES
 .TP
 /etc/resolv.conf, /run/systemd/resolve/resolv.conf
