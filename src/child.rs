@@ -192,7 +192,21 @@ pub fn init(cfg: ChildConfig) -> ! {
 
     // Wait for the host side. EOF means nsrun failed or died before PDEATHSIG was set:
     // nothing to report to.
-    let mut buf = vec![0u8; 256 * 1024];
+    // Its size first (a host with thousands of addresses makes a large filter batch).
+    let size = loop {
+        let mut probe = [0u8; 1];
+        match nix::sys::socket::recv(
+            cfg.control.as_raw_fd(),
+            &mut probe,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => fail(&cfg.report_write, "read the go message", e as i32),
+            Ok(0) => sys_exit(125),
+            Ok(n) => break n,
+        }
+    };
+    let mut buf = vec![0u8; size.max(1)];
     let n = loop {
         match nix::sys::socket::recv(cfg.control.as_raw_fd(), &mut buf, MsgFlags::empty()) {
             Err(Errno::EINTR) => continue,

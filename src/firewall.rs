@@ -56,6 +56,14 @@
 //!     iifname "nsr*" oifname "nsr*" drop  # sandbox to sandbox, through the host
 //!     oifname "nsr*" ct state new ct status != dnat drop  # in: published ports only
 //!   }
+//!   chain input { type filter hook input priority filter; policy accept;
+//!     iifname "nsr*" ct direction original fib daddr type local jump sandbox_to_host
+//!     iifname "nsr*" ct direction original fib daddr type local reject  # tcp reset, icmpx
+//!   }
+//!   chain sandbox_to_host {                 # per sandbox, while it runs
+//!     iif LINK accept                       # --allow-host
+//!     iif LINK ip daddr NAMESERVER udp|tcp dport 53 accept
+//!   }
 //! }
 //! table inet nsrun-guard {                 # in the HOST's netns; owned by no socket
 //!   chain forward { type filter hook forward priority filter; policy accept;
@@ -63,6 +71,13 @@
 //!   }
 //! }
 //! ```
+//!
+//! The input chain refuses the host's own addresses from the host's side too, by a
+//! per-packet lookup: an address that appears while a sandbox runs (a new sandbox's host
+//! end, a burst of thousands from kube-proxy or MetalLB) is closed before the sandbox's
+//! own table hears of it, and a connection a sandbox opened to an address that later
+//! becomes the host's dies with its next packet. Replies to the host's own connections
+//! are the other direction and pass.
 //!
 //! The guard outlives a killed holder (no link is ever left forwarding for the host's
 //! neighbours); the next holder adopts it and deletes the table once forwarding is back.
@@ -254,7 +269,7 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     // every sandbox, however many start later, without a rule each.
     b.add_rule(TABLE, "host", &rule(vec![to(p.pool)], REFUSE));
     let loopback: Ipv4Net = "127.0.0.0/8".parse().unwrap();
-    for net in p.host_nets.iter().filter(|n| {
+    for net in aggregate(&p.host_nets).iter().filter(|n| {
         // Loopback never leaves the sandbox; the pool is one rule already.
         let in_pool = p.pool.overlaps(n) && n.prefix >= p.pool.prefix;
         !(loopback.overlaps(n) || in_pool)
@@ -293,6 +308,56 @@ pub fn add_host_addrs(addrs: &[Ipv4Addr]) -> Batch {
         b.insert_rule(TABLE, "host", &r);
     }
     b
+}
+
+/// The same addresses in as few prefixes as cover exactly them: a host with thousands
+/// of addresses in a few ranges (kube-proxy's IPVS, MetalLB) needs a rule per range, not
+/// per address.
+pub fn aggregate(nets: &[Ipv4Net]) -> Vec<Ipv4Net> {
+    let mut out: Vec<Ipv4Net> = nets
+        .iter()
+        .map(|n| Ipv4Net::new(n.network(), n.prefix))
+        .collect();
+    out.sort_by_key(|n| (u32::from(n.addr), n.prefix));
+    out.dedup();
+    loop {
+        // Drop what another covers (sorted: a covering prefix comes first).
+        let mut kept: Vec<Ipv4Net> = Vec::with_capacity(out.len());
+        for n in out {
+            if !kept
+                .last()
+                .is_some_and(|k| k.prefix <= n.prefix && k.overlaps(&n))
+            {
+                kept.push(n);
+            }
+        }
+        // Merge two halves of one prefix into it.
+        let mut merged: Vec<Ipv4Net> = Vec::with_capacity(kept.len());
+        let mut changed = false;
+        let mut i = 0;
+        while i < kept.len() {
+            let n = kept[i];
+            if let Some(next) = kept.get(i + 1) {
+                if n.prefix > 0 && next.prefix == n.prefix {
+                    let parent = Ipv4Net::new(n.addr, n.prefix - 1);
+                    let parent = Ipv4Net::new(parent.network(), parent.prefix);
+                    if parent.addr == n.addr && parent.overlaps(next) {
+                        merged.push(parent);
+                        changed = true;
+                        i += 2;
+                        continue;
+                    }
+                }
+            }
+            merged.push(n);
+            i += 1;
+        }
+        merged.sort_by_key(|n| (u32::from(n.addr), n.prefix));
+        out = merged;
+        if !changed {
+            return out;
+        }
+    }
 }
 
 /// The holder's host table: created exclusively and owned by its socket. `stale` first
@@ -348,6 +413,45 @@ pub fn holder_table(stale: bool) -> Batch {
             Verdict::Drop,
         ),
     );
+    // The host's own addresses, refused from the host's side as well (the sandbox's table
+    // refuses them too, but learns of a new one only from an event): a per-packet
+    // lookup, so an address that appears while sandboxes run is closed before any packet
+    // can reach it, however many appear at once, and a connection a sandbox opened to an
+    // address that later becomes the host's does not survive it. Replies to the host's
+    // own connections into a sandbox are the other direction and pass.
+    b.add_chain(
+        TABLE,
+        "input",
+        "filter",
+        Hook::Input,
+        PRIORITY_FILTER,
+        NF_ACCEPT,
+    );
+    b.add_regular_chain(TABLE, HOST_EXCEPTIONS);
+    let to_host = || {
+        vec![
+            Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
+            Match::CtOriginal,
+            Match::DAddrLocal,
+        ]
+    };
+    b.add_rule(
+        TABLE,
+        "input",
+        &rule(to_host(), Verdict::Jump(HOST_EXCEPTIONS)),
+    );
+    let mut tcp = to_host();
+    tcp.push(Match::L4Proto(libc::IPPROTO_TCP as u8));
+    b.add_rule(
+        TABLE,
+        "input",
+        &rule(tcp, Verdict::Reject(Reject::TcpReset)),
+    );
+    b.add_rule(
+        TABLE,
+        "input",
+        &rule(to_host(), Verdict::Reject(Reject::AdminProhibited)),
+    );
     // Published ports: connections from elsewhere (prerouting) and from the host itself
     // to its own addresses (output); localhost is served by nsrun's own listener.
     for (chain, hook) in [("prerouting", Hook::PreRouting), ("output", Hook::Output)] {
@@ -357,6 +461,33 @@ pub fn holder_table(stale: bool) -> Batch {
 }
 
 const PRIORITY_DSTNAT: i32 = -100;
+
+/// The chain of what each sandbox may open on the host: everything with `--allow-host`,
+/// its nameservers' port 53 (`--dns` may name one of the host's addresses).
+pub const HOST_EXCEPTIONS: &str = "sandbox_to_host";
+
+/// The rules of one sandbox (host end `link`) in [`HOST_EXCEPTIONS`].
+pub fn host_exceptions(link: u32, allow_host: bool, nameservers: &[Ipv4Addr]) -> Vec<Rule> {
+    if allow_host {
+        return vec![rule(vec![Match::Iif(link)], Verdict::Accept)];
+    }
+    nameservers
+        .iter()
+        .flat_map(|ns| {
+            [libc::IPPROTO_UDP as u8, libc::IPPROTO_TCP as u8].map(|proto| {
+                rule(
+                    vec![
+                        Match::Iif(link),
+                        to(host(*ns)),
+                        Match::L4Proto(proto),
+                        Match::DPort(53),
+                    ],
+                    Verdict::Accept,
+                )
+            })
+        })
+        .collect()
+}
 
 /// The DNAT rule of one published port, for the `prerouting` and `output` chains:
 /// to one host address, or to any of the host's addresses (a per-packet lookup, so
@@ -490,6 +621,48 @@ pub fn masquerade(sandbox_addr: Ipv4Addr) -> Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_addresses_are_aggregated_exactly() {
+        let nets = |v: &[&str]| -> Vec<Ipv4Net> { v.iter().map(|s| s.parse().unwrap()).collect() };
+        assert_eq!(
+            aggregate(&nets(&[
+                "10.0.0.1/32",
+                "10.0.0.0/32",
+                "10.0.0.2/32",
+                "10.0.0.3/32"
+            ])),
+            nets(&["10.0.0.0/30"])
+        );
+        // Not a covering prefix that would take in an address the host does not have.
+        assert_eq!(
+            aggregate(&nets(&["10.0.0.1/32", "10.0.0.2/32"])),
+            nets(&["10.0.0.1/32", "10.0.0.2/32"])
+        );
+        assert_eq!(
+            aggregate(&nets(&[
+                "198.51.100.2/24",
+                "198.51.100.7/32",
+                "10.1.0.0/16",
+                "10.0.0.0/16"
+            ])),
+            nets(&["10.0.0.0/15", "198.51.100.0/24"])
+        );
+        // 1..=250 of each of 40 /24s: 13 prefixes each, not 10,000 rules.
+        let many: Vec<Ipv4Net> = (0..10_000u32)
+            .map(|i| {
+                Ipv4Net::new(
+                    std::net::Ipv4Addr::new(10, 99, (i / 250) as u8, (i % 250 + 1) as u8),
+                    32,
+                )
+            })
+            .collect();
+        let got = aggregate(&many);
+        // 1, 2-3, 4-7, ..., 128-191, 192-223, ..., 248-249, 250: 13 for each /24.
+        assert_eq!(got.len(), 40 * 13);
+        let covered: u64 = got.iter().map(|n| n.size()).sum();
+        assert_eq!(covered, 10_000, "exactly the addresses, no more");
+    }
 
     fn policy(allow_host: bool, block_lan: bool) -> Policy {
         Policy {

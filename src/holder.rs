@@ -154,6 +154,10 @@ pub struct Registration {
     pub publish: Vec<crate::plan::Publish>,
     /// --info-file (absolute) and its inode: the holder removes it if nsrun is killed.
     pub info_file: Option<(std::path::PathBuf, u64)>,
+    /// --allow-host: it may open connections to the host's addresses.
+    pub allow_host: bool,
+    /// Its nameservers, whose port 53 it may reach wherever they are (the host included).
+    pub nameservers: Vec<Ipv4Addr>,
 }
 
 /// Registers a sandbox and publishes its ports, starting a holder when none runs. On
@@ -162,6 +166,7 @@ pub struct Registration {
 /// the holder switched on for it.
 pub fn register(reg: &Registration) -> Result<Lease> {
     let lease = join(reg.ifindex, reg.sandbox, &reg.links, reg.name.as_deref())?;
+    lease.host_access(reg.allow_host, &reg.nameservers)?;
     for p in &reg.publish {
         lease.publish(p)?;
     }
@@ -348,6 +353,24 @@ impl Lease {
         msg.extend_from_slice(&p.sandbox_port.to_ne_bytes());
         send(self.sock.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL)
             .context("ask nsrun's holder to publish a port")?;
+        match recv_reply(&self.sock, JOIN_DEADLINE).as_deref() {
+            Some([b'K', ..]) => Ok(()),
+            Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
+            _ => bail!("nsrun's holder did not answer"),
+        }
+    }
+
+    /// Tells the holder what the sandbox may open on the host (see
+    /// [`firewall::host_exceptions`]).
+    fn host_access(&self, allow_host: bool, nameservers: &[Ipv4Addr]) -> Result<()> {
+        let mut msg = vec![b'H', u8::from(allow_host)];
+        let nameservers = &nameservers[..nameservers.len().min(16)];
+        msg.push(nameservers.len() as u8);
+        for ns in nameservers {
+            msg.extend_from_slice(&ns.octets());
+        }
+        send(self.sock.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL)
+            .context("tell nsrun's holder what the sandbox may reach on the host")?;
         match recv_reply(&self.sock, JOIN_DEADLINE).as_deref() {
             Some([b'K', ..]) => Ok(()),
             Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
@@ -624,7 +647,8 @@ struct Client {
     since: Instant,
     /// The sandbox's address, once registered.
     addr: Option<Ipv4Addr>,
-    /// DNAT rules of its published ports: (chain, handle).
+    /// Its rules in the host's table besides the masquerade (published ports, what it
+    /// may reach on the host): (chain, handle).
     published: Vec<(&'static str, u64)>,
     /// The sandbox's --name, whose /run/netns entry a killed nsrun leaves behind.
     name: Option<String>,
@@ -895,6 +919,16 @@ impl Holder {
                 let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
                 self.clients[i].info_file = Some((path.to_path_buf(), inode));
                 b"K".to_vec()
+            }
+            [b'H', allow_host, count, addrs @ ..] if addrs.len() == 4 * usize::from(*count) => {
+                let nameservers: Vec<Ipv4Addr> = addrs
+                    .chunks_exact(4)
+                    .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+                    .collect();
+                match self.allow_on_host(i, *allow_host != 0, &nameservers) {
+                    Ok(()) => b"K".to_vec(),
+                    Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
+                }
             }
             [b'W'] => {
                 self.clients[i].last_wish = true;
@@ -1332,6 +1366,33 @@ impl Holder {
         let _ = self
             .nft
             .transact(msg, &acked, "delete table inet nsrun-guard");
+    }
+
+    /// What one registered sandbox may open on the host's addresses (the holder's input
+    /// chain refuses the rest).
+    fn allow_on_host(
+        &mut self,
+        i: usize,
+        allow_host: bool,
+        nameservers: &[Ipv4Addr],
+    ) -> Result<()> {
+        let Some(link) = self.clients[i].ifindex else {
+            bail!("host access before registration");
+        };
+        for rule in firewall::host_exceptions(link, allow_host, nameservers) {
+            let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+            batch.add_rule_echo(TABLE, firewall::HOST_EXCEPTIONS, &rule);
+            let (msg, acked) = batch.finish();
+            let replies = self
+                .nft
+                .transact(msg, &acked, "let a sandbox reach the host")?;
+            if let Some(handle) = replies.iter().find_map(|r| nft::rule_handle(r)) {
+                self.clients[i]
+                    .published
+                    .push((firewall::HOST_EXCEPTIONS, handle));
+            }
+        }
+        Ok(())
     }
 
     /// DNAT for one published port of a registered sandbox.

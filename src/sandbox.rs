@@ -35,6 +35,8 @@ use crate::relay::Relay;
 use crate::supervise::{self, FORWARDED, Report};
 use crate::{failpoint, firewall, holder, info, users};
 
+/// The send buffer of the socket that carries "go" (its filters) to the init.
+const GO_BUFFER: usize = 8 << 20;
 /// How long to try removing a dead sandbox's link that holds a wanted subnet.
 const LEFTOVER_LINK_WAIT: Duration = Duration::from_secs(2);
 
@@ -318,6 +320,16 @@ pub fn run(plan: Plan) -> Result<i32> {
         SockFlag::SOCK_CLOEXEC,
     )
     .context("socketpair")?;
+    // Room for a "go" message as large as the filters of a host with many addresses.
+    let _ =
+        nix::sys::socket::setsockopt(&control, nix::sys::socket::sockopt::SndBufForce, &GO_BUFFER)
+            .or_else(|_| {
+                nix::sys::socket::setsockopt(
+                    &control,
+                    nix::sys::socket::sockopt::SndBuf,
+                    &GO_BUFFER,
+                )
+            });
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     // -t: a pseudo-terminal for the command, its size taken from ours.
     let pty = if plan.tty { Some(open_pty()?) } else { None };
@@ -840,6 +852,8 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
     };
     let reg = holder::Registration {
         info_file: info_file.as_ref().map(|f| (f.path.clone(), f.inode)),
+        allow_host: prep.plan.allow_host,
+        nameservers: dns::direct_nameservers(&prep.dns).to_vec(),
         ifindex: host_index as u32,
         sandbox: net.sandbox_addr,
         links: prep.facts.routed.clone(),

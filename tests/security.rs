@@ -336,3 +336,75 @@ PY
         "#,
     );
 }
+
+/// A sandbox that keeps trying host addresses that do not exist yet: prints OPEN for
+/// every connection that got through, during `seconds`.
+const PROBE_PY: &str = r#"
+import select, socket, sys, time
+# Many connections in flight, a new one every few hundred microseconds: any moment in
+# which one of the addresses is open is seen.
+port, seconds, addrs = int(sys.argv[1]), float(sys.argv[2]), open(sys.argv[3]).read().split()
+end = time.time() + seconds
+pending = {}
+print("probing", flush=True)
+i = 0
+while time.time() < end:
+    while len(pending) < 400:
+        a = addrs[i % len(addrs)]; i += 1
+        s = socket.socket(); s.setblocking(False)
+        s.connect_ex((a, port))
+        pending[s] = (a, time.time())
+    _, ready, _ = select.select([], list(pending), [], 0.002)
+    for s in ready:
+        a, _ = pending.pop(s)
+        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+            print("OPEN", a, flush=True)
+        s.close()
+    now = time.time()
+    for s, (a, t) in list(pending.items()):
+        if now - t > 0.05:
+            del pending[s]; s.close()
+"#;
+
+#[test]
+fn a_host_address_that_appears_is_never_reachable_not_even_for_a_moment() {
+    world(&format!(
+        r#"
+        cat >"$WORK/probe.py" <<'PY'
+{PROBE_PY}
+PY
+        chmod 644 "$WORK/probe.py"
+        python3 -m http.server --bind 0.0.0.0 8081 >/dev/null 2>&1 &
+        wait_port - 127.0.0.1 8081
+        snapshot
+        # The host end of a new sandbox (--ip 10.77.0.2 puts 10.77.0.3 on the host) while
+        # another sandbox keeps trying it.
+        echo 10.77.0.3 >"$WORK/hostend"
+        for round in 1 2 3 4; do
+          $NSRUN --user nobody -- python3 "$WORK/probe.py" 8081 2.5 "$WORK/hostend" >"$WORK/probe" 2>&1 &
+          probe=$!
+          for _ in $(seq 200); do grep -q probing "$WORK/probe" && break; sleep 0.02; done
+          $NSRUN --ip 10.77.0.2 -- sleep 1
+          wait $probe || true
+          expect_not_contains "$(cat "$WORK/probe")" OPEN "round $round: the new host end's address"
+        done
+        # 10,000 host addresses at once, on lo, while a sandbox tries every one of them.
+        python3 -c '
+for i in range(10000):
+    print("10.99.%d.%d" % (i // 250, i % 250 + 1))' >"$WORK/list"
+        sed 's|^|address add |; s|$|/32 dev lo|' "$WORK/list" >"$WORK/addrs"
+        $NSRUN --user nobody -- python3 "$WORK/probe.py" 8081 8 "$WORK/list" >"$WORK/probe" 2>&1 &
+        probe=$!
+        for _ in $(seq 200); do grep -q probing "$WORK/probe" && break; sleep 0.02; done
+        ip -batch "$WORK/addrs"
+        wait $probe || true
+        expect_not_contains "$(cat "$WORK/probe")" OPEN "a burst of 10,000 host addresses"
+        # --allow-host still opens them.
+        echo 10.99.0.1 >"$WORK/one"
+        expect_code 0 $NSRUN --allow-host --user nobody -- python3 "$WORK/probe.py" 8081 0.3 "$WORK/one"
+        expect_contains "$OUT" "OPEN 10.99.0.1" "--allow-host"
+        ip -batch <(sed 's/^address add/address del/' "$WORK/addrs")
+        expect_clean
+        "#
+    ));
+}

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, sendto,
-    socket,
+    socket, sockopt,
 };
 
 pub const NLMSG_ERROR: u16 = 2;
@@ -35,6 +35,8 @@ const NLMSGERR_ATTR_MSG: u16 = 1;
 
 const SOL_NETLINK: libc::c_int = 270;
 const NETLINK_EXT_ACK: libc::c_int = 11;
+/// The receive buffer every netlink socket asks for.
+const RCV_BUFFER: usize = 4 << 20;
 const NETLINK_CAP_ACK: libc::c_int = 10;
 
 pub fn align4(n: usize) -> usize {
@@ -287,6 +289,11 @@ impl Socket {
             // Best effort: only the detail of error messages depends on these.
             let _ = crate::sys::setsockopt_int(fd.as_fd(), SOL_NETLINK, opt, 1);
         }
+        // Room for the acknowledgements of a large batch (a sandbox's filters on a host
+        // with thousands of addresses): each one counts an skb's size against the
+        // receive buffer, and the kernel drops what does not fit (ENOBUFS).
+        let _ = nix::sys::socket::setsockopt(&fd, sockopt::RcvBufForce, &RCV_BUFFER)
+            .or_else(|_| nix::sys::socket::setsockopt(&fd, sockopt::RcvBuf, &RCV_BUFFER));
         bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups)).map_err(io::Error::from)?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -70,6 +70,7 @@ const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_CT_STATE: u32 = 0;
 const NFT_CT_STATUS: u32 = 2;
+const NFT_CT_DIRECTION: u32 = 1;
 const NFT_REG_2: u32 = 2;
 const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 const NFTA_FIB_F_DADDR: u32 = 1 << 1;
@@ -135,6 +136,8 @@ pub enum Match {
     L4Proto(u8),
     /// `th dport PORT` (after an L4Proto match)
     DPort(u16),
+    /// `ct direction original`: a packet of the side that opened the connection
+    CtOriginal,
     /// `fib daddr type local`: the destination is one of this namespace's addresses,
     /// looked up per packet (addresses added later count)
     DAddrLocal,
@@ -727,6 +730,14 @@ fn encode_match(m: &mut Msg, what: &Match) {
         // Any bit of the mask set, or none.
         Match::CtState(mask) => ct_bits(m, NFT_CT_STATE, *mask, NFT_CMP_NEQ),
         Match::CtStatusLacks(mask) => ct_bits(m, NFT_CT_STATUS, *mask, NFT_CMP_EQ),
+        Match::CtOriginal => {
+            // One byte: IP_CT_DIR_ORIGINAL is 0.
+            let e = expr(m, "ct");
+            m.attr(2, &be32(NFT_CT_DIRECTION)); // KEY
+            m.attr(1, &be32(NFT_REG_1)); // DREG
+            expr_end(m, e);
+            cmp(m, NFT_CMP_EQ, &[0]);
+        }
         Match::L4Proto(p) => {
             meta(m, NFT_META_L4PROTO);
             cmp(m, NFT_CMP_EQ, &[*p]);
@@ -1045,6 +1056,39 @@ mod tests {
         let neq = hex("08 00 02 00 00 00 00 01 0c 00 03 80 08 00 01 00 00 00 00 00");
         assert!(got.windows(neq.len()).any(|w| w == neq.as_slice()));
         assert_eq!(&got[got.len() - 4..], &[0, 0, 0, 0]);
+    }
+
+    /// `ct direction original drop`: ct (key 1 = direction, dreg 1), then a cmp eq of one
+    /// byte 0 (IP_CT_DIR_ORIGINAL).
+    #[test]
+    fn ct_direction_original_bytes() {
+        let mut b = Batch::new(NFPROTO_INET);
+        b.add_rule(
+            "t",
+            "c",
+            &Rule {
+                matches: vec![Match::CtOriginal],
+                verdict: Verdict::Drop,
+            },
+        );
+        let (msg, _) = b.finish();
+        let got = msg.buf;
+        // ct: name "ct", data { KEY = be32 1, DREG = be32 1 }
+        let ct = hex(
+            "07 00 01 00 63 74 00 00 14 00 02 80 08 00 02 00 00 00 00 01 08 00 01 00 00 00 00 01",
+        );
+        assert!(
+            got.windows(ct.len()).any(|w| w == ct.as_slice()),
+            "ct expression"
+        );
+        // cmp: sreg 1, op eq (0), data { value: 1 byte 0 } (attribute length 5)
+        let eq = hex(
+            "08 00 01 00 00 00 00 01 08 00 02 00 00 00 00 00 0c 00 03 80 05 00 01 00 00 00 00 00",
+        );
+        assert!(
+            got.windows(eq.len()).any(|w| w == eq.as_slice()),
+            "cmp eq 0"
+        );
     }
 
     #[test]
