@@ -1447,6 +1447,16 @@ impl Holder {
                 );
             }
         }
+        // The port must be one the client holds itself (nsrun reserves every port it
+        // publishes, so a port a service or another user has is refused): otherwise a
+        // user could redirect another's service from the network into their sandbox.
+        let on = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if !crate::host::port_held_by(p.proto, on, p.host_port, uid) {
+            bail!(
+                "-p {on}:{}: the port is not reserved by its nsrun (uid {uid})",
+                p.host_port
+            );
+        }
         let unprivileged_start =
             std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
                 .ok()

@@ -1,6 +1,8 @@
 //! Facts about the host, read before nsrun changes anything: credentials, users, the
 //! addresses and routes in use, and the uplink.
 
+use std::net::Ipv4Addr;
+
 use anyhow::{Context, Result};
 use caps::{CapSet, Capability};
 
@@ -237,6 +239,42 @@ pub fn uplinks(rtnl: &mut Socket) -> Vec<Link> {
         .collect()
 }
 
+/// The IPv4 sockets bound in this namespace as `/proc/net/tcp` or `/proc/net/udp` lists
+/// them: (address, port, state, owner's uid).
+pub fn parse_proc_net(text: &str) -> Vec<(Ipv4Addr, u16, u8, u32)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (addr, port) = f.get(1)?.split_once(':')?;
+            // The address as the kernel keeps it (network order), printed as a number.
+            let addr = u32::from_str_radix(addr, 16).ok()?.to_ne_bytes();
+            Some((
+                Ipv4Addr::from(addr),
+                u16::from_str_radix(port, 16).ok()?,
+                u8::from_str_radix(f.get(3)?, 16).ok()?,
+                f.get(7)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Whether a socket of `uid` holds `addr`:`port` for `proto` on the host (a TCP one
+/// listening): how nsrun reserves a port it publishes, which the kernel let it bind.
+pub fn port_held_by(proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
+    const TCP_LISTEN: u8 = 0x0a;
+    let (file, tcp) = if proto == libc::IPPROTO_UDP as u8 {
+        ("/proc/net/udp", false)
+    } else {
+        ("/proc/net/tcp", true)
+    };
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        parse_proc_net(&text).iter().any(|(a, p, st, u)| {
+            *a == addr && *p == port && *u == uid && (!tcp || *st == TCP_LISTEN)
+        })
+    })
+}
+
 /// Turns IPv6 off on a link nsrun created, where the host allows it. Best effort: the
 /// sandbox's own table refuses every IPv6 packet but loopback's, so a host whose
 /// /proc/sys is read-only (a container) stays closed; this only keeps the link quiet.
@@ -273,4 +311,20 @@ pub fn enable_forwarding(link: &str) -> Result<bool> {
     }
     set_forwarding(link, true)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_sockets_are_read() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4243 1 0000000000000000 100 0 0 10 0
+";
+        let got = parse_proc_net(text);
+        assert_eq!(got[0], (Ipv4Addr::UNSPECIFIED, 8080, 0x0a, 1000));
+        assert_eq!(got[1], (Ipv4Addr::LOCALHOST, 53, 0x0a, 0));
+    }
 }

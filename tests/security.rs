@@ -286,6 +286,11 @@ if cmd == "forge":
     print("own address:", ask(s, reg(index, "10.250.0.2")))
     print("foreign host ip:", ask(s, pub("198.51.100.1", 8080)))
     print("loopback host ip:", ask(s, pub("127.0.0.1", 8081)))
+    print("unreserved:", ask(s, pub("0.0.0.0", 8082)))
+    r = socket.socket()
+    r.bind(("0.0.0.0", 8083))
+    r.listen()
+    print("reserved:", ask(s, pub("0.0.0.0", 8083)))
     s2 = conn()
     print("taken link:", ask(s2, reg(index, "10.250.0.2")))
 elif cmd == "other-user":
@@ -317,6 +322,8 @@ PY
         expect_contains "$OUT" "own address: K" "the sandbox's own address"
         expect_contains "$OUT" "foreign host ip: E-p 198.51.100.1:8080: 198.51.100.1 is not an address of the host" "a destination that is not the host's"
         expect_contains "$OUT" "loopback host ip: E" "loopback is never DNATed"
+        expect_contains "$OUT" "unreserved: E-p 0.0.0.0:8082: the port is not reserved by its nsrun (uid 0)" "a port the client does not hold"
+        expect_contains "$OUT" "reserved: K" "a port the client holds"
         expect_contains "$OUT" "taken link: E" "another nsrun's link"
         expect_not_contains "$(nft list ruleset)" "198.51.100.1 tcp dport 8080" "no rule for the forged request"
         # Another user is closed at once, without an answer.
