@@ -189,6 +189,9 @@ pub fn init(cfg: ChildConfig) -> ! {
     // Our own process group, so a terminal's Ctrl-C reaches nsrun once, and nsrun alone
     // forwards it.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    // What it is, in ps and pgrep, rather than a copy of nsrun's command line.
+    sys::set_name(c"nsrun-init");
+    sys::set_cmdline(b"nsrun-init");
 
     // Wait for the host side. EOF means nsrun failed or died before PDEATHSIG was set:
     // nothing to report to.

@@ -265,6 +265,38 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 }
 
 /// Names the calling thread (what `ps -o comm` shows).
+/// Rewrites this process's command line in place (what `ps` and `pgrep -a` show): its
+/// argument area, `arg_start..arg_end` of /proc/self/stat, then holds `name` and NULs.
+/// Only for a process that reads its own arguments no more (the init, after clone).
+pub fn set_cmdline(name: &[u8]) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // The fields after the command name, whose parentheses may hold anything: the first
+    // of them is field 3, so arg_start (field 48) and arg_end (49) are at 45 and 46.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<usize> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let (Some(&start), Some(&end)) = (fields.get(45), fields.get(46)) else {
+        return;
+    };
+    if start == 0 || end <= start + name.len() {
+        return;
+    }
+    // SAFETY: [arg_start, arg_end) is this process's own argument area, on its stack
+    // and writable, as the kernel reports it; nothing in this process holds a reference
+    // into it any more (the init's configuration owns copies of what it needs).
+    unsafe {
+        let area = start as *mut u8;
+        std::ptr::write_bytes(area, 0, end - start);
+        std::ptr::copy_nonoverlapping(name.as_ptr(), area, name.len());
+    }
+}
+
 pub fn set_name(name: &CStr) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };

@@ -257,6 +257,10 @@ fn a_service_keeps_its_network_when_the_holder_or_the_nsrun_that_started_it_dies
         done
         # The holder's command line is its own.
         expect_eq "$(cat /proc/$(pgrep -x nsrun-holder)/cmdline | tr '\0' ' ')" "nsrun-holder " "the holder in ps"
+        init=$(sandbox_init $web)
+        expect_eq "$(tr -s '\0' ' ' </proc/$init/cmdline | sed 's/ *$//')" "nsrun-init" "the init in ps"
+        expect_eq "$(cat /proc/$init/comm)" "nsrun-init" "the init's name"
+        expect_contains "$(tr '\0' ' ' </proc/$web/cmdline)" "--name web" "nsrun keeps its own command line"
         # The nsrun that started the first holder dies too.
         kill -9 $first; wait $first || true
         kill -9 $(pgrep -x nsrun-holder)
