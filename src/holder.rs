@@ -79,6 +79,11 @@ const MAX_UNREGISTERED: usize = 256;
 const CAP_NET_ADMIN: u32 = 12;
 const FORWARD_CHECK_TTL: Duration = Duration::from_millis(200);
 const NFNLGRP_NFTABLES: u32 = 7;
+const RTNLGRP_IPV4_NETCONF: u32 = 24;
+const RTM_NEWNETCONF: u16 = 80;
+const NETCONFA_IFINDEX: u16 = 1;
+const NETCONFA_FORWARDING: u16 = 2;
+const NETCONFA_IFINDEX_ALL: i32 = -1;
 const LEGACY_CHECK: Duration = Duration::from_secs(1);
 use crate::firewall::{GUARD_MARK, GUARD_TABLE};
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -363,6 +368,9 @@ impl Lease {
     /// Tells the holder what the sandbox may open on the host (see
     /// [`firewall::host_exceptions`]).
     fn host_access(&self, allow_host: bool, nameservers: &[Ipv4Addr]) -> Result<()> {
+        if !allow_host && nameservers.is_empty() {
+            return Ok(()); // nothing of the host for it: the holder refuses it all
+        }
         let mut msg = vec![b'H', u8::from(allow_host)];
         let nameservers = &nameservers[..nameservers.len().min(16)];
         msg.push(nameservers.len() as u8);
@@ -530,10 +538,15 @@ fn run(ready: OwnedFd) -> ! {
     // (firewalld, ufw) loses nsrun's accept rules, which go back in at once.
     let nft_events =
         Socket::open_groups(SockProtocol::NetlinkNetFilter, 1 << (NFNLGRP_NFTABLES - 1)).ok();
+    // IPv4 forwarding's changes: someone who makes the whole host a router meanwhile
+    // (Docker, libvirt, an admin) takes over the links nsrun switched on.
+    let netconf_events =
+        Socket::open_groups(SockProtocol::NetlinkRoute, 1 << (RTNLGRP_IPV4_NETCONF - 1)).ok();
     say("ok");
     drop(ready);
     let mut holder = Holder {
         nft_events,
+        netconf_events,
         listener: Some(listener),
         nft: tables,
         rtnl,
@@ -662,6 +675,7 @@ struct Client {
 struct Holder {
     listener: Option<OwnedFd>,
     nft_events: Option<Socket>,
+    netconf_events: Option<Socket>,
     nft: Socket,
     rtnl: Socket,
     clients: Vec<Client>,
@@ -712,7 +726,14 @@ impl Holder {
                     .iter()
                     .map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLIN)),
             );
+            let mut nft_at = None;
             if let Some(events) = &self.nft_events {
+                nft_at = Some(fds.len());
+                fds.push(PollFd::new(events.as_fd(), PollFlags::POLLIN));
+            }
+            let mut netconf_at = None;
+            if let Some(events) = &self.netconf_events {
+                netconf_at = Some(fds.len());
                 fds.push(PollFd::new(events.as_fd(), PollFlags::POLLIN));
             }
             if let Err(e) = poll(&mut fds, timeout) {
@@ -727,8 +748,11 @@ impl Holder {
             drop(fds);
 
             let clients = self.clients.len();
-            if ready.get(clients + 1) == Some(&true) {
+            if nft_at.is_some_and(|at| ready[at]) {
                 self.firewall_changed();
+            }
+            if netconf_at.is_some_and(|at| ready[at]) {
+                self.forwarding_changed();
             }
             for (i, _) in ready
                 .iter()
@@ -981,30 +1005,20 @@ impl Holder {
             bail!("link {ifindex} is registered by another nsrun");
         }
         // The address must be the sandbox's end of that link's subnet: a client cannot
-        // have the host masquerade (or publish into) any other address.
-        let link_nets: Vec<crate::addr::Ipv4Net> = self
+        // have the host masquerade (or publish into) any other address. The kernel's own
+        // route to it says so in one request, however many addresses the host has: out
+        // through that link, on it (no gateway), a unicast address (not the host's end,
+        // which is local, nor the subnet's broadcast).
+        const RTN_UNICAST: u8 = 1;
+        let on_link = self
             .rtnl
-            .dump(route::dump_addrs(), "RTM_GETADDR dump")?
-            .iter()
-            .filter_map(|(_, p)| route::parse_addr(p))
-            .filter(|a| a.index == ifindex)
-            .map(|a| a.net)
-            .collect();
-        let sandbox_end = |net: &crate::addr::Ipv4Net| {
-            net.prefix >= 30
-                && net.overlaps(&crate::addr::Ipv4Net {
-                    addr: sandbox,
-                    prefix: 32,
-                })
-                && net.addr != sandbox
-                && {
-                    let net_addr = u32::from(net.network());
-                    let bcast = net_addr | (u32::MAX >> net.prefix);
-                    net.prefix == 31
-                        || (u32::from(sandbox) != net_addr && u32::from(sandbox) != bcast)
-                }
-        };
-        if !link_nets.iter().any(sandbox_end) {
+            .get(route::get_route(sandbox), "RTM_GETROUTE sandbox")
+            .ok()
+            .and_then(|r| route::parse_route(&r))
+            .is_some_and(|r| {
+                r.oif == Some(ifindex) && r.rtype == RTN_UNICAST && r.gateway.is_none()
+            });
+        if !on_link {
             bail!("{sandbox} is not the sandbox's address on link {ifindex}");
         }
         // The host's forward path, looked at again at most every 200 ms: when many
@@ -1199,6 +1213,36 @@ impl Holder {
         }
     }
 
+    /// IPv4 forwarding changed somewhere. When the whole host became a router
+    /// (`net.ipv4.ip_forward=1`, written by an admin, Docker, libvirt, Kubernetes), the
+    /// links nsrun switched on are no longer nsrun's: their guards go (they would cut the
+    /// new router's traffic through them), and they stay on when the holder exits.
+    fn forwarding_changed(&mut self) {
+        let Some(events) = &mut self.netconf_events else {
+            return;
+        };
+        let all_on = events.notifications().iter().any(|(ty, payload)| {
+            if *ty != RTM_NEWNETCONF {
+                return false;
+            }
+            let attrs: Vec<(u16, &[u8])> =
+                netlink::attrs(payload.get(4..).unwrap_or(&[])).collect();
+            let int = |want: u16| {
+                attrs
+                    .iter()
+                    .find(|(t, _)| *t == want)
+                    .and_then(|(_, v)| v.get(..4))
+                    .map(|v| i32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
+            };
+            int(NETCONFA_IFINDEX) == Some(NETCONFA_IFINDEX_ALL)
+                && int(NETCONFA_FORWARDING) == Some(1)
+        });
+        if all_on && !self.forwarding.is_empty() {
+            self.forwarding.clear();
+            self.drop_guards();
+        }
+    }
+
     /// Something changed in nf_tables. If it was another firewall's table while
     /// sandboxes run, look at the forward path again: a reload (which drops nsrun's
     /// rules) is repaired at once, and the next registration does not trust an old look.
@@ -1379,18 +1423,23 @@ impl Holder {
         let Some(link) = self.clients[i].ifindex else {
             bail!("host access before registration");
         };
-        for rule in firewall::host_exceptions(link, allow_host, nameservers) {
-            let mut batch = nft::Batch::new(nft::NFPROTO_INET);
-            batch.add_rule_echo(TABLE, firewall::HOST_EXCEPTIONS, &rule);
-            let (msg, acked) = batch.finish();
-            let replies = self
-                .nft
-                .transact(msg, &acked, "let a sandbox reach the host")?;
-            if let Some(handle) = replies.iter().find_map(|r| nft::rule_handle(r)) {
-                self.clients[i]
-                    .published
-                    .push((firewall::HOST_EXCEPTIONS, handle));
-            }
+        let rules = firewall::host_exceptions(link, allow_host, nameservers);
+        if rules.is_empty() {
+            return Ok(());
+        }
+        // One transaction for all of them.
+        let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+        for rule in &rules {
+            batch.add_rule_echo(TABLE, firewall::HOST_EXCEPTIONS, rule);
+        }
+        let (msg, acked) = batch.finish();
+        let replies = self
+            .nft
+            .transact(msg, &acked, "let a sandbox reach the host")?;
+        for handle in replies.iter().filter_map(|r| nft::rule_handle(r)) {
+            self.clients[i]
+                .published
+                .push((firewall::HOST_EXCEPTIONS, handle));
         }
         Ok(())
     }

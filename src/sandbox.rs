@@ -853,7 +853,13 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
     let reg = holder::Registration {
         info_file: info_file.as_ref().map(|f| (f.path.clone(), f.inode)),
         allow_host: prep.plan.allow_host,
-        nameservers: dns::direct_nameservers(&prep.dns).to_vec(),
+        // Only nameservers on the host's own addresses need a way through the holder's
+        // refusal of the host; any other is not the host.
+        nameservers: dns::direct_nameservers(&prep.dns)
+            .iter()
+            .copied()
+            .filter(|ns| prep.facts.addrs.contains(ns))
+            .collect(),
         ifindex: host_index as u32,
         sandbox: net.sandbox_addr,
         links: prep.facts.routed.clone(),

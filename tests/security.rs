@@ -316,6 +316,7 @@ PY
         # A link named like a sandbox's, with a sandbox's subnet.
         ip link add nsrfake0 type veth peer name fakepeer
         ip addr add 10.250.0.1/30 dev nsrfake0
+        ip link set fakepeer up; ip link set nsrfake0 up
         index=$(ip -o link show nsrfake0 | cut -d: -f1)
         expect_code 0 python3 "$WORK/client.py" forge $index
         expect_contains "$OUT" "other address: E192.168.7.7 is not the sandbox's address" "masquerade for any address"

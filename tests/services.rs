@@ -134,8 +134,12 @@ fn forwarding_that_someone_else_switched_on_stays_on() {
         pid=$!
         wait_sandbox_up $pid
         expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 1 "nsrun switched the uplink on"
-        # The admin (or Docker, libvirt, Kubernetes) makes the host a router meanwhile.
+        expect_eq "$(nft list tables | grep -c 'inet nsrun-guard')" 1 "nsrun guards the link it switched on"
+        # The admin (or Docker, libvirt, Kubernetes) makes the host a router meanwhile:
+        # nsrun's guard goes at once, so as not to cut the new router's traffic.
         sysctl -qw net.ipv4.ip_forward=1
+        for _ in $(seq 100); do nft list tables | grep -q 'inet nsrun-guard' || break; sleep 0.02; done
+        expect_eq "$(nft list tables | grep -c 'inet nsrun-guard' || true)" 0 "the guard is gone once the host is a router"
         kill -TERM $pid; wait $pid || true
         wait_holder_gone
         expect_eq "$(cat /proc/sys/net/ipv4/conf/eth0/forwarding)" 1 "the admin's forwarding is kept"
