@@ -356,8 +356,12 @@ impl Lease {
         msg.extend_from_slice(&p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).octets());
         msg.extend_from_slice(&p.host_port.to_ne_bytes());
         msg.extend_from_slice(&p.sandbox_port.to_ne_bytes());
-        send(self.sock.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL)
-            .context("ask nsrun's holder to publish a port")?;
+        self.ask(&msg, "ask nsrun's holder to publish a port")
+    }
+
+    /// Sends one request and waits for the holder's answer: `K`, or `E` and why.
+    fn ask(&self, msg: &[u8], what: &str) -> Result<()> {
+        send(self.sock.as_raw_fd(), msg, MsgFlags::MSG_NOSIGNAL).context(what.to_string())?;
         match recv_reply(&self.sock, JOIN_DEADLINE).as_deref() {
             Some([b'K', ..]) => Ok(()),
             Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
@@ -377,13 +381,10 @@ impl Lease {
         for ns in nameservers {
             msg.extend_from_slice(&ns.octets());
         }
-        send(self.sock.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL)
-            .context("tell nsrun's holder what the sandbox may reach on the host")?;
-        match recv_reply(&self.sock, JOIN_DEADLINE).as_deref() {
-            Some([b'K', ..]) => Ok(()),
-            Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
-            _ => bail!("nsrun's holder did not answer"),
-        }
+        self.ask(
+            &msg,
+            "tell nsrun's holder what the sandbox may reach on the host",
+        )
     }
 
     /// Tells the holder the sandbox's --info-file, to remove if nsrun is killed.
@@ -392,13 +393,7 @@ impl Lease {
         let mut msg = vec![b'I'];
         msg.extend_from_slice(&inode.to_ne_bytes());
         msg.extend_from_slice(path.as_os_str().as_bytes());
-        send(self.sock.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL)
-            .context("tell nsrun's holder the info file")?;
-        match recv_reply(&self.sock, JOIN_DEADLINE).as_deref() {
-            Some([b'K', ..]) => Ok(()),
-            Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
-            _ => bail!("nsrun's holder did not answer"),
-        }
+        self.ask(&msg, "tell nsrun's holder the info file")
     }
 
     /// For `--wait`: ends the lease and, if this was the holder's last sandbox, waits
