@@ -584,6 +584,22 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
         .context("open rtnetlink for address changes")?;
     let mut rtnl = Socket::open(SockProtocol::NetlinkRoute).context("open rtnetlink")?;
     let facts = host::net_facts(&mut rtnl)?;
+    // A published port's host address must be the host's own: with ip_nonlocal_bind=1
+    // (keepalived, HAProxy hosts) binding would not say so, and DNAT to a foreign
+    // address would capture the host's own connections to it.
+    for p in &np.publish {
+        if let Some(ip) = p.host_ip.filter(|ip| !ip.is_loopback()) {
+            if !facts.addrs.contains(&ip) {
+                bail!(
+                    "--publish {ip}:{}:{}: {ip} is not an address of this host; publish on one of its addresses, or on all of them, e.g. '-p {}:{}'",
+                    p.host_port,
+                    p.sandbox_port,
+                    p.host_port,
+                    p.sandbox_port
+                );
+            }
+        }
+    }
     let host_dns = dns::read_host_config(!plan.dns.is_empty())?;
     let decision = relay_off_uplink(dns::decide(&plan.dns, &host_dns), plan, &mut rtnl, &facts);
     verbose!(plan, "DNS: {}", describe_dns(&decision));

@@ -334,3 +334,77 @@ time.sleep(30)' >"$WORK/idle" &
         "#,
     );
 }
+
+/// The README's systemd unit, its ExecStart line as written there (with this build's
+/// binary), through what systemd does to it: start, stop (SIGTERM to nsrun), a crash
+/// (SIGKILL) with Restart=always at once, and a stop that kills the whole cgroup
+/// (KillMode=mixed: the holder too, when this nsrun started it).
+#[test]
+fn the_readmes_unit_starts_stops_and_restarts() {
+    let readme = include_str!("../README.md");
+    let unit_start = readme.find("ExecStart=").expect("the README has a unit");
+    let mut exec = String::new();
+    for line in readme[unit_start + "ExecStart=".len()..].lines() {
+        let line = line.trim();
+        match line.strip_suffix('\\') {
+            Some(head) => exec.push_str(&format!("{head} ")),
+            None => {
+                exec.push_str(line);
+                break;
+            }
+        }
+    }
+    assert!(exec.starts_with("/usr/local/bin/nsrun "), "{exec}");
+    let exec = exec.replacen("/usr/local/bin/nsrun", "$NSRUN", 1);
+    world(&format!(
+        r#"
+        snapshot
+        start() {{
+          {exec} 2>"$WORK/err" &
+          pid=$!
+          wait_sandbox_up $pid || fail "the unit did not start: $(cat "$WORK/err")"
+          wait_port - 10.77.0.2 80
+          expect_code 0 in_up curl -s --max-time 2 -o /dev/null -w '%{{http_code}}' http://198.51.100.2:8080/
+          expect_eq "$OUT" 200 "$1: the published port"
+          [ -f /run/web.json ] || fail "$1: no info file"
+          expect_contains "$(ip netns list)" web "$1: the name"
+        }}
+        start "start"
+        # systemctl stop: SIGTERM to nsrun, which passes it on.
+        kill -TERM $pid; wait $pid || true
+        [ ! -e /run/web.json ] || fail "the info file outlives a stop"
+        [ ! -e /run/netns/web ] || fail "the name outlives a stop"
+        start "start after stop"
+        # A crash, and Restart=always with no pause.
+        kill -9 $pid; wait $pid || true
+        start "restart right after SIGKILL"
+        # A stop that kills the unit's whole cgroup: nsrun and the holder it started.
+        kill -9 $pid $(pgrep -x nsrun-holder); wait $pid || true
+        start "restart after the cgroup was killed"
+        kill -TERM $pid; wait $pid || true
+        wait_holder_gone
+        rm -rf /run/nsrun
+        expect_clean
+        "#
+    ));
+}
+
+#[test]
+fn a_published_host_address_must_be_the_hosts_own_even_with_nonlocal_bind() {
+    world(
+        r#"
+        start_upstream_http
+        sysctl -qw net.ipv4.ip_nonlocal_bind=1
+        snapshot
+        expect_code 125 $NSRUN -p 198.51.100.1:8080:80 -- true
+        expect_contains "$ERR" "--publish 198.51.100.1:8080:80: 198.51.100.1 is not an address of this host" "names the option and why"
+        expect_contains "$ERR" "e.g. '-p 8080:80'" "a valid example"
+        # The host's own connections to that destination are untouched.
+        expect_code 0 curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "root's own connection to 198.51.100.1"
+        expect_code 0 $NSRUN -p 198.51.100.2:8080:80 -- true
+        expect_clean
+        sysctl -qw net.ipv4.ip_nonlocal_bind=0
+        "#,
+    );
+}
