@@ -105,24 +105,31 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         .iter()
         .filter_map(|(_, p)| route::parse_route(p))
         .collect();
-    // Links by their names, read after the addresses and routes: a link that an
-    // address or route belongs to existed when those were read, so it is in this dump,
-    // or it is gone for good (a sandbox that just ended). Only links still here count
-    // as the host's: telling sandboxes' links by their addresses alone would miss a
-    // sandbox whose address came between two dumps, and count its link as one of the
-    // host's (the holder would then switch on and guard forwarding there, dropping that
-    // sandbox's traffic for the holder's life); a link that vanished would make its
-    // address look taken.
-    let links: Vec<route::Link> = rtnl
-        .dump(route::dump_links(), "RTM_GETLINK dump")?
+    // Which links are the host's, and which a sandbox's, by name: an address's label
+    // is its link's name; a link that a route leads through but that had no address in
+    // the dump (a sandbox whose address came between the two dumps, a link with no IPv4
+    // address) is asked for by index, and one that is gone by then counts as nobody's.
+    // Telling a sandbox's link by its address alone would count such a link as one of
+    // the host's (the holder would switch on and guard forwarding there, dropping that
+    // sandbox's traffic for the holder's life). One request per such link, not a dump of
+    // every link: the cost stays flat however many sandboxes run.
+    let mut host_links: std::collections::HashMap<u32, bool> = addrs
         .iter()
-        .filter_map(|(_, p)| route::parse_link(p))
+        .map(|a| (a.index, !crate::addr::is_sandbox_link(&a.label)))
         .collect();
-    let hosts_link = |index: u32| {
-        links
-            .iter()
-            .any(|l| l.index as u32 == index && !crate::addr::is_sandbox_link(&l.name))
-    };
+    for index in routes.iter().flat_map(|r| r.links().collect::<Vec<_>>()) {
+        if host_links.contains_key(&index) {
+            continue;
+        }
+        let name = rtnl
+            .get(route::get_link_by_index(index as i32), "RTM_GETLINK")
+            .ok()
+            .and_then(|r| route::parse_link(&r))
+            .map(|l| l.name);
+        let is_host = name.is_some_and(|n| !crate::addr::is_sandbox_link(&n));
+        host_links.insert(index, is_host);
+    }
+    let hosts_link = |index: u32| host_links.get(&index).copied().unwrap_or(false);
     let mut used: Vec<Ipv4Net> = Vec::new();
     let mut used_by: Vec<String> = Vec::new();
     for a in addrs.iter().filter(|a| hosts_link(a.index)) {

@@ -196,15 +196,6 @@ pub fn get_route(dst: Ipv4Addr) -> Msg {
     m
 }
 
-/// Every link of the namespace: `ip link show`.
-pub fn dump_links() -> Msg {
-    let mut m = Msg::new();
-    let at = m.begin(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
-    ifinfomsg(&mut m, 0, 0, 0);
-    m.end(at);
-    m
-}
-
 pub fn dump_routes() -> Msg {
     let mut m = Msg::new();
     let at = m.begin(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);
