@@ -35,6 +35,16 @@ pub fn control(bytes: &[u8]) {
     let _ = crate::supervise::Report::decode_all(bytes);
 }
 
+/// The messages between nsrun and its holder, which the holder takes from any process
+/// of a trusted uid.
+pub fn holder(bytes: &[u8]) {
+    if let Some(request) = crate::proto::Request::decode(bytes) {
+        // What decodes encodes back to the same bytes.
+        assert_eq!(request.encode(), bytes, "{request:?}");
+    }
+    let _ = crate::proto::Reply::decode(bytes);
+}
+
 /// /etc/resolv.conf, and /etc/hosts as nsrun copies it into the sandbox.
 pub fn resolv_conf_and_hosts(bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);

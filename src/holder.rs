@@ -10,14 +10,10 @@
 //! host.
 //!
 //! Protocol, over the abstract unix socket `@nsrun-holder` (per network namespace,
-//! SOCK_SEQPACKET), one request and one answer (`K`, or `E` + why) at a time:
-//! - `R` + ifindex + IPv4 address + link count + links + name: register a sandbox. The
-//!   holder adds its masquerade rule, lets it through other firewalls and switches on
-//!   forwarding where needed. The answer carries which links it switched and which
-//!   foreign chains it opened.
-//! - `P` + proto + host address + host port + sandbox port: publish a port (DNAT).
-//! - `I` + inode + path: the sandbox's --info-file, removed if nsrun is killed.
-//! - `W`: for `--wait`, exit as soon as this client goes, if it is the last (`X`).
+//! SOCK_SEQPACKET), one request and one answer at a time; the messages and their codecs
+//! are in proto.rs: register a sandbox (its masquerade rule, the other firewalls opened
+//! for it, forwarding where needed), publish a port, its --info-file, what it may reach
+//! on the host, and `--wait-teardown`'s last wish.
 //!
 //! When the connection closes (nsrun exits, or is killed), the holder deletes the rules
 //! and, 200 ms later, the sandbox's host-side link if it still exists (a socket passed
@@ -68,6 +64,7 @@ use nix::unistd::pipe2;
 
 use crate::firewall::{self, TABLE};
 use crate::netlink::{self, Socket, nft, route};
+use crate::proto::{Reply, Request};
 use crate::sys;
 
 const NAME: &[u8] = b"nsrun-holder";
@@ -130,16 +127,16 @@ fn has_net_admin(pid: libc::pid_t) -> bool {
         .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
 }
 
-fn recv_reply(sock: &OwnedFd, timeout: Duration) -> Option<Vec<u8>> {
+fn recv_reply(sock: &OwnedFd, timeout: Duration) -> Option<Reply> {
     let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
     let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     match poll(&mut fds, PollTimeout::from(ms)) {
         Ok(n) if n > 0 => {}
         _ => return None,
     }
-    let mut buf = [0u8; 512];
+    let mut buf = [0u8; 4096];
     match recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-        Ok(n) if n > 0 => Some(buf[..n].to_vec()),
+        Ok(n) if n > 0 => Reply::decode(&buf[..n]),
         _ => None,
     }
 }
@@ -289,15 +286,14 @@ fn keep(mut lease: Lease, reg: &Registration, stop: &OwnedFd) -> Option<Lease> {
 
 fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) -> Result<Lease> {
     let deadline = Instant::now() + JOIN_DEADLINE;
-    let mut request = vec![b'R'];
-    request.extend_from_slice(&ifindex.to_ne_bytes());
-    request.extend_from_slice(&sandbox.octets());
-    request.push(links.len().min(255) as u8);
-    for link in links.iter().take(255) {
-        request.extend_from_slice(&link.to_ne_bytes());
-    }
     // The sandbox's --name: the holder removes its /run/netns entry if nsrun is killed.
-    request.extend_from_slice(name.unwrap_or("").as_bytes());
+    let request = Request::Register {
+        ifindex,
+        sandbox,
+        links: links.to_vec(),
+        name: name.unwrap_or("").to_string(),
+    }
+    .encode();
     loop {
         if Instant::now() > deadline {
             bail!(
@@ -329,9 +325,8 @@ fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) -> R
         if send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL).is_err() {
             continue; // the holder was exiting: start again
         }
-        match recv_reply(&sock, JOIN_DEADLINE).as_deref() {
-            Some([b'K', answer @ ..]) => {
-                let answer = String::from_utf8_lossy(answer);
+        match recv_reply(&sock, JOIN_DEADLINE) {
+            Some(Reply::Done(answer)) => {
                 let (switched, opened) = answer.split_once('\n').unwrap_or((&answer, ""));
                 return Ok(Lease {
                     sock,
@@ -340,7 +335,7 @@ fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) -> R
                     opened: opened.to_string(),
                 });
             }
-            Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
+            Some(Reply::Refused(why)) => bail!("{why}"),
             _ => continue, // closed while exiting: start again
         }
     }
@@ -352,19 +347,23 @@ impl Lease {
         if p.host_ip.is_some_and(|ip| ip.is_loopback()) {
             return Ok(()); // localhost only: nsrun's own listener serves it
         }
-        let mut msg = vec![b'P', p.proto];
-        msg.extend_from_slice(&p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).octets());
-        msg.extend_from_slice(&p.host_port.to_ne_bytes());
-        msg.extend_from_slice(&p.sandbox_port.to_ne_bytes());
-        self.ask(&msg, "ask nsrun's holder to publish a port")
+        self.ask(
+            &Request::Publish(*p),
+            "ask nsrun's holder to publish a port",
+        )
     }
 
     /// Sends one request and waits for the holder's answer: `K`, or `E` and why.
-    fn ask(&self, msg: &[u8], what: &str) -> Result<()> {
-        send(self.sock.as_raw_fd(), msg, MsgFlags::MSG_NOSIGNAL).context(what.to_string())?;
-        match recv_reply(&self.sock, JOIN_DEADLINE).as_deref() {
-            Some([b'K', ..]) => Ok(()),
-            Some([b'E', why @ ..]) => bail!("{}", String::from_utf8_lossy(why)),
+    fn ask(&self, request: &Request, what: &str) -> Result<()> {
+        send(
+            self.sock.as_raw_fd(),
+            &request.encode(),
+            MsgFlags::MSG_NOSIGNAL,
+        )
+        .context(what.to_string())?;
+        match recv_reply(&self.sock, JOIN_DEADLINE) {
+            Some(Reply::Done(_)) => Ok(()),
+            Some(Reply::Refused(why)) => bail!("{why}"),
             _ => bail!("nsrun's holder did not answer"),
         }
     }
@@ -375,33 +374,36 @@ impl Lease {
         if !allow_host && nameservers.is_empty() {
             return Ok(()); // nothing of the host for it: the holder refuses it all
         }
-        let mut msg = vec![b'H', u8::from(allow_host)];
-        let nameservers = &nameservers[..nameservers.len().min(16)];
-        msg.push(nameservers.len() as u8);
-        for ns in nameservers {
-            msg.extend_from_slice(&ns.octets());
-        }
+        let request = Request::HostAccess {
+            allow_host,
+            nameservers: nameservers.to_vec(),
+        };
         self.ask(
-            &msg,
+            &request,
             "tell nsrun's holder what the sandbox may reach on the host",
         )
     }
 
     /// Tells the holder the sandbox's --info-file, to remove if nsrun is killed.
     fn tell_info_file(&self, path: &std::path::Path, inode: u64) -> Result<()> {
-        use std::os::unix::ffi::OsStrExt;
-        let mut msg = vec![b'I'];
-        msg.extend_from_slice(&inode.to_ne_bytes());
-        msg.extend_from_slice(path.as_os_str().as_bytes());
-        self.ask(&msg, "tell nsrun's holder the info file")
+        let request = Request::InfoFile {
+            inode,
+            path: path.to_path_buf(),
+        };
+        self.ask(&request, "tell nsrun's holder the info file")
     }
 
     /// For `--wait`: ends the lease and, if this was the holder's last sandbox, waits
     /// until the holder (and with it the host's NAT table) is gone.
     pub fn end_and_wait(self) {
         let pidfd = sys::pidfd_open(self.holder).ok();
-        let last = send(self.sock.as_raw_fd(), b"W", MsgFlags::MSG_NOSIGNAL).is_ok()
-            && recv_reply(&self.sock, Duration::from_secs(1)).as_deref() == Some(b"X");
+        let last = send(
+            self.sock.as_raw_fd(),
+            &Request::LastWish.encode(),
+            MsgFlags::MSG_NOSIGNAL,
+        )
+        .is_ok()
+            && recv_reply(&self.sock, Duration::from_secs(1)) == Some(Reply::Last);
         drop(self.sock);
         if let (true, Some(pidfd)) = (last, pidfd) {
             let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
@@ -880,85 +882,63 @@ impl Holder {
             Err(Errno::EAGAIN | Errno::EINTR) => return,
             Err(_) => 0,
         };
-        let reply: Vec<u8> = match &buf[..n] {
-            [] => {
-                let client = self.clients.swap_remove(i);
-                self.release(&client);
-                if client.last_wish && self.clients.is_empty() {
-                    self.exit();
-                }
-                return;
+        if n == 0 {
+            let client = self.clients.swap_remove(i);
+            self.release(&client);
+            if client.last_wish && self.clients.is_empty() {
+                self.exit();
             }
-            [b'R', a, b, c, d, e, f, g, h, count, rest @ ..]
-                if rest.len() >= 4 * usize::from(*count) =>
-            {
-                let (links, name) = rest.split_at(4 * usize::from(*count));
-                let links: Vec<u32> = links
-                    .chunks_exact(4)
-                    .map(|l| u32::from_ne_bytes([l[0], l[1], l[2], l[3]]))
-                    .collect();
-                let name = String::from_utf8_lossy(name).into_owned();
+            return;
+        }
+        let refused = |e: anyhow::Error| Reply::Refused(format!("{e:#}"));
+        let reply = match Request::decode(&buf[..n]) {
+            Some(Request::Register {
+                ifindex,
+                sandbox,
+                links,
+                name,
+            }) => {
                 if crate::plan::validate_netns_name(&name).is_ok() {
                     self.clients[i].name = Some(name);
                 }
-                match self.register(
-                    i,
-                    u32::from_ne_bytes([*a, *b, *c, *d]),
-                    Ipv4Addr::new(*e, *f, *g, *h),
-                    &links,
-                ) {
+                match self.register(i, ifindex, sandbox, &links) {
                     Ok(switched) => {
                         let mut chains: Vec<String> =
                             self.opened.iter().map(Opened::to_string).collect();
                         if self.legacy_opened {
                             chains.push("chain FORWARD of iptables-legacy's filter table".into());
                         }
-                        format!("K{}\n{}", switched.join(" "), chains.join(", ")).into_bytes()
+                        Reply::Done(format!("{}\n{}", switched.join(" "), chains.join(", ")))
                     }
-                    Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
+                    Err(e) => refused(e),
                 }
             }
-            [b'P', proto, a, b, c, d, h0, h1, s0, s1] => {
-                let publish = crate::plan::Publish {
-                    host_ip: Some(Ipv4Addr::new(*a, *b, *c, *d)).filter(|ip| !ip.is_unspecified()),
-                    host_port: u16::from_ne_bytes([*h0, *h1]),
-                    sandbox_port: u16::from_ne_bytes([*s0, *s1]),
-                    proto: *proto,
-                };
-                match self.publish(i, &publish) {
-                    Ok(()) => b"K".to_vec(),
-                    Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
-                }
+            Some(Request::Publish(publish)) => match self.publish(i, &publish) {
+                Ok(()) => Reply::Done(String::new()),
+                Err(e) => refused(e),
+            },
+            Some(Request::InfoFile { inode, path }) => {
+                self.clients[i].info_file = Some((path, inode));
+                Reply::Done(String::new())
             }
-            [b'I', i0, i1, i2, i3, i4, i5, i6, i7, path @ ..]
-                if path.first() == Some(&b'/') && !path.contains(&0) =>
-            {
-                use std::os::unix::ffi::OsStrExt;
-                let inode = u64::from_ne_bytes([*i0, *i1, *i2, *i3, *i4, *i5, *i6, *i7]);
-                let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
-                self.clients[i].info_file = Some((path.to_path_buf(), inode));
-                b"K".to_vec()
-            }
-            [b'H', allow_host, count, addrs @ ..] if addrs.len() == 4 * usize::from(*count) => {
-                let nameservers: Vec<Ipv4Addr> = addrs
-                    .chunks_exact(4)
-                    .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
-                    .collect();
-                match self.allow_on_host(i, *allow_host != 0, &nameservers) {
-                    Ok(()) => b"K".to_vec(),
-                    Err(e) => [b"E".as_slice(), format!("{e:#}").as_bytes()].concat(),
-                }
-            }
-            [b'W'] => {
+            Some(Request::HostAccess {
+                allow_host,
+                nameservers,
+            }) => match self.allow_on_host(i, allow_host, &nameservers) {
+                Ok(()) => Reply::Done(String::new()),
+                Err(e) => refused(e),
+            },
+            Some(Request::LastWish) => {
                 self.clients[i].last_wish = true;
                 if self.clients.len() == 1 {
-                    b"X".to_vec()
+                    Reply::Last
                 } else {
-                    b"K".to_vec()
+                    Reply::Done(String::new())
                 }
             }
-            _ => b"Eunknown request".to_vec(),
+            None => Reply::Refused("unknown request".into()),
         };
+        let reply = reply.encode();
         let _ = send(
             self.clients[i].sock.as_raw_fd(),
             &reply,

@@ -17,6 +17,7 @@ mod info;
 mod names;
 mod netlink;
 mod plan;
+mod proto;
 mod relay;
 #[cfg(test)]
 mod robustness;

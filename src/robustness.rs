@@ -101,6 +101,48 @@ fn sandbox_messages_survive_any_bytes() {
     }
 }
 
+fn holder_seeds() -> Vec<Vec<u8>> {
+    use crate::proto::{Reply, Request};
+    vec![
+        Request::Register {
+            ifindex: 7,
+            sandbox: "10.200.0.2".parse().unwrap(),
+            links: vec![2, 3],
+            name: "web".into(),
+        }
+        .encode(),
+        Request::Publish(crate::plan::Publish {
+            proto: 6,
+            host_ip: None,
+            host_port: 8080,
+            sandbox_port: 80,
+        })
+        .encode(),
+        Request::InfoFile {
+            inode: 42,
+            path: "/run/web.json".into(),
+        }
+        .encode(),
+        Request::HostAccess {
+            allow_host: false,
+            nameservers: vec!["198.51.100.2".parse().unwrap()],
+        }
+        .encode(),
+        Request::LastWish.encode(),
+        Reply::Done("eth0\n".into()).encode(),
+    ]
+}
+
+#[test]
+fn holder_messages_survive_any_bytes() {
+    let mut rng = Rng(99);
+    let seeds = holder_seeds();
+    for _ in 0..ROUNDS {
+        let seed = &seeds[rng.below(seeds.len())];
+        crate::fuzz::holder(&mutate(&mut rng, seed));
+    }
+}
+
 /// The seeds of each text parser, also the fuzz targets' corpus (fuzz/corpus).
 pub const TEXT_SEEDS: [&[u8]; 9] = [
     b"nameserver 192.0.2.1\nsearch a.test\noptions ndots:2\n",
@@ -131,8 +173,9 @@ fn text_and_option_parsers_survive_any_input() {
 #[test]
 fn the_fuzz_corpus_is_these_seeds() {
     let text: Vec<Vec<u8>> = TEXT_SEEDS.iter().map(|s| s.to_vec()).collect();
-    let targets: [(&str, Vec<Vec<u8>>); 5] = [
+    let targets: [(&str, Vec<Vec<u8>>); 6] = [
         ("netlink", kernel_seeds()),
+        ("holder", holder_seeds()),
         ("control", control_seeds()),
         ("resolv_conf_and_hosts", text[..2].to_vec()),
         ("users", text[2..4].to_vec()),
