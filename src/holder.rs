@@ -24,10 +24,11 @@
 //! has committed its nf_tables batch (acknowledgements come after the commit), nsrun
 //! sends "go" only after the answer, and the init brings the sandbox's link up only
 //! after "go". So no packet of a sandbox can meet the host before its NAT is in place,
-//! and nsrun does not repair conntrack entries of connections begun too early: there
-//! are none. The one gap is a holder's death (below): packets sent in the milliseconds
-//! before a new holder has the sandbox's rule again pass without NAT, and their
-//! connections stay without it (the next connection is NATed).
+//! and nothing begins too early. The one gap is a holder's death (below): a connection
+//! begun in the milliseconds before a new holder has the sandbox's rule again passes
+//! untranslated, and on a host with NAT of its own its conntrack entry would keep it so
+//! for life; once the sandbox is registered again, nsrun deletes its untranslated
+//! entries (`repair_conntrack`), so the connection's next packet is NATed.
 //!
 //! **Expendable.** The holder exits 500 ms after its last registered sandbox; a client
 //! that finds none starts one (nsrun's own binary, executed as `nsrun-holder`). When a
@@ -63,7 +64,7 @@ use nix::sys::socket::{
 use nix::unistd::pipe2;
 
 use crate::firewall::{self, TABLE};
-use crate::netlink::{self, Socket, nft, route};
+use crate::netlink::{self, Socket, conntrack, nft, route};
 use crate::proto::{Reply, Request};
 use crate::sys;
 
@@ -275,11 +276,34 @@ fn keep(mut lease: Lease, reg: &Registration, stop: &OwnedFd) -> Option<Lease> {
                 }
             }
         };
+        repair_conntrack(reg.sandbox);
         if warned {
             crate::say(&format!(
                 "nsrun: the sandbox {} has the host's NAT again",
                 reg.sandbox
             ));
+        }
+    }
+}
+
+/// Once a new holder has a sandbox's NAT again: a connection the sandbox began while no
+/// holder had it passed the host untranslated, and its conntrack entry would keep every
+/// later packet of it untranslated too. Those entries (from the sandbox, replies to the
+/// sandbox: no NAT) are deleted, so the connection's next packet (a SYN's retransmission)
+/// is tracked anew and NATed: the command sees a lost packet, not a dead connection.
+fn repair_conntrack(sandbox: Ipv4Addr) {
+    let Ok(mut sock) = Socket::open(SockProtocol::NetlinkNetFilter) else {
+        return;
+    };
+    let Ok(entries) = sock.dump(conntrack::dump(), "list conntrack entries") else {
+        return;
+    };
+    for entry in entries.iter().filter_map(|(_, p)| conntrack::parse(p)) {
+        if entry.orig_src == sandbox && entry.reply_dst == sandbox {
+            let _ = sock.request(
+                conntrack::delete(&entry.orig),
+                "delete an untranslated conntrack entry",
+            );
         }
     }
 }

@@ -408,3 +408,39 @@ fn a_published_host_address_must_be_the_hosts_own_even_with_nonlocal_bind() {
         "#,
     );
 }
+
+/// A connection begun while no holder had the sandbox's NAT (the holder just killed, its
+/// nsrun not yet registered again) is not left dead: once NAT is back, its untranslated
+/// conntrack entry goes, and its next SYN gets through. On a host with NAT of its own
+/// (Docker's, a LAN's), the first packet of such a connection is tracked with no
+/// translation, which would otherwise hold for the connection's life.
+#[test]
+fn a_connection_begun_while_no_holder_ran_is_repaired() {
+    world(
+        r#"
+        start_upstream_http
+        nft add table ip hostnat
+        nft add chain ip hostnat post '{ type nat hook postrouting priority srcnat; policy accept; }'
+        nft add rule ip hostnat post ip saddr 172.17.0.0/16 oifname eth0 masquerade
+        snapshot
+        $NSRUN -- sleep 60 &
+        pid=$!
+        wait_sandbox_up $pid
+        # nsrun stopped, so it cannot register again yet; then the holder killed.
+        kill -STOP $pid
+        kill -9 $(pgrep -x nsrun-holder)
+        for _ in $(seq 100); do [ "$(holder_tables)" = 0 ] && break; sleep 0.02; done
+        expect_eq "$(holder_tables)" 0 "no holder, no NAT"
+        # A connection begins now: its SYN leaves the host untranslated.
+        in_sandbox $pid curl -s --max-time 8 http://198.51.100.1/ >"$WORK/curl" 2>&1 &
+        curl_pid=$!
+        sleep 0.5
+        kill -CONT $pid
+        wait $curl_pid || fail "the connection begun without NAT stayed dead: $(cat "$WORK/curl")"
+        expect_eq "$(cat "$WORK/curl")" 198.51.100.2 "it got through, masqueraded"
+        kill -TERM $pid; wait $pid || true
+        expect_clean
+        nft delete table ip hostnat
+        "#,
+    );
+}

@@ -3,6 +3,7 @@
 //!
 //! Layouts follow include/uapi/linux/netlink.h; see also netlink(7).
 
+pub mod conntrack;
 pub mod nft;
 pub mod route;
 
