@@ -11,10 +11,21 @@ use crate::netlink::Socket;
 use crate::netlink::route::{self, Link};
 
 /// A documentation address (TEST-NET-1) that stands for "the internet" in a route lookup.
-const PROBE_DST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 1);
+const PROBE_DST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const RT_TABLE_LOCAL: u8 = 255;
-use crate::plan::Creds;
 
+/// What the running process has, as read from the kernel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Creds {
+    pub ruid: u32,
+    pub euid: u32,
+    pub rgid: u32,
+    pub net_admin: bool,
+    pub sys_admin: bool,
+    pub setpcap: bool,
+}
+
+/// The running process's ids and the capabilities nsrun needs, from the kernel.
 pub fn creds() -> Creds {
     let res_uid = nix::unistd::getresuid().ok();
     let res_gid = nix::unistd::getresgid().ok();

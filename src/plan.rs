@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::addr::{Ipv4Net, SANDBOX_PREFIX};
 use crate::cli::Cli;
+use crate::host::Creds;
 use crate::users::{self, GroupEntry, Identity, PasswdEntry};
 
 /// What nsrun will do, validated.
@@ -468,17 +469,6 @@ pub enum Privilege {
     FileCaps,
     /// No privilege: only `--no-net`, through a user namespace.
     UserNamespace,
-}
-
-/// What the running process has, as read from the kernel.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Creds {
-    pub ruid: u32,
-    pub euid: u32,
-    pub rgid: u32,
-    pub net_admin: bool,
-    pub sys_admin: bool,
-    pub setpcap: bool,
 }
 
 pub const SETCAP_HINT: &str = "run with sudo, or install with 'sudo setcap cap_net_admin,cap_sys_admin,cap_setpcap+ep $(command -v nsrun)'";
