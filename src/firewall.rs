@@ -59,6 +59,7 @@
 //!   chain input { type filter hook input priority filter; policy accept;
 //!     iifname "nsr*" ct direction original fib daddr type local jump sandbox_to_host
 //!     iifname "nsr*" ct direction original fib daddr type local reject  # tcp reset, icmpx
+//!     (the same for fib daddr type broadcast: a network added later brings one)
 //!   }
 //!   chain sandbox_to_host {                 # per sandbox, while it runs
 //!     iif LINK accept                       # --allow-host
@@ -428,30 +429,34 @@ pub fn holder_table(stale: bool) -> Batch {
         NF_ACCEPT,
     );
     b.add_regular_chain(TABLE, HOST_EXCEPTIONS);
-    let to_host = || {
-        vec![
-            Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
-            Match::CtOriginal,
-            Match::DAddrLocal,
-        ]
-    };
-    b.add_rule(
-        TABLE,
-        "input",
-        &rule(to_host(), Verdict::Jump(HOST_EXCEPTIONS)),
-    );
-    let mut tcp = to_host();
-    tcp.push(Match::L4Proto(libc::IPPROTO_TCP as u8));
-    b.add_rule(
-        TABLE,
-        "input",
-        &rule(tcp, Verdict::Reject(Reject::TcpReset)),
-    );
-    b.add_rule(
-        TABLE,
-        "input",
-        &rule(to_host(), Verdict::Reject(Reject::AdminProhibited)),
-    );
+    // The host's addresses, and the broadcast addresses of its networks (a network
+    // added while a sandbox runs brings one the sandbox's own table does not know).
+    for host_dst in [Match::DAddrLocal, Match::DAddrBroadcast] {
+        let to_host = || {
+            vec![
+                Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
+                Match::CtOriginal,
+                host_dst.clone(),
+            ]
+        };
+        b.add_rule(
+            TABLE,
+            "input",
+            &rule(to_host(), Verdict::Jump(HOST_EXCEPTIONS)),
+        );
+        let mut tcp = to_host();
+        tcp.push(Match::L4Proto(libc::IPPROTO_TCP as u8));
+        b.add_rule(
+            TABLE,
+            "input",
+            &rule(tcp, Verdict::Reject(Reject::TcpReset)),
+        );
+        b.add_rule(
+            TABLE,
+            "input",
+            &rule(to_host(), Verdict::Reject(Reject::AdminProhibited)),
+        );
+    }
     // Published ports: connections from elsewhere (prerouting) and from the host itself
     // to its own addresses (output); localhost is served by nsrun's own listener.
     for (chain, hook) in [("prerouting", Hook::PreRouting), ("output", Hook::Output)] {

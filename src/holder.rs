@@ -156,7 +156,7 @@ pub struct Registration {
     pub name: Option<String>,
     pub publish: Vec<crate::plan::Publish>,
     /// --info-file (absolute) and its inode: the holder removes it if nsrun is killed.
-    pub info_file: Option<(std::path::PathBuf, u64)>,
+    pub info_file: Option<(std::path::PathBuf, u64, u64)>,
     /// --allow-host: it may open connections to the host's addresses.
     pub allow_host: bool,
     /// Its nameservers, whose port 53 it may reach wherever they are (the host included).
@@ -173,8 +173,8 @@ pub fn register(reg: &Registration) -> Result<Lease> {
     for p in &reg.publish {
         lease.publish(p)?;
     }
-    if let Some((path, inode)) = &reg.info_file {
-        lease.tell_info_file(path, *inode)?;
+    if let Some((path, inode, device)) = &reg.info_file {
+        lease.tell_info_file(path, *inode, *device)?;
     }
     Ok(lease)
 }
@@ -409,9 +409,10 @@ impl Lease {
     }
 
     /// Tells the holder the sandbox's --info-file, to remove if nsrun is killed.
-    fn tell_info_file(&self, path: &std::path::Path, inode: u64) -> Result<()> {
+    fn tell_info_file(&self, path: &std::path::Path, inode: u64, device: u64) -> Result<()> {
         let request = Request::InfoFile {
             inode,
+            device,
             path: path.to_path_buf(),
         };
         self.ask(&request, "tell nsrun's holder the info file")
@@ -690,7 +691,7 @@ struct Client {
     handle: Option<u64>,
     last_wish: bool,
     /// Its --info-file and that file's inode.
-    info_file: Option<(std::path::PathBuf, u64)>,
+    info_file: Option<(std::path::PathBuf, u64, u64)>,
 }
 
 struct Holder {
@@ -941,8 +942,12 @@ impl Holder {
                 Ok(()) => Reply::Done(String::new()),
                 Err(e) => refused(e),
             },
-            Some(Request::InfoFile { inode, path }) => {
-                self.clients[i].info_file = Some((path, inode));
+            Some(Request::InfoFile {
+                inode,
+                device,
+                path,
+            }) => {
+                self.clients[i].info_file = Some((path, inode, device));
                 Reply::Done(String::new())
             }
             Some(Request::HostAccess {
@@ -1522,8 +1527,8 @@ impl Holder {
     fn release(&mut self, client: &Client) {
         // The holder serves only root or its own uid (a file-capability install): a
         // client can have it remove only a file of its own, still of the same inode.
-        if let Some((path, inode)) = &client.info_file {
-            crate::info::remove_if_same(path, *inode);
+        if let Some((path, inode, device)) = &client.info_file {
+            crate::info::remove_if_same(path, *inode, *device);
         }
         for (chain, handle) in &client.published {
             let mut batch = nft::Batch::new(nft::NFPROTO_INET);

@@ -2,7 +2,7 @@
 //! exactly while the sandbox does. Written atomically (a new file renamed over the
 //! path, so a reader never sees half of it and a planted symlink is replaced, never
 //! followed); removed by nsrun when the sandbox ends, and by the holder when nsrun was
-//! killed (the registration carries the path and the file's inode, so a file someone
+//! killed (the registration carries the path and the file's device and inode, so a file someone
 //! else put there since is left alone).
 
 use std::io::Write;
@@ -81,6 +81,7 @@ pub fn render(info: &Info) -> String {
 pub struct InfoFile {
     pub path: PathBuf,
     pub inode: u64,
+    pub device: u64,
 }
 
 impl InfoFile {
@@ -117,9 +118,13 @@ impl InfoFile {
         let written = file
             .write_all(text.as_bytes())
             .and_then(|()| file.metadata())
-            .and_then(|m| std::fs::rename(&tmp, &path).map(|()| m.ino()));
+            .and_then(|m| std::fs::rename(&tmp, &path).map(|()| (m.ino(), m.dev())));
         match written {
-            Ok(inode) => Ok(InfoFile { path, inode }),
+            Ok((inode, device)) => Ok(InfoFile {
+                path,
+                inode,
+                device,
+            }),
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 Err(e).with_context(what)
@@ -128,16 +133,19 @@ impl InfoFile {
     }
 }
 
-/// Removes `path` if it is still the file of inode `inode` (not followed if a symlink).
-pub fn remove_if_same(path: &Path, inode: u64) {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.ino() == inode) {
+/// Removes `path` if it is still the file written (same device and inode; a symlink
+/// there is not followed).
+pub fn remove_if_same(path: &Path, inode: u64, device: u64) {
+    if std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_file() && m.ino() == inode && m.dev() == device)
+    {
         let _ = std::fs::remove_file(path);
     }
 }
 
 impl Drop for InfoFile {
     fn drop(&mut self) {
-        remove_if_same(&self.path, self.inode);
+        remove_if_same(&self.path, self.inode, self.device);
     }
 }
 

@@ -6,7 +6,7 @@
 //! Requests, integers in the machine's byte order (both ends are one host):
 //! - `R` ifindex:u32 address:4 count:u8 links:count×u32 name:rest: register a sandbox
 //! - `P` proto:u8 host_address:4 host_port:u16 sandbox_port:u16: publish a port
-//! - `I` inode:u64 path:rest (absolute, no NUL): its --info-file
+//! - `I` inode:u64 device:u64 path:rest (absolute, no NUL): its --info-file
 //! - `H` allow_host:u8 count:u8 nameservers:count×4: what it may reach on the host
 //! - `W`: exit with this client if it is the last (`--wait-teardown`)
 //!
@@ -31,6 +31,7 @@ pub enum Request {
     Publish(Publish),
     InfoFile {
         inode: u64,
+        device: u64,
         path: PathBuf,
     },
     HostAccess {
@@ -70,9 +71,14 @@ impl Request {
                 m.extend_from_slice(&p.sandbox_port.to_ne_bytes());
                 m
             }
-            Request::InfoFile { inode, path } => {
+            Request::InfoFile {
+                inode,
+                device,
+                path,
+            } => {
                 let mut m = vec![b'I'];
                 m.extend_from_slice(&inode.to_ne_bytes());
+                m.extend_from_slice(&device.to_ne_bytes());
                 m.extend_from_slice(path.as_os_str().as_bytes());
                 m
             }
@@ -123,12 +129,14 @@ impl Request {
             }
             b'I' => {
                 let inode = u64::from_ne_bytes(b.get(1..9)?.try_into().ok()?);
-                let path = b.get(9..)?;
+                let device = u64::from_ne_bytes(b.get(9..17)?.try_into().ok()?);
+                let path = b.get(17..)?;
                 if path.first() != Some(&b'/') || path.contains(&0) {
                     return None;
                 }
                 Some(Request::InfoFile {
                     inode,
+                    device,
                     path: PathBuf::from(std::ffi::OsStr::from_bytes(path)),
                 })
             }
@@ -209,6 +217,7 @@ mod tests {
             }),
             Request::InfoFile {
                 inode: 42,
+                device: 7,
                 path: "/run/web.json".into(),
             },
             Request::HostAccess {
@@ -251,8 +260,11 @@ mod tests {
         );
         // P, tcp, 0.0.0.0, 8080 (0x1f90), 80
         assert_eq!(e[2].encode(), [b'P', 6, 0, 0, 0, 0, 0x90, 0x1f, 80, 0]);
-        // I, inode 42, the path
-        assert_eq!(&e[4].encode()[..9], [b'I', 42, 0, 0, 0, 0, 0, 0, 0]);
+        // I, inode 42, device 7, the path
+        assert_eq!(
+            &e[4].encode()[..18],
+            [b'I', 42, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, b'/']
+        );
         // H, allow, 1 nameserver
         assert_eq!(e[5].encode(), [b'H', 1, 1, 198, 51, 100, 2]);
         assert_eq!(e[7].encode(), b"W");

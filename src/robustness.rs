@@ -120,6 +120,7 @@ fn holder_seeds() -> Vec<Vec<u8>> {
         .encode(),
         Request::InfoFile {
             inode: 42,
+            device: 7,
             path: "/run/web.json".into(),
         }
         .encode(),

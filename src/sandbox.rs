@@ -867,7 +867,9 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         None => None,
     };
     let reg = holder::Registration {
-        info_file: info_file.as_ref().map(|f| (f.path.clone(), f.inode)),
+        info_file: info_file
+            .as_ref()
+            .map(|f| (f.path.clone(), f.inode, f.device)),
         allow_host: prep.plan.allow_host,
         // Only nameservers on the host's own addresses need a way through the holder's
         // refusal of the host; any other is not the host.

@@ -416,3 +416,39 @@ for i in range(10000):
         "#
     ));
 }
+
+/// The broadcast address of a host network added while a sandbox runs (Docker creating
+/// a network, a VPN coming up) is the host too.
+#[test]
+fn a_new_host_networks_broadcast_address_is_the_host_too() {
+    world(
+        r#"
+        udp_log - 9999 "$WORK/got"
+        snapshot
+        $NSRUN --user nobody -- python3 -c '
+import socket, time
+time.sleep(1.5)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+for dst in ("192.168.77.255", "10.99.0.255"):
+    for _ in range(5):
+        try:
+            s.sendto(b"x", (dst, 9999))
+        except OSError:
+            pass
+' &
+        pid=$!
+        sleep 0.5
+        ip link add lan7 type veth peer name lan7p
+        ip addr add 192.168.77.1/24 dev lan7
+        ip link set lan7 up; ip link set lan7p up
+        ip addr add 10.99.0.1/24 dev eth0
+        wait $pid
+        sleep 0.3
+        expect_eq "$(wc -l <"$WORK/got")" 0 "datagrams to the broadcast addresses of networks added later"
+        ip addr del 10.99.0.1/24 dev eth0
+        ip link del lan7
+        expect_clean
+        "#,
+    );
+}

@@ -75,6 +75,7 @@ const NFT_REG_2: u32 = 2;
 const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 const NFTA_FIB_F_DADDR: u32 = 1 << 1;
 const RTN_LOCAL: u32 = 2;
+const RTN_BROADCAST: u32 = 3;
 const NFT_NAT_DNAT: u32 = 1;
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 const NFT_JUMP: i32 = -3;
@@ -138,6 +139,9 @@ pub enum Match {
     DPort(u16),
     /// `ct direction original`: a packet of the side that opened the connection
     CtOriginal,
+    /// `fib daddr type broadcast`: a broadcast address of one of this namespace's
+    /// networks (a per-packet lookup, so networks added later count)
+    DAddrBroadcast,
     /// `fib daddr type local`: the destination is one of this namespace's addresses,
     /// looked up per packet (addresses added later count)
     DAddrLocal,
@@ -746,13 +750,18 @@ fn encode_match(m: &mut Msg, what: &Match) {
             payload(m, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
             cmp(m, NFT_CMP_EQ, &port.to_be_bytes());
         }
-        Match::DAddrLocal => {
+        Match::DAddrLocal | Match::DAddrBroadcast => {
             let e = expr(m, "fib");
             m.attr(1, &be32(NFT_REG_1)); // DREG
             m.attr(2, &be32(NFT_FIB_RESULT_ADDRTYPE)); // RESULT
             m.attr(3, &be32(NFTA_FIB_F_DADDR)); // FLAGS
             expr_end(m, e);
-            cmp(m, NFT_CMP_EQ, &RTN_LOCAL.to_ne_bytes());
+            let rtype = if *what == Match::DAddrLocal {
+                RTN_LOCAL
+            } else {
+                RTN_BROADCAST
+            };
+            cmp(m, NFT_CMP_EQ, &rtype.to_ne_bytes());
         }
     }
 }
