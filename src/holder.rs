@@ -83,6 +83,8 @@ const NETCONFA_IFINDEX: u16 = 1;
 const NETCONFA_FORWARDING: u16 = 2;
 const NETCONFA_IFINDEX_ALL: i32 = -1;
 const LEGACY_CHECK: Duration = Duration::from_secs(1);
+/// How often the holder looks whether each published port is still its client's alone.
+const PORTS_CHECK: Duration = Duration::from_millis(500);
 use crate::firewall::{GUARD_MARK, GUARD_TABLE};
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
@@ -690,6 +692,8 @@ struct Client {
     ifindex: Option<u32>,
     handle: Option<u64>,
     last_wish: bool,
+    /// Its published ports, with their rules' (chain, handle).
+    ports: Vec<(crate::plan::Publish, Vec<(&'static str, u64)>)>,
     /// Its --info-file and that file's inode.
     info_file: Option<(std::path::PathBuf, u64, u64)>,
 }
@@ -719,6 +723,7 @@ impl Holder {
     fn serve(&mut self) -> ! {
         let mut idle_since = Some(Instant::now());
         let mut legacy_checked = Instant::now();
+        let mut ports_checked = Instant::now();
         loop {
             let now = Instant::now();
             let mut wake = idle_since.map(|t| t + IDLE);
@@ -726,9 +731,15 @@ impl Holder {
             // iptables-legacy sends no notifications: while its FORWARD holds nsrun's
             // entries, look every second whether a restore dropped them.
             let legacy = self.legacy_opened.then_some(legacy_checked + LEGACY_CHECK);
+            let ports = self
+                .clients
+                .iter()
+                .any(|c| !c.ports.is_empty())
+                .then_some(ports_checked + PORTS_CHECK);
             if let Some(at) = deadlines
                 .chain(self.names.iter().map(|(_, at)| *at))
                 .chain(legacy)
+                .chain(ports)
                 .min()
             {
                 wake = Some(wake.map_or(at, |w| w.min(at)));
@@ -812,6 +823,7 @@ impl Holder {
                         handle: None,
                         last_wish: false,
                         info_file: None,
+                        ports: Vec::new(),
                     });
                 }
             }
@@ -822,6 +834,10 @@ impl Holder {
                 if self.clients.iter().any(|c| c.addr.is_some()) {
                     let _ = self.open_legacy();
                 }
+            }
+            if ports_checked.elapsed() >= PORTS_CHECK {
+                ports_checked = Instant::now();
+                self.check_held_ports();
             }
             self.close_stale_connections();
             if self.clients.is_empty() && self.names.is_empty() {
@@ -1458,6 +1474,7 @@ impl Holder {
         }
         self.check_publish(self.clients[i].uid, p)?;
         let rule = firewall::publish_rule(p, sandbox);
+        let mut handles = Vec::new();
         for chain in ["prerouting", "output"] {
             let mut batch = nft::Batch::new(nft::NFPROTO_INET);
             batch.add_rule_echo(TABLE, chain, &rule);
@@ -1472,9 +1489,39 @@ impl Holder {
             )?;
             if let Some(handle) = replies.iter().find_map(|r| nft::rule_handle(r)) {
                 self.clients[i].published.push((chain, handle));
+                handles.push((chain, handle));
             }
         }
+        self.clients[i].ports.push((*p, handles));
         Ok(())
+    }
+
+    /// A published port stays only while its client holds it (the reservation nsrun keeps
+    /// for the sandbox's life) and nobody else does: a client that let go of the port
+    /// must not keep redirecting it, from the network, away from whoever binds it next.
+    fn check_held_ports(&mut self) {
+        for i in 0..self.clients.len() {
+            let uid = self.clients[i].uid;
+            let (kept, lost): (Vec<_>, Vec<_>) = std::mem::take(&mut self.clients[i].ports)
+                .into_iter()
+                .partition(|(p, _)| {
+                    let on = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    crate::host::port_held_by(p.proto, on, p.host_port, uid)
+                        && !crate::host::port_held_by_others(p.proto, on, p.host_port, uid)
+                });
+            self.clients[i].ports = kept;
+            for (_, handles) in lost {
+                for (chain, handle) in handles {
+                    let mut batch = nft::Batch::new(nft::NFPROTO_INET);
+                    batch.del_rule(TABLE, chain, handle);
+                    let (msg, acked) = batch.finish();
+                    let _ = self
+                        .nft
+                        .transact(msg, &acked, "delete a port no longer held");
+                    self.clients[i].published.retain(|h| *h != (chain, handle));
+                }
+            }
+        }
     }
 
     /// A published port is checked here as nsrun's command line and the kernel's bind
@@ -1507,6 +1554,12 @@ impl Holder {
         if !crate::host::port_held_by(p.proto, on, p.host_port, uid) {
             bail!(
                 "-p {on}:{}: the port is not reserved by its nsrun (uid {uid})",
+                p.host_port
+            );
+        }
+        if crate::host::port_held_by_others(p.proto, on, p.host_port, uid) {
+            bail!(
+                "-p {on}:{}: another user holds the port too (SO_REUSEADDR)",
                 p.host_port
             );
         }

@@ -293,6 +293,26 @@ pub fn port_held_by(proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
     })
 }
 
+/// Whether a socket of another uid than `uid` holds `port` for `proto` on `addr` or on
+/// every address (a TCP one listening): a port shared with SO_REUSEADDR, or someone
+/// else's service.
+pub fn port_held_by_others(proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
+    const TCP_LISTEN: u8 = 0x0a;
+    let (file, tcp) = if proto == libc::IPPROTO_UDP as u8 {
+        ("/proc/net/udp", false)
+    } else {
+        ("/proc/net/tcp", true)
+    };
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        parse_proc_net(&text).iter().any(|(a, p, st, u)| {
+            *p == port
+                && *u != uid
+                && (*a == addr || a.is_unspecified() || addr.is_unspecified())
+                && (!tcp || *st == TCP_LISTEN)
+        })
+    })
+}
+
 /// Turns IPv6 off on a link nsrun created, where the host allows it. Best effort: the
 /// sandbox's own table refuses every IPv6 packet but loopback's, so a host whose
 /// /proc/sys is read-only (a container) stays closed; this only keeps the link quiet.

@@ -291,6 +291,17 @@ if cmd == "forge":
     r.bind(("0.0.0.0", 8083))
     r.listen()
     print("reserved:", ask(s, pub("0.0.0.0", 8083)))
+    # A port let go of is no longer redirected.
+    r.close()
+    time.sleep(1.5)
+    import subprocess
+    rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    print("after letting go:", "still" if "dport 8083" in rules else "gone")
+    # A UDP port shared (SO_REUSEADDR) with another user's socket is not published.
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    u.bind(("0.0.0.0", 5353))
+    print("shared udp:", ask(s, b"P\x11" + socket.inet_aton("0.0.0.0") + struct.pack("=HH", 5353, 53)))
     s2 = conn()
     print("taken link:", ask(s2, reg(index, "10.250.0.2")))
 elif cmd == "other-user":
@@ -318,13 +329,25 @@ PY
         ip addr add 10.250.0.1/30 dev nsrfake0
         ip link set fakepeer up; ip link set nsrfake0 up
         index=$(ip -o link show nsrfake0 | cut -d: -f1)
+        # Another user's UDP service, bound with SO_REUSEADDR (as avahi binds 5353).
+        setpriv --reuid 1000 --regid 1000 --clear-groups /usr/bin/python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5353))
+time.sleep(30)' &
+        theirs=$!
+        sleep 0.3
         expect_code 0 python3 "$WORK/client.py" forge $index
+        kill $theirs; wait $theirs || true
         expect_contains "$OUT" "other address: E192.168.7.7 is not the sandbox's address" "masquerade for any address"
         expect_contains "$OUT" "own address: K" "the sandbox's own address"
         expect_contains "$OUT" "foreign host ip: E-p 198.51.100.1:8080: 198.51.100.1 is not an address of the host" "a destination that is not the host's"
         expect_contains "$OUT" "loopback host ip: E" "loopback is never DNATed"
         expect_contains "$OUT" "unreserved: E-p 0.0.0.0:8082: the port is not reserved by its nsrun (uid 0)" "a port the client does not hold"
         expect_contains "$OUT" "reserved: K" "a port the client holds"
+        expect_contains "$OUT" "after letting go: gone" "a port its client let go of"
+        expect_contains "$OUT" "shared udp: E-p 0.0.0.0:5353: another user holds the port too" "a UDP port shared with another user"
         expect_contains "$OUT" "taken link: E" "another nsrun's link"
         expect_not_contains "$(nft list ruleset)" "198.51.100.1 tcp dport 8080" "no rule for the forged request"
         # Another user is closed at once, without an answer.
