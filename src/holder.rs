@@ -41,8 +41,12 @@
 //! at accept and bound to the connection; anyone else is closed at once), and the holder
 //! checks every request itself, never trusting the client's command line: it registers
 //! only links named like a sandbox's, and only the sandbox's end of that link's subnet;
-//! it publishes only on the host's own addresses, and ports below
-//! `ip_unprivileged_port_start` only for root. At most 256 connections wait to register,
+//! it publishes only on the host's own addresses, ports below
+//! `ip_unprivileged_port_start` only for root, and a port only while its client's uid
+//! holds it alone (looked at again every 500 ms). The peer's capabilities are looked at
+//! too, but nothing rests on them: any process of a trusted uid can reach the holder
+//! (it may exec a file-capability nsrun after connecting), so what a request may do is
+//! bounded by what that uid could do with nsrun's command line. At most 256 connections wait to register,
 //! each for at most 5 s. An unprivileged process that binds the name first can only make
 //! nsrun fail, with a message naming it. With a file-capability install, one holder
 //! serves one user: another user's nsrun fails while it runs.
