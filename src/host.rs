@@ -277,40 +277,37 @@ pub fn parse_proc_net(text: &str) -> Vec<(Ipv4Addr, u16, u8, u32)> {
         .collect()
 }
 
-/// Whether a socket of `uid` holds `addr`:`port` for `proto` on the host (a TCP one
-/// listening): how nsrun reserves a port it publishes, which the kernel let it bind.
-pub fn port_held_by(proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
+/// The sockets that hold `port` for `proto` on the host (a TCP one listening): the
+/// address each is bound to and its owner's uid.
+fn port_sockets(proto: u8, port: u16) -> Vec<(Ipv4Addr, u32)> {
     const TCP_LISTEN: u8 = 0x0a;
     let (file, tcp) = if proto == libc::IPPROTO_UDP as u8 {
         ("/proc/net/udp", false)
     } else {
         ("/proc/net/tcp", true)
     };
-    std::fs::read_to_string(file).is_ok_and(|text| {
-        parse_proc_net(&text).iter().any(|(a, p, st, u)| {
-            *a == addr && *p == port && *u == uid && (!tcp || *st == TCP_LISTEN)
-        })
-    })
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    parse_proc_net(&text)
+        .into_iter()
+        .filter(|(_, p, st, _)| *p == port && (!tcp || *st == TCP_LISTEN))
+        .map(|(a, _, _, u)| (a, u))
+        .collect()
+}
+
+/// Whether a socket of `uid` holds `addr`:`port` for `proto` on the host: how nsrun
+/// reserves a port it publishes, which the kernel let it bind.
+pub fn port_held_by(proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
+    port_sockets(proto, port)
+        .iter()
+        .any(|(a, u)| *a == addr && *u == uid)
 }
 
 /// Whether a socket of another uid than `uid` holds `port` for `proto` on `addr` or on
-/// every address (a TCP one listening): a port shared with SO_REUSEADDR, or someone
-/// else's service.
+/// every address: a port shared with SO_REUSEADDR, or someone else's service.
 pub fn port_held_by_others(proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
-    const TCP_LISTEN: u8 = 0x0a;
-    let (file, tcp) = if proto == libc::IPPROTO_UDP as u8 {
-        ("/proc/net/udp", false)
-    } else {
-        ("/proc/net/tcp", true)
-    };
-    std::fs::read_to_string(file).is_ok_and(|text| {
-        parse_proc_net(&text).iter().any(|(a, p, st, u)| {
-            *p == port
-                && *u != uid
-                && (*a == addr || a.is_unspecified() || addr.is_unspecified())
-                && (!tcp || *st == TCP_LISTEN)
-        })
-    })
+    port_sockets(proto, port)
+        .iter()
+        .any(|(a, u)| *u != uid && (*a == addr || a.is_unspecified() || addr.is_unspecified()))
 }
 
 /// Turns IPv6 off on a link nsrun created, where the host allows it. Best effort: the
