@@ -174,7 +174,7 @@ pub struct Registration {
 /// (the holder answers once the kernel has them); the lease says which links' forwarding
 /// the holder switched on for it.
 pub fn register(reg: &Registration) -> Result<Lease> {
-    let lease = join(reg.ifindex, reg.sandbox, &reg.links, reg.name.as_deref())?;
+    let lease = join(reg)?;
     lease.host_access(reg.allow_host, &reg.nameservers)?;
     for p in &reg.publish {
         lease.publish(p)?;
@@ -314,14 +314,14 @@ fn repair_conntrack(sandbox: Ipv4Addr) {
     }
 }
 
-fn join(ifindex: u32, sandbox: Ipv4Addr, links: &[u32], name: Option<&str>) -> Result<Lease> {
+fn join(reg: &Registration) -> Result<Lease> {
     let deadline = Instant::now() + JOIN_DEADLINE;
     // The sandbox's --name: the holder removes its /run/netns entry if nsrun is killed.
     let request = Request::Register {
-        ifindex,
-        sandbox,
-        links: links.to_vec(),
-        name: name.unwrap_or("").to_string(),
+        ifindex: reg.ifindex,
+        sandbox: reg.sandbox,
+        links: reg.links.clone(),
+        name: reg.name.clone().unwrap_or_default(),
     }
     .encode();
     loop {
@@ -1504,14 +1504,14 @@ impl Holder {
     /// for the sandbox's life) and nobody else does: a client that let go of the port
     /// must not keep redirecting it, from the network, away from whoever binds it next.
     fn check_held_ports(&mut self) {
+        let bound = crate::host::BoundPorts::read();
         for i in 0..self.clients.len() {
             let uid = self.clients[i].uid;
             let (kept, lost): (Vec<_>, Vec<_>) = std::mem::take(&mut self.clients[i].ports)
                 .into_iter()
                 .partition(|(p, _)| {
                     let on = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-                    crate::host::port_held_by(p.proto, on, p.host_port, uid)
-                        && !crate::host::port_held_by_others(p.proto, on, p.host_port, uid)
+                    bound.held_alone(p.proto, on, p.host_port, uid)
                 });
             self.clients[i].ports = kept;
             for (_, handles) in lost {
@@ -1555,13 +1555,14 @@ impl Holder {
         // publishes, so a port a service or another user has is refused): otherwise a
         // user could redirect another's service from the network into their sandbox.
         let on = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        if !crate::host::port_held_by(p.proto, on, p.host_port, uid) {
+        let bound = crate::host::BoundPorts::read();
+        if !bound.held_by(p.proto, on, p.host_port, uid) {
             bail!(
                 "-p {on}:{}: the port is not reserved by its nsrun (uid {uid})",
                 p.host_port
             );
         }
-        if crate::host::port_held_by_others(p.proto, on, p.host_port, uid) {
+        if bound.held_by_others(p.proto, on, p.host_port, uid) {
             bail!(
                 "-p {on}:{}: another user holds the port too (SO_REUSEADDR)",
                 p.host_port

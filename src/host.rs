@@ -277,37 +277,58 @@ pub fn parse_proc_net(text: &str) -> Vec<(Ipv4Addr, u16, u8, u32)> {
         .collect()
 }
 
-/// The sockets that hold `port` for `proto` on the host (a TCP one listening): the
-/// address each is bound to and its owner's uid.
-fn port_sockets(proto: u8, port: u16) -> Vec<(Ipv4Addr, u32)> {
-    const TCP_LISTEN: u8 = 0x0a;
-    let (file, tcp) = if proto == libc::IPPROTO_UDP as u8 {
-        ("/proc/net/udp", false)
-    } else {
-        ("/proc/net/tcp", true)
-    };
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    parse_proc_net(&text)
-        .into_iter()
-        .filter(|(_, p, st, _)| *p == port && (!tcp || *st == TCP_LISTEN))
-        .map(|(a, _, _, u)| (a, u))
-        .collect()
+/// The host's bound sockets, read once from /proc/net (TCP ones listening, UDP ones
+/// bound): who holds which port, for the holder's checks of published ports.
+pub struct BoundPorts {
+    tcp: Vec<(Ipv4Addr, u16, u32)>,
+    udp: Vec<(Ipv4Addr, u16, u32)>,
 }
 
-/// Whether a socket of `uid` holds `addr`:`port` for `proto` on the host: how nsrun
-/// reserves a port it publishes, which the kernel let it bind.
-pub fn port_held_by(proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
-    port_sockets(proto, port)
-        .iter()
-        .any(|(a, u)| *a == addr && *u == uid)
-}
+impl BoundPorts {
+    pub fn read() -> BoundPorts {
+        const TCP_LISTEN: u8 = 0x0a;
+        let read = |file: &str, listening: bool| -> Vec<(Ipv4Addr, u16, u32)> {
+            parse_proc_net(&std::fs::read_to_string(file).unwrap_or_default())
+                .into_iter()
+                .filter(|(_, _, st, _)| !listening || *st == TCP_LISTEN)
+                .map(|(a, p, _, u)| (a, p, u))
+                .collect()
+        };
+        BoundPorts {
+            tcp: read("/proc/net/tcp", true),
+            udp: read("/proc/net/udp", false),
+        }
+    }
 
-/// Whether a socket of another uid than `uid` holds `port` for `proto` on `addr` or on
-/// every address: a port shared with SO_REUSEADDR, or someone else's service.
-pub fn port_held_by_others(proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
-    port_sockets(proto, port)
-        .iter()
-        .any(|(a, u)| *u != uid && (*a == addr || a.is_unspecified() || addr.is_unspecified()))
+    fn of(&self, proto: u8, port: u16) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
+        let sockets = if proto == libc::IPPROTO_UDP as u8 {
+            &self.udp
+        } else {
+            &self.tcp
+        };
+        sockets
+            .iter()
+            .filter(move |(_, p, _)| *p == port)
+            .map(|(a, _, u)| (*a, *u))
+    }
+
+    /// Whether a socket of `uid` holds `addr`:`port` for `proto`: how nsrun reserves a
+    /// port it publishes, which the kernel let it bind.
+    pub fn held_by(&self, proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
+        self.of(proto, port).any(|(a, u)| a == addr && u == uid)
+    }
+
+    /// Whether a socket of another uid than `uid` holds `port` for `proto` on `addr` or
+    /// on every address: a port shared with SO_REUSEADDR, or someone else's service.
+    pub fn held_by_others(&self, proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
+        self.of(proto, port)
+            .any(|(a, u)| u != uid && (a == addr || a.is_unspecified() || addr.is_unspecified()))
+    }
+
+    /// Held by `uid` on `addr`, and by nobody else.
+    pub fn held_alone(&self, proto: u8, addr: Ipv4Addr, port: u16, uid: u32) -> bool {
+        self.held_by(proto, addr, port, uid) && !self.held_by_others(proto, addr, port, uid)
+    }
 }
 
 /// Turns IPv6 off on a link nsrun created, where the host allows it. Best effort: the

@@ -349,10 +349,8 @@ fn a_sandbox_never_reaches_another_through_its_published_port() {
         r#"
         start_upstream_http
         snapshot
-        $NSRUN -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
-        pid=$!
-        wait_sandbox_up $pid
-        wait_port - "$(sandbox_addr $pid)" 80
+        published_service -p 8080:80
+        pid=$SERVICE
         expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
         expect_eq "$OUT" 198.51.100.1 "the internet reaches the published port"
         for flags in "" "--allow-host"; do

@@ -37,13 +37,10 @@ stop_sandbox() { touch "$TMPDIR/done"; wait $SANDBOX; rm "$TMPDIR/done"; }
 
 # A published port answers the internet through the host's firewall.
 expect_published_port_works() {
-  $NSRUN -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
-  local pid=$!
-  wait_sandbox_up $pid
-  wait_port - "$(sandbox_addr $pid)" 80
+  published_service -p 8080:80
   expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
   expect_eq "$OUT" 198.51.100.1 "a published port from the internet"
-  kill $pid; wait $pid || true
+  kill $SERVICE; wait $SERVICE || true
 }
 
 # docker_host IPTABLES: Docker 28's layout (FORWARD policy DROP, DOCKER-USER first, then

@@ -197,11 +197,9 @@ fn a_published_port_answers_the_internet_the_host_and_localhost() {
         wait_port - 127.0.0.1 9999
         snapshot
         # The sandbox's server answers with the client address it sees.
-        $NSRUN -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
-        pid=$!
-        wait_sandbox_up $pid
+        published_service -p 8080:80
+        pid=$SERVICE
         addr=$(sandbox_addr $pid)
-        wait_port - $addr 80
         expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
         expect_eq "$OUT" 198.51.100.1 "from the internet, the client's address preserved"
         expect_code 0 curl -s --max-time 2 http://198.51.100.2:8080/
@@ -239,10 +237,8 @@ fn a_service_keeps_its_network_when_the_holder_or_the_nsrun_that_started_it_dies
         $NSRUN -- sleep 600 &
         first=$!
         wait_sandbox_up $first
-        $NSRUN --name web -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
-        web=$!
-        wait_sandbox_up $web
-        wait_port - "$(sandbox_addr $web)" 80
+        published_service --name web -p 8080:80
+        web=$SERVICE
         check() {
           expect_code 0 ip netns exec web curl -s --max-time 2 http://198.51.100.1/
           expect_eq "$OUT" 198.51.100.2 "$1: web reaches the internet through NAT"
@@ -306,10 +302,8 @@ fn idle_localhost_clients_cannot_exhaust_nsrun() {
         r#"
         start_upstream_http
         snapshot
-        $NSRUN -p 8080:80 --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
-        pid=$!
-        wait_sandbox_up $pid
-        wait_port - "$(sandbox_addr $pid)" 80
+        published_service -p 8080:80
+        pid=$SERVICE
         python3 -c '
 import socket, time
 socks = []

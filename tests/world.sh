@@ -87,6 +87,16 @@ PY
   wait_port up 198.51.100.1 80
 }
 
+# published_service FLAGS...: a sandbox (as nobody, with FLAGS such as -p 8080:80) that
+# runs the upstream HTTP server on its port 80, listening once this returns; the pid of
+# its nsrun in $SERVICE.
+published_service() {
+  $NSRUN "$@" --user nobody -- python3 "$WORK/upstream_server.py" 0.0.0.0 80 &
+  SERVICE=$!
+  wait_sandbox_up $SERVICE
+  wait_port - "$(sandbox_addr $SERVICE)" 80
+}
+
 # behind_host NETNS HOST_LINK HOST_ADDR/LEN PEER_ADDR PORT: a network behind the host: a
 # namespace on a veth from the host, routed through it, with an HTTP server on PORT that
 # answers with the client address it saw.
@@ -200,6 +210,7 @@ sandbox_init() {
   for _ in $(seq 200); do
     init=$(pgrep -P "$1" | head -1)
     [ -n "$init" ] && [ "$(readlink /proc/$init/ns/net)" != "$(readlink /proc/self/ns/net)" ] && { echo "$init"; return; }
+    kill -0 "$1" 2>/dev/null || fail "nsrun $1 exited before its sandbox came up"
     sleep 0.02
   done
   fail "no sandbox init under nsrun $1"
@@ -212,6 +223,7 @@ in_sandbox() { local pid=$1; shift; nsenter --net=/proc/$(sandbox_init "$pid")/n
 wait_sandbox_up() {
   for _ in $(seq 200); do
     in_sandbox "$1" ip -4 -o addr show eth0 2>/dev/null | grep -q inet && return 0
+    kill -0 "$1" 2>/dev/null || fail "nsrun $1 exited before its sandbox came up"
     sleep 0.02
   done
   fail "the sandbox of nsrun $1 never came up"
