@@ -37,6 +37,9 @@ use crate::{failpoint, firewall, holder, info, users};
 
 /// The send buffer of the socket that carries "go" (its filters) to the init.
 const GO_BUFFER: usize = 8 << 20;
+/// How long a --name lock held by someone else is waited for before the name counts
+/// as a running sandbox's.
+const NAME_LOCK_WAIT: Duration = Duration::from_millis(200);
 /// How long to try removing a dead sandbox's link that holds a wanted subnet.
 const LEFTOVER_LINK_WAIT: Duration = Duration::from_secs(2);
 
@@ -92,14 +95,23 @@ impl NamedNetns {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
             .with_context(|| format!("open {}", lock_path.display()))?;
-        let mut lock =
-            nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
-                |_| {
-                    anyhow::anyhow!(
-                        "--name {name}: a running sandbox has this name; choose another, e.g. '--name {name}-2'"
-                    )
-                },
-            )?;
+        // A holder that cleans up after a killed nsrun takes the lock for a moment to
+        // see whether anyone holds it: a restart at that instant waits it out, and only
+        // a lock held longer is a running sandbox's.
+        let deadline = Instant::now() + NAME_LOCK_WAIT;
+        let mut lock = lock;
+        let mut lock = loop {
+            match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(held) => break held,
+                Err((file, _)) if Instant::now() < deadline => {
+                    lock = file;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => bail!(
+                    "--name {name}: a running sandbox has this name; choose another, e.g. '--name {name}-2'"
+                ),
+            }
+        };
         if std::fs::symlink_metadata(&path).is_ok() {
             if !crate::names::is_ours(name) {
                 bail!(

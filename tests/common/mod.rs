@@ -79,6 +79,16 @@ pub fn world_with(env: &[(&str, &str)], script: &str) -> Option<Output> {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // A test killed on its timeout takes its world with it (unshare --kill-child then
+    // ends everything in it), rather than leaving it running.
+    // SAFETY: prctl is async-signal-safe and touches nothing else.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
     let out = cmd.output().expect("run unshare");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
