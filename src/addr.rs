@@ -179,9 +179,55 @@ pub fn free_subnets<'a>(
         .map(SandboxNet::for_subnet)
 }
 
+/// An address for the refusal of `--ip ip`: the same place in the nearest following
+/// /30s, then anywhere in `pool`, whose /30 (a sandbox's lock) overlaps nothing in
+/// `used` and is not `ip`'s own /30. None when nothing is free.
+pub fn suggest_address(ip: Ipv4Addr, used: &[Ipv4Net], pool: Ipv4Net) -> Option<Ipv4Addr> {
+    let own = Ipv4Net::new(ip, SANDBOX_PREFIX);
+    let free = |a: Ipv4Addr| {
+        let quad = Ipv4Net::new(a, SANDBOX_PREFIX);
+        quad.network() != own.network() && !used.iter().any(|u| u.overlaps(&quad))
+    };
+    (1..=64u32)
+        .map(|i| Ipv4Addr::from(u32::from(ip).wrapping_add(4 * i)))
+        .find(|a| free(*a))
+        .or_else(|| {
+            free_subnets(pool, used, 0)
+                .map(|n| n.sandbox_addr)
+                .find(|a| free(*a))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggested_address_is_never_one_in_use() {
+        let pool = net("10.200.0.0/16");
+        // A host route over the whole neighbourhood: the suggestion comes from the pool.
+        let used = [net("10.77.0.0/16")];
+        let s = suggest_address("10.77.0.2".parse().unwrap(), &used, pool).unwrap();
+        assert_eq!(s, "10.200.0.2".parse::<Ipv4Addr>().unwrap());
+        // Taken by a running sandbox: not the same /30 (its lock), even at .1 or .3.
+        for ip in ["10.77.0.1", "10.77.0.2", "10.77.0.3"] {
+            let ip: Ipv4Addr = ip.parse().unwrap();
+            let s = suggest_address(ip, &[Ipv4Net::new(ip, 31)], pool).unwrap();
+            assert_ne!(
+                Ipv4Net::new(s, 30).network(),
+                Ipv4Net::new(ip, 30).network()
+            );
+            assert_eq!(u32::from(s) - u32::from(ip), 4, "{ip} -> {s}");
+        }
+        assert_eq!(
+            suggest_address(
+                "10.77.0.2".parse().unwrap(),
+                &[net("0.0.0.0/1"), net("128.0.0.0/1")],
+                pool
+            ),
+            None
+        );
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()

@@ -662,15 +662,15 @@ fn relay_off_uplink(
     }
 }
 
-/// An address near `ip` whose /31 nothing on the host uses: the example in a refusal.
-fn free_address_near(ip: Ipv4Addr, used: &[crate::addr::Ipv4Net]) -> Ipv4Addr {
-    (1..=64u32)
-        .map(|i| Ipv4Addr::from(u32::from(ip).wrapping_add(2 * i)))
-        .find(|a| {
-            let net = SandboxNet::for_address(*a);
-            !used.iter().any(|u| u.overlaps(&net.subnet))
-        })
-        .unwrap_or(Ipv4Addr::new(10, 77, 0, 2))
+/// ", e.g. '--ip ADDR'" with a free address, for the refusal of `--ip ip`.
+fn example_address(ip: Ipv4Addr, used: &[crate::addr::Ipv4Net]) -> String {
+    let pool = crate::cli::DEFAULT_POOL
+        .parse()
+        .expect("valid default pool");
+    match crate::addr::suggest_address(ip, used, pool) {
+        Some(free) => format!(", e.g. '--ip {free}'"),
+        None => String::new(),
+    }
 }
 
 /// Creates the veth with the first free subnet (see [`create_first_free`]).
@@ -680,20 +680,20 @@ fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<(SandboxNet, Ow
         let net = SandboxNet::for_address(ip);
         if let Some(i) = prep.facts.used.iter().position(|u| u.overlaps(&net.subnet)) {
             bail!(
-                "--ip {ip}: {} (or its neighbour {}, the host's end of the sandbox's /31) is in use on this host: {}; choose another address, e.g. '--ip {}'",
+                "--ip {ip}: {} (or its neighbour {}, the host's end of the sandbox's /31) is in use on this host: {}; choose another address{}",
                 ip,
                 net.host_addr,
                 prep.facts.used_by[i],
-                free_address_near(ip, &prep.facts.used)
+                example_address(ip, &prep.facts.used)
             );
         }
         let used = prep.facts.used.clone();
         return create_first_free(prep, pid, mtu, vec![net]).map_err(|e| match e {
             Some(e) => e,
             None => anyhow::anyhow!(
-                "--ip {ip}: another running sandbox has this address (link {}); choose another address, e.g. '--ip {}'",
+                "--ip {ip}: another running sandbox has this address (link {}); choose another address{}",
                 net.host_end,
-                free_address_near(ip, &[used.as_slice(), &[net.subnet]].concat())
+                example_address(ip, &[used.as_slice(), &[net.subnet]].concat())
             ),
         });
     }

@@ -369,6 +369,9 @@ pub fn setsockopt_buf(fd: BorrowedFd<'_>, opt: libc::c_int, buf: &[u8]) -> io::R
     check(ret.into()).map(|_| ())
 }
 
+/// sizeof(struct xt_counters): packets and bytes, two u64.
+const XT_COUNTERS_SIZE: usize = 16;
+
 /// x_tables' IPT_SO_SET_REPLACE: `replace` is a `struct ipt_replace` with its entries;
 /// its `counters` pointer (at `counters_at`) is set here to `old_counters`, where the
 /// kernel writes the replaced table's counters (`num_counters` of 16 bytes each).
@@ -379,9 +382,48 @@ pub fn ipt_replace(
     counters_at: usize,
     old_counters: &mut [u8],
 ) -> io::Result<()> {
+    // The kernel writes num_counters (a u32 at counters_at - 4) * sizeof(struct
+    // xt_counters) bytes to `old_counters`: refuse a buffer smaller than that, and a
+    // header too short to hold the count and the pointer.
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
     let pointer = (old_counters.as_mut_ptr() as usize).to_ne_bytes();
-    replace[counters_at..counters_at + pointer.len()].copy_from_slice(&pointer);
-    // The kernel writes at most num_counters * 16 bytes to `old_counters`, which the
-    // caller sized so; the buffer outlives the call.
+    let count_at = counters_at
+        .checked_sub(4)
+        .ok_or_else(|| invalid("ipt_replace: counters pointer before num_counters"))?;
+    let count_bytes = replace
+        .get(count_at..counters_at)
+        .ok_or_else(|| invalid("ipt_replace: header too short"))?;
+    let num_counters = u32::from_ne_bytes(count_bytes.try_into().expect("4 bytes")) as usize;
+    if num_counters.saturating_mul(XT_COUNTERS_SIZE) > old_counters.len() {
+        return Err(invalid(
+            "ipt_replace: counters buffer smaller than num_counters * 16",
+        ));
+    }
+    replace
+        .get_mut(counters_at..counters_at + pointer.len())
+        .ok_or_else(|| invalid("ipt_replace: header too short"))?
+        .copy_from_slice(&pointer);
+    // SAFETY (of what the kernel does with the pointer): it writes at most
+    // num_counters * 16 bytes there, checked above to fit; the buffer outlives the call.
     setsockopt_buf(fd, opt, replace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipt_replace_refuses_counters_the_kernel_would_overrun() {
+        let mut replace = vec![0u8; 96];
+        replace[84..88].copy_from_slice(&3u32.to_ne_bytes());
+        let mut counters = vec![0u8; 2 * XT_COUNTERS_SIZE];
+        // SAFETY: fd 0 is only borrowed; both calls fail before they use it.
+        let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+        let e = ipt_replace(stdin, 64, &mut replace, 88, &mut counters).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        let e = ipt_replace(stdin, 64, &mut replace[..90], 88, &mut counters).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        // The pointer was not written for a refused call.
+        assert_eq!(&replace[88..96], &[0; 8]);
+    }
 }

@@ -165,7 +165,7 @@ fn a_service_on_its_own_fixed_address_restarts_every_time() {
         expect_eq "$OUT" 200 "the host reaches the service on its fixed address"
         expect_code 125 $NSRUN --ip 10.77.0.2 -- true
         expect_contains "$ERR" "--ip 10.77.0.2: another running sandbox has this address (link nsr" "a second sandbox on the address"
-        expect_contains "$ERR" "e.g. '--ip 10.77.0.4'" "the example is another address"
+        expect_contains "$ERR" "e.g. '--ip 10.77.0.6'" "the example is the same place in the next /30"
         kill -TERM $pid; wait $pid || true
         # Restart after restart, right after the previous one ended.
         for i in $(seq 50); do
@@ -180,6 +180,7 @@ fn a_service_on_its_own_fixed_address_restarts_every_time() {
         ip route add 10.89.0.0/16 via 198.51.100.1 table 52
         expect_code 125 $NSRUN --ip 10.89.1.1 -- true
         expect_contains "$ERR" "route 10.89.0.0/16 in table 52" "a route of another table"
+        expect_contains "$ERR" "e.g. '--ip 10.200.0.2'" "with every neighbour routed, the example comes from the pool"
         ip route del 10.89.0.0/16 via 198.51.100.1 table 52
         expect_code 125 $NSRUN --ip 203.0.113.9 -- true
         expect_contains "$ERR" "not a private address" "only private addresses"
