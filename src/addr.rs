@@ -27,8 +27,13 @@ pub struct Ipv4Net {
 }
 
 impl Ipv4Net {
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Self {
+    pub const fn new(addr: Ipv4Addr, prefix: u8) -> Self {
         Ipv4Net { addr, prefix }
+    }
+
+    /// Whether `addr` is in this prefix.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        u32::from(addr) & self.mask() == u32::from(self.addr) & self.mask()
     }
 
     pub fn mask(&self) -> u32 {

@@ -28,8 +28,11 @@
 //!   chain input { type filter hook input priority filter; policy drop;
 //!     iif lo accept
 //!     ct state established,related accept              # replies, echo replies included
-//!     ip saddr GATEWAY accept                          # the host may connect in; nobody else
+//!     jump from_host                                   # the host may connect in,
+//!     meta l4proto tcp th dport PUBLISHED accept       # anyone to a published port,
+//!     jump refuse                                      # the rest refused at once
 //!   }
+//!   chain from_host { ip saddr GATEWAY accept; ip saddr HOST_ADDRESS accept ... }
 //! }
 //! ```
 //!
@@ -53,7 +56,7 @@
 //!     ip saddr SANDBOX oifname != "nsr*" masquerade    # one rule per sandbox, new flows only
 //!   }
 //!   chain forward { type filter hook forward priority filter; policy accept;
-//!     iifname "nsr*" oifname "nsr*" drop  # sandbox to sandbox, through the host
+//!     iifname "nsr*" oifname "nsr*" reject  # sandbox to sandbox, through the host
 //!     oifname "nsr*" ct state new ct status != dnat drop  # in: published ports only
 //!   }
 //!   chain input { type filter hook input priority filter; policy accept;
@@ -234,7 +237,9 @@ pub fn host_rules(addrs: &[Ipv4Addr]) -> Vec<Rule> {
         .collect()
 }
 
-/// The rules of the sandbox's `input` chain (policy drop).
+/// The rules of the sandbox's `input` chain: replies, the host, published ports; the
+/// rest is refused at once (a TCP reset, an ICMP error), never left to time out. Its
+/// policy (drop) is only a backstop.
 pub fn input_rules(p: &Policy) -> Vec<Rule> {
     let mut input = vec![
         rule(vec![Match::Iif(LOOPBACK_INDEX)], Verdict::Accept),
@@ -242,7 +247,7 @@ pub fn input_rules(p: &Policy) -> Vec<Rule> {
             vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
             Verdict::Accept,
         ),
-        rule(vec![Match::SAddr(host(p.gateway))], Verdict::Accept),
+        rule(vec![], Verdict::Jump(FROM_HOST)),
     ];
     for (proto, port) in &p.published {
         input.push(rule(
@@ -254,8 +259,26 @@ pub fn input_rules(p: &Policy) -> Vec<Rule> {
             Verdict::Accept,
         ));
     }
+    input.push(rule(vec![], REFUSE));
     input
 }
+
+/// The chain of the host's addresses as sources: the host may connect in from any of
+/// them (`curl --interface eth0`, a connection begun before the sandbox's route
+/// existed), not only from the link's end.
+const FROM_HOST: &str = "from_host";
+
+/// The rules of [`FROM_HOST`]: the link's end, and every address the host has.
+pub fn from_host_rules(p: &Policy) -> Vec<Rule> {
+    let nets = [&[host(p.gateway)], p.host_nets.as_slice()].concat();
+    aggregate(&nets)
+        .into_iter()
+        .filter(|n| !n.overlaps(&LOOPBACK))
+        .map(|n| rule(vec![Match::SAddr(n)], Verdict::Accept))
+        .collect()
+}
+
+const LOOPBACK: Ipv4Net = Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8);
 
 /// One batch that creates the sandbox's table, to be sent from inside its netns.
 pub fn sandbox_batch(p: &Policy) -> Batch {
@@ -269,7 +292,7 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     // The whole pool in one rule: every other sandbox's host end (a host address) and
     // every sandbox, however many start later, without a rule each.
     b.add_rule(TABLE, "host", &rule(vec![to(p.pool)], REFUSE));
-    let loopback: Ipv4Net = "127.0.0.0/8".parse().unwrap();
+    let loopback = LOOPBACK;
     for net in aggregate(&p.host_nets).iter().filter(|n| {
         // Loopback never leaves the sandbox; the pool is one rule already.
         let in_pool = p.pool.overlaps(n) && n.prefix >= p.pool.prefix;
@@ -296,6 +319,10 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
         PRIORITY_FILTER,
         NF_DROP,
     );
+    b.add_regular_chain(TABLE, FROM_HOST);
+    for r in from_host_rules(p) {
+        b.add_rule(TABLE, FROM_HOST, &r);
+    }
     for r in input_rules(p) {
         b.add_rule(TABLE, "input", &r);
     }
@@ -307,6 +334,13 @@ pub fn add_host_addrs(addrs: &[Ipv4Addr]) -> Batch {
     let mut b = Batch::new(NFPROTO_INET);
     for r in host_rules(addrs) {
         b.insert_rule(TABLE, "host", &r);
+    }
+    for a in addrs {
+        b.add_rule(
+            TABLE,
+            FROM_HOST,
+            &rule(vec![Match::SAddr(host(*a))], Verdict::Accept),
+        );
     }
     b
 }
@@ -385,41 +419,9 @@ pub fn holder_table(stale: bool) -> Batch {
         PRIORITY_FILTER,
         NF_ACCEPT,
     );
-    // One sandbox to another, through the host (a published port, a sandbox of another
-    // pool or --ip): never. Each sandbox also refuses its own pool and accepts only the
-    // host and published ports; this closes what those cannot name.
-    b.add_rule(
-        TABLE,
-        "forward",
-        &rule(
-            vec![
-                Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
-                Match::OifNamePrefix(crate::addr::LINK_PREFIX.into()),
-            ],
-            Verdict::Drop,
-        ),
-    );
-    // A new connection forwarded to a sandbox is a published port's (DNAT) or nothing.
-    // The sandbox admits its gateway, the host; a host rule that masquerades forwarded
-    // traffic (Docker's for its containers, a LAN's) would give anyone that address.
-    b.add_rule(
-        TABLE,
-        "forward",
-        &rule(
-            vec![
-                Match::OifNamePrefix(crate::addr::LINK_PREFIX.into()),
-                Match::CtState(CT_NEW),
-                Match::CtStatusLacks(CT_STATUS_DNAT),
-            ],
-            Verdict::Drop,
-        ),
-    );
-    // The host's own addresses, refused from the host's side as well (the sandbox's table
-    // refuses them too, but learns of a new one only from an event): a per-packet
-    // lookup, so an address that appears while sandboxes run is closed before any packet
-    // can reach it, however many appear at once, and a connection a sandbox opened to an
-    // address that later becomes the host's does not survive it. Replies to the host's
-    // own connections into a sandbox are the other direction and pass.
+    for r in host_forward_rules() {
+        b.add_rule(TABLE, "forward", &r);
+    }
     b.add_chain(
         TABLE,
         "input",
@@ -429,33 +431,8 @@ pub fn holder_table(stale: bool) -> Batch {
         NF_ACCEPT,
     );
     b.add_regular_chain(TABLE, HOST_EXCEPTIONS);
-    // The host's addresses, and the broadcast addresses of its networks (a network
-    // added while a sandbox runs brings one the sandbox's own table does not know).
-    for host_dst in [Match::DAddrLocal, Match::DAddrBroadcast] {
-        let to_host = || {
-            vec![
-                Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
-                Match::CtOriginal,
-                host_dst.clone(),
-            ]
-        };
-        b.add_rule(
-            TABLE,
-            "input",
-            &rule(to_host(), Verdict::Jump(HOST_EXCEPTIONS)),
-        );
-        let mut tcp = to_host();
-        tcp.push(Match::L4Proto(libc::IPPROTO_TCP as u8));
-        b.add_rule(
-            TABLE,
-            "input",
-            &rule(tcp, Verdict::Reject(Reject::TcpReset)),
-        );
-        b.add_rule(
-            TABLE,
-            "input",
-            &rule(to_host(), Verdict::Reject(Reject::AdminProhibited)),
-        );
+    for r in host_input_rules() {
+        b.add_rule(TABLE, "input", &r);
     }
     // Published ports: connections from elsewhere (prerouting) and from the host itself
     // to its own addresses (output); localhost is served by nsrun's own listener.
@@ -466,6 +443,71 @@ pub fn holder_table(stale: bool) -> Batch {
 }
 
 const PRIORITY_DSTNAT: i32 = -100;
+
+/// The host table's `forward` chain (policy accept: the host's own firewall decides the
+/// rest).
+pub fn host_forward_rules() -> Vec<Rule> {
+    vec![
+        // One sandbox to another, through the host (a published port, a sandbox of
+        // another pool or --ip): never, and refused at once. Each sandbox also refuses
+        // its own pool and accepts only the host and published ports; this closes what
+        // those cannot name.
+        rule(
+            vec![
+                Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
+                Match::OifNamePrefix(crate::addr::LINK_PREFIX.into()),
+                Match::L4Proto(IPPROTO_TCP),
+            ],
+            Verdict::Reject(Reject::TcpReset),
+        ),
+        rule(
+            vec![
+                Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
+                Match::OifNamePrefix(crate::addr::LINK_PREFIX.into()),
+            ],
+            Verdict::Reject(Reject::AdminProhibited),
+        ),
+        // A new connection forwarded to a sandbox is a published port's (DNAT) or
+        // nothing. The sandbox admits the host's addresses; a host rule that masquerades
+        // forwarded traffic (Docker's for its containers, a LAN's) would give anyone one.
+        rule(
+            vec![
+                Match::OifNamePrefix(crate::addr::LINK_PREFIX.into()),
+                Match::CtState(CT_NEW),
+                Match::CtStatusLacks(CT_STATUS_DNAT),
+            ],
+            Verdict::Drop,
+        ),
+    ]
+}
+
+/// The host table's `input` chain: the host's own addresses, refused from the host's
+/// side as well (the sandbox's table refuses them too, but learns of a new one only from
+/// an event): a per-packet lookup, so an address that appears while sandboxes run is
+/// closed before any packet can reach it, however many appear at once, and a connection
+/// a sandbox opened to an address that later becomes the host's does not survive it.
+/// Replies to the host's own connections into a sandbox are the other direction and
+/// pass. Broadcast addresses of its networks count too (a network added while a sandbox
+/// runs brings one the sandbox's own table does not know). What [`HOST_EXCEPTIONS`]
+/// accepts for a sandbox passes; the rest is refused at once.
+pub fn host_input_rules() -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for host_dst in [Match::DAddrLocal, Match::DAddrBroadcast] {
+        let to_host = || {
+            vec![
+                Match::IifNamePrefix(crate::addr::LINK_PREFIX.into()),
+                Match::CtOriginal,
+                host_dst.clone(),
+            ]
+        };
+        rules.push(rule(to_host(), Verdict::Jump(HOST_EXCEPTIONS)));
+        let mut tcp = to_host();
+        tcp.push(Match::L4Proto(IPPROTO_TCP));
+        rules.push(rule(tcp, Verdict::Reject(Reject::TcpReset)));
+        rules.push(rule(to_host(), Verdict::Reject(Reject::AdminProhibited)));
+    }
+    rules
+}
 
 /// The chain of what each sandbox may open on the host: everything with `--allow-host`,
 /// its nameservers' port 53 (`--dns` may name one of the host's addresses).
@@ -479,7 +521,7 @@ pub fn host_exceptions(link: u32, allow_host: bool, nameservers: &[Ipv4Addr]) ->
     nameservers
         .iter()
         .flat_map(|ns| {
-            [libc::IPPROTO_UDP as u8, libc::IPPROTO_TCP as u8].map(|proto| {
+            [IPPROTO_UDP, IPPROTO_TCP].map(|proto| {
                 rule(
                     vec![
                         Match::Iif(link),
@@ -738,12 +780,320 @@ mod tests {
     }
 
     #[test]
-    fn only_the_gateway_connects_in() {
-        let input = input_rules(&policy(false, false));
-        assert_eq!(input.len(), 3);
+    fn every_host_address_connects_in_and_the_rest_is_refused_at_once() {
+        let mut p = policy(false, false);
+        p.published = vec![(IPPROTO_TCP, 8080)];
+        let input = input_rules(&p);
+        let from_host = from_host_rules(&p);
+        let at = |saddr: &str, dport: u16| {
+            let pkt = Packet {
+                saddr: saddr.parse().unwrap(),
+                daddr: p.sandbox_addr,
+                dport,
+                ..Packet::default()
+            };
+            verdict(&[("input", &input), (FROM_HOST, &from_host)], "input", &pkt)
+        };
+        // The link's end and another of the host's addresses (curl --interface eth0).
+        assert_eq!(at("10.200.0.5", 22), Some(Verdict::Accept));
+        assert_eq!(at("198.51.100.2", 22), Some(Verdict::Accept));
+        // Anyone else: only the published port, the rest refused with an answer.
+        assert_eq!(at("203.0.113.9", 8080), Some(Verdict::Accept));
+        assert_eq!(at("203.0.113.9", 22), Some(REFUSE));
+        // Replies first, whoever sends them.
+        let reply = Packet {
+            saddr: "203.0.113.9".parse().unwrap(),
+            ct_established: true,
+            ..Packet::default()
+        };
         assert_eq!(
-            input[2].matches,
-            [Match::SAddr("10.200.0.5/32".parse().unwrap())]
+            verdict(
+                &[("input", &input), (FROM_HOST, &from_host)],
+                "input",
+                &reply
+            ),
+            Some(Verdict::Accept)
+        );
+        // An address the host gains later is let in as well as refused as a destination.
+        let (msg, _) = add_host_addrs(&["192.0.2.77".parse().unwrap()]).finish();
+        assert!(msg.buf.windows(4).any(|w| w == [192, 0, 2, 77]));
+    }
+
+    /// A packet as the rules see it; what a field does not say is "no".
+    #[derive(Clone)]
+    struct Packet {
+        iif: u32,
+        oif: u32,
+        iifname: &'static str,
+        oifname: &'static str,
+        saddr: Ipv4Addr,
+        daddr: Ipv4Addr,
+        proto: u8,
+        dport: u16,
+        ct_new: bool,
+        ct_established: bool,
+        ct_dnat: bool,
+        reply_direction: bool,
+        daddr_local: bool,
+    }
+
+    impl Default for Packet {
+        fn default() -> Packet {
+            Packet {
+                iif: 0,
+                oif: 0,
+                iifname: "",
+                oifname: "",
+                saddr: Ipv4Addr::UNSPECIFIED,
+                daddr: Ipv4Addr::UNSPECIFIED,
+                proto: 0,
+                dport: 0,
+                ct_new: false,
+                ct_established: false,
+                ct_dnat: false,
+                reply_direction: false,
+                daddr_local: false,
+            }
+        }
+    }
+
+    fn matches(m: &Match, p: &Packet) -> bool {
+        let proto = if p.proto == 0 { IPPROTO_TCP } else { p.proto };
+        match m {
+            Match::NfProto(f) => *f == crate::netlink::nft::NFPROTO_IPV4,
+            Match::Iif(i) => *i == p.iif,
+            Match::Oif(i) => *i == p.oif,
+            Match::OifName(n) => n == p.oifname,
+            Match::OifNamePrefixNot(n) => !p.oifname.starts_with(n.as_str()),
+            Match::IifNamePrefix(n) => p.iifname.starts_with(n.as_str()),
+            Match::OifNamePrefix(n) => p.oifname.starts_with(n.as_str()),
+            Match::SAddr(n) => n.contains(p.saddr),
+            Match::SAddrNot(a) => *a != p.saddr,
+            Match::DAddr(n) => n.contains(p.daddr),
+            Match::DAddrNot(n) => !n.contains(p.daddr),
+            Match::CtState(mask) => {
+                (mask & CT_NEW != 0 && p.ct_new) || (mask & CT_ESTABLISHED != 0 && p.ct_established)
+            }
+            Match::CtStatusLacks(CT_STATUS_DNAT) => !p.ct_dnat,
+            Match::CtStatusLacks(other) => panic!("status {other}"),
+            Match::L4Proto(x) => *x == proto,
+            Match::DPort(port) => *port == p.dport,
+            Match::CtOriginal => !p.reply_direction,
+            Match::DAddrBroadcast => false,
+            Match::DAddrLocal => p.daddr_local,
+        }
+    }
+
+    /// The verdict a packet meets from `start`, following jumps (a regular chain that
+    /// ends returns); None when it falls through to the policy.
+    fn verdict(chains: &[(&str, &Vec<Rule>)], start: &str, p: &Packet) -> Option<Verdict> {
+        let rules = chains.iter().find(|(n, _)| *n == start)?.1;
+        for r in rules {
+            if !r.matches.iter().all(|m| matches(m, p)) {
+                continue;
+            }
+            match &r.verdict {
+                Verdict::Jump(chain) if chains.iter().any(|(n, _)| n == chain) => {
+                    if let Some(v) = verdict(chains, chain, p) {
+                        return Some(v);
+                    }
+                }
+                v => return Some(v.clone()),
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_host_never_forwards_one_sandbox_to_another() {
+        let forward = host_forward_rules();
+        let chains = [("forward", &forward)];
+        // A sandbox to another sandbox's published port through the host's address:
+        // DNAT made it a new connection to a sandbox link, which the DNAT alone would
+        // let through.
+        let published = Packet {
+            iifname: "nsr0a000001",
+            oifname: "nsr0a000002",
+            ct_new: true,
+            ct_dnat: true,
+            ..Packet::default()
+        };
+        assert_eq!(
+            verdict(&chains, "forward", &published),
+            Some(Verdict::Reject(Reject::TcpReset))
+        );
+        let udp = Packet {
+            proto: IPPROTO_UDP,
+            ..published.clone()
+        };
+        assert_eq!(
+            verdict(&chains, "forward", &udp),
+            Some(Verdict::Reject(Reject::AdminProhibited))
+        );
+        // The internet to a published port passes; to anything else it does not.
+        let inbound = Packet {
+            iifname: "eth0",
+            ..published.clone()
+        };
+        assert_eq!(verdict(&chains, "forward", &inbound), None);
+        let unpublished = Packet {
+            ct_dnat: false,
+            ..inbound.clone()
+        };
+        assert_eq!(
+            verdict(&chains, "forward", &unpublished),
+            Some(Verdict::Drop)
+        );
+        // Out to the internet, and replies back in, pass.
+        let out = Packet {
+            iifname: "nsr0a000001",
+            oifname: "eth0",
+            ct_new: true,
+            ..Packet::default()
+        };
+        assert_eq!(verdict(&chains, "forward", &out), None);
+        let reply = Packet {
+            iifname: "eth0",
+            oifname: "nsr0a000001",
+            ct_established: true,
+            ..Packet::default()
+        };
+        assert_eq!(verdict(&chains, "forward", &reply), None);
+    }
+
+    #[test]
+    fn the_host_refuses_sandboxes_but_its_exceptions() {
+        let input = host_input_rules();
+        let open = host_exceptions(7, false, &["198.51.100.2".parse().unwrap()]);
+        let all = host_exceptions(8, true, &[]);
+        let exceptions: Vec<Rule> = open.into_iter().chain(all).collect();
+        let chains = [("input", &input), (HOST_EXCEPTIONS, &exceptions)];
+        let to_host = |iif: u32, dport: u16, proto: u8| Packet {
+            iif,
+            iifname: "nsr0a000001",
+            daddr: "198.51.100.2".parse().unwrap(),
+            daddr_local: true,
+            dport,
+            proto,
+            ..Packet::default()
+        };
+        let tcp = IPPROTO_TCP;
+        let udp = IPPROTO_UDP;
+        assert_eq!(
+            verdict(&chains, "input", &to_host(7, 22, tcp)),
+            Some(Verdict::Reject(Reject::TcpReset))
+        );
+        assert_eq!(
+            verdict(&chains, "input", &to_host(7, 9, udp)),
+            Some(Verdict::Reject(Reject::AdminProhibited))
+        );
+        assert_eq!(
+            verdict(&chains, "input", &to_host(7, 53, udp)),
+            Some(Verdict::Accept)
+        );
+        assert_eq!(
+            verdict(&chains, "input", &to_host(8, 22, tcp)),
+            Some(Verdict::Accept)
+        );
+        // Replies to the host's own connections into a sandbox pass.
+        let reply = Packet {
+            reply_direction: true,
+            ..to_host(7, 22, tcp)
+        };
+        assert_eq!(verdict(&chains, "input", &reply), None);
+        // The host's own traffic is not nsrun's to judge.
+        let host = Packet {
+            iifname: "eth0",
+            ..to_host(7, 22, tcp)
+        };
+        assert_eq!(verdict(&chains, "input", &host), None);
+    }
+
+    #[test]
+    fn published_ports_translate_on_every_host_address_but_loopback() {
+        let any = crate::plan::parse_publish("8080:80").unwrap().remove(0);
+        let r = publish_rule(&any, "10.200.0.6".parse().unwrap());
+        assert_eq!(r.verdict, Verdict::Dnat("10.200.0.6".parse().unwrap(), 80));
+        let chains = [("prerouting", &vec![r])];
+        let pkt = |daddr: &str, local: bool, dport: u16| Packet {
+            daddr: daddr.parse().unwrap(),
+            daddr_local: local,
+            dport,
+            ..Packet::default()
+        };
+        let dnat = Some(Verdict::Dnat("10.200.0.6".parse().unwrap(), 80));
+        assert_eq!(
+            verdict(&chains, "prerouting", &pkt("198.51.100.2", true, 8080)),
+            dnat
+        );
+        assert_eq!(
+            verdict(&chains, "prerouting", &pkt("127.0.0.1", true, 8080)),
+            None
+        );
+        assert_eq!(
+            verdict(&chains, "prerouting", &pkt("203.0.113.9", false, 8080)),
+            None
+        );
+        assert_eq!(
+            verdict(&chains, "prerouting", &pkt("198.51.100.2", true, 8081)),
+            None
+        );
+        let one = crate::plan::parse_publish("198.51.100.2:8080:80/udp")
+            .unwrap()
+            .remove(0);
+        let r = publish_rule(&one, "10.200.0.6".parse().unwrap());
+        let chains = [("prerouting", &vec![r])];
+        let udp = |daddr: &str| Packet {
+            proto: IPPROTO_UDP,
+            ..pkt(daddr, true, 8080)
+        };
+        assert!(verdict(&chains, "prerouting", &udp("198.51.100.2")).is_some());
+        assert_eq!(verdict(&chains, "prerouting", &udp("198.51.100.3")), None);
+        assert_eq!(
+            verdict(&chains, "prerouting", &pkt("198.51.100.2", true, 8080)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_guarded_link_forwards_only_to_sandboxes() {
+        let guard = vec![forward_guard(3)];
+        let chains = [("forward", &guard)];
+        let from = |oifname| Packet {
+            iif: 3,
+            oifname,
+            ..Packet::default()
+        };
+        assert_eq!(
+            verdict(&chains, "forward", &from("eth1")),
+            Some(Verdict::Drop)
+        );
+        assert_eq!(verdict(&chains, "forward", &from("nsr0a000001")), None);
+        let other = Packet {
+            iif: 4,
+            ..from("eth1")
+        };
+        assert_eq!(verdict(&chains, "forward", &other), None);
+    }
+
+    #[test]
+    fn masquerade_translates_one_sandbox_leaving_the_host() {
+        let r = vec![masquerade("10.200.0.6".parse().unwrap())];
+        let chains = [("postrouting", &r)];
+        let pkt = |saddr: &str, oifname| Packet {
+            saddr: saddr.parse().unwrap(),
+            oifname,
+            ..Packet::default()
+        };
+        let out = verdict(&chains, "postrouting", &pkt("10.200.0.6", "eth0"));
+        assert_eq!(out, Some(Verdict::Masquerade));
+        assert_eq!(
+            verdict(&chains, "postrouting", &pkt("10.200.0.6", "nsr0a000002")),
+            None
+        );
+        assert_eq!(
+            verdict(&chains, "postrouting", &pkt("10.200.0.10", "eth0")),
+            None
         );
     }
 
@@ -752,9 +1102,10 @@ mod tests {
         let b = sandbox_batch(&policy(false, false));
         let (msg, acked) = b.finish();
         // table, refuse chain + 2 rules, host chain + the pool + 198.51.100.2 (the gateway
-        // is in the pool), output + its rules, input + 3.
+        // is in the pool), output + its rules, from_host + the gateway and 198.51.100.2,
+        // input + 4.
         let out = output_rules(&policy(false, false)).len();
-        assert_eq!(acked.len(), 1 + 1 + 2 + 1 + 2 + 1 + out + 1 + 3);
+        assert_eq!(acked.len(), 1 + 1 + 2 + 1 + 2 + 1 + out + 1 + 2 + 1 + 4);
         assert!(msg.buf.windows(4).any(|w| w == [198, 51, 100, 2]));
         assert!(msg.buf.windows(4).any(|w| w == [255, 255, 0, 0])); // the pool's mask
     }

@@ -10,9 +10,10 @@ use crate::addr::Ipv4Net;
 use crate::netlink::Socket;
 use crate::netlink::route::{self, Link};
 
-/// A documentation address (TEST-NET-1) that stands for "the internet" in a route lookup.
-const PROBE_DST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const RT_TABLE_LOCAL: u8 = 255;
+const RTN_UNICAST: u8 = 1;
+/// The loopback interface's index, the same in every network namespace.
+pub const LOOPBACK_INDEX: u32 = 1;
 
 /// What the running process has, as read from the kernel.
 #[derive(Clone, Copy, Debug, Default)]
@@ -99,8 +100,8 @@ pub struct NetFacts {
     pub addrs: Vec<std::net::Ipv4Addr>,
     /// What the `local` table delivers to the host: local and broadcast routes.
     pub local_nets: Vec<Ipv4Net>,
-    /// The link the kernel sends the internet's traffic through.
-    pub uplink: Option<Link>,
+    /// Where the kernel sends the internet's traffic.
+    pub internet: Internet,
     /// Every link a route leads through (loopback and sandboxes' links excluded).
     pub routed: Vec<u32>,
 }
@@ -169,33 +170,14 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
             .unwrap_or_default();
         used_by.push(format!("route {} in table {}{via}", r.dst, r.table));
     }
-    // The uplink: where the kernel sends a packet for the internet (a documentation
-    // address stands for it; nothing is sent), policy rules and multipath included.
-    let uplink_index = rtnl
-        .get(route::get_route(PROBE_DST), "RTM_GETROUTE 192.0.2.1")
-        .ok()
-        .and_then(|r| route::parse_route(&r))
-        .and_then(|r| r.oif)
-        // An address of the probe's own range on lo routes it there: no uplink then.
-        .filter(|oif| *oif != 1)
-        .map(|oif| oif as i32);
-    let uplink = match uplink_index {
-        Some(index) => {
-            let reply = rtnl.get(
-                route::get_link_by_index(index),
-                &format!("RTM_GETLINK index {index}"),
-            )?;
-            route::parse_link(&reply)
-        }
-        None => None,
-    };
+    let internet = internet(rtnl, &routes, &addrs);
     // Every link some route of some table leads through: replies and traffic for the
     // sandbox may use any of them (a VPN, Tailscale, an on-link LAN).
     let mut routed: Vec<u32> = routes
         .iter()
         .filter(|r| r.table != u32::from(RT_TABLE_LOCAL))
         .flat_map(|r| r.links())
-        .filter(|oif| *oif != 1 && hosts_link(*oif))
+        .filter(|oif| *oif != LOOPBACK_INDEX && hosts_link(*oif))
         .collect();
     routed.sort_unstable();
     routed.dedup();
@@ -213,48 +195,169 @@ pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
         used,
         used_by,
         addrs: addrs.iter().map(|a| a.net.addr).collect(),
-        uplink,
+        internet,
     })
 }
 
-/// The links the internet is reached by: the kernel's choice for an internet address
-/// (policy rules included) and, when that route has several next hops (ECMP), each of
-/// them. Not every default route of every table: a policy-routing table's default via a
-/// LAN link, or a backup default with a higher metric, is not where the internet goes.
-pub fn uplinks(rtnl: &mut Socket) -> Vec<Link> {
-    let Some(chosen) = rtnl
-        .get(route::get_route(PROBE_DST), "RTM_GETROUTE 192.0.2.1")
-        .ok()
-        .and_then(|r| route::parse_route(&r))
-    else {
-        return Vec::new();
+/// Where the internet is, as the host's routes say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Internet {
+    /// No route covers the internet (no default route, no def1 pair): the sandbox
+    /// reaches only the networks the host is on.
+    #[default]
+    Offline,
+    /// The links the kernel sends the internet's traffic through: its choice first, then
+    /// the other next hops of that route (ECMP).
+    Uplinks(Vec<Link>),
+    /// A default route the kernel does not use to reach the internet (a blackhole or
+    /// unreachable one chosen by the policy rules, one through loopback): why, in words.
+    Unusable(String),
+}
+
+impl Internet {
+    /// The link the kernel chose, if any.
+    pub fn uplink(&self) -> Option<&Link> {
+        match self {
+            Internet::Uplinks(links) => links.first(),
+            _ => None,
+        }
+    }
+}
+
+/// Routes that carry the internet: default routes and halves of the address space
+/// (OpenVPN's def1 pair), in any table but `local`.
+fn internet_routes(routes: &[route::Route]) -> impl Iterator<Item = &route::Route> {
+    routes
+        .iter()
+        .filter(|r| r.dst.prefix <= 1 && r.table != u32::from(RT_TABLE_LOCAL))
+}
+
+/// An internet address that only the routes of the internet cover: no route of any
+/// table with a longer prefix holds it, so the kernel's answer for it is where the
+/// internet goes (policy rules included). Found from the routes, not fixed: a host with
+/// a network on any one range (a lab on a documentation range) still has one. None
+/// without a route to the internet.
+pub fn internet_probe(routes: &[route::Route]) -> Option<Ipv4Addr> {
+    let special: [Ipv4Net; 7] = [
+        Ipv4Net::new(Ipv4Addr::new(0, 0, 0, 0), 8),
+        Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 8),
+        Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10),
+        Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8),
+        Ipv4Net::new(Ipv4Addr::new(169, 254, 0, 0), 16),
+        Ipv4Net::new(Ipv4Addr::new(172, 16, 0, 0), 12),
+        Ipv4Net::new(Ipv4Addr::new(192, 168, 0, 0), 16),
+    ];
+    (1..=223u8)
+        .flat_map(|a| [Ipv4Addr::new(a, 0, 0, 1), Ipv4Addr::new(a, 128, 64, 1)])
+        .filter(|c| !special.iter().any(|s| s.contains(*c)))
+        .filter(|c| internet_routes(routes).any(|r| r.dst.contains(*c)))
+        .find(|c| {
+            !routes
+                .iter()
+                .any(|r| r.dst.prefix > 1 && r.dst.contains(*c))
+        })
+}
+
+/// Where the kernel sends the internet's traffic: its route for an internet address
+/// (see [`internet_probe`]; nothing is sent) and, when that route has several next hops
+/// (ECMP), each of them. Not every default route of every table: a policy-routing
+/// table's default via a LAN link, or a backup default with a higher metric, is not
+/// where the internet goes.
+pub fn internet(rtnl: &mut Socket, routes: &[route::Route], addrs: &[route::Addr]) -> Internet {
+    let Some(probe) = internet_probe(routes) else {
+        return Internet::Offline;
     };
-    let Some(oif) = chosen.oif else {
-        return Vec::new();
+    let name = |index: u32| {
+        addrs
+            .iter()
+            .find(|a| a.index == index)
+            .map(|a| a.label.clone())
+            .unwrap_or_else(|| format!("link {index}"))
+    };
+    let defaults: Vec<String> = internet_routes(routes)
+        .map(|r| {
+            let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+            let dev = r
+                .oif
+                .map(|o| format!(" dev {}", name(o)))
+                .unwrap_or_default();
+            let table = match r.table {
+                254 => String::new(),
+                t => format!(" table {t}"),
+            };
+            let kind = match r.rtype {
+                RTN_UNICAST => "",
+                6 => "blackhole ",
+                7 => "unreachable ",
+                8 => "prohibit ",
+                _ => "special ",
+            };
+            format!("{kind}{}{via}{dev}{table}", r.dst)
+        })
+        .collect();
+    let unusable = |why: String| {
+        Internet::Unusable(format!(
+            "the host has a route to the internet ({}) but {why}",
+            defaults.join(", ")
+        ))
+    };
+    let chosen = match rtnl.get(route::get_route(probe), &format!("RTM_GETROUTE {probe}")) {
+        Ok(reply) => match route::parse_route(&reply) {
+            Some(r) => r,
+            None => return unusable(format!("the kernel's route for {probe} is unreadable")),
+        },
+        Err(e) => return unusable(format!("the kernel routes {probe} nowhere ({e})")),
+    };
+    let oif = match (chosen.rtype, chosen.oif) {
+        (RTN_UNICAST, Some(oif)) if oif != LOOPBACK_INDEX => oif,
+        _ => {
+            return unusable(format!(
+                "the kernel routes {probe} to no link that leaves the host ('ip route get {probe}')"
+            ));
+        }
     };
     let mut indexes = vec![oif];
     // The route the kernel took, found in its table: its next hops are uplinks too.
-    if let Ok(routes) = rtnl.dump(route::dump_routes(), "RTM_GETROUTE dump") {
-        for r in routes.iter().filter_map(|(_, p)| route::parse_route(p)) {
-            if r.table == chosen.table && r.dst.prefix <= 1 && r.nexthops.contains(&oif) {
-                for hop in &r.nexthops {
-                    if !indexes.contains(hop) {
-                        indexes.push(*hop);
-                    }
+    for r in internet_routes(routes) {
+        if r.table == chosen.table && r.nexthops.contains(&oif) {
+            for hop in &r.nexthops {
+                if !indexes.contains(hop) {
+                    indexes.push(*hop);
                 }
             }
         }
     }
-    indexes
+    let links: Vec<Link> = indexes
         .into_iter()
-        .filter(|i| *i != 1)
+        .filter(|i| *i != LOOPBACK_INDEX)
         .filter_map(|i| {
             rtnl.get(route::get_link_by_index(i as i32), "RTM_GETLINK")
                 .ok()
                 .and_then(|r| route::parse_link(&r))
         })
         .filter(|l| !crate::addr::is_sandbox_link(&l.name))
-        .collect()
+        .collect();
+    if links.is_empty() {
+        return unusable(format!(
+            "the kernel routes {probe} through no link of the host's"
+        ));
+    }
+    Internet::Uplinks(links)
+}
+
+/// The links the internet is reached by now (see [`internet`]), read afresh.
+pub fn uplinks(rtnl: &mut Socket) -> Vec<Link> {
+    let routes: Vec<route::Route> = match rtnl.dump(route::dump_routes(), "RTM_GETROUTE dump") {
+        Ok(dump) => dump
+            .iter()
+            .filter_map(|(_, p)| route::parse_route(p))
+            .collect(),
+        Err(_) => return Vec::new(),
+    };
+    match internet(rtnl, &routes, &[]) {
+        Internet::Uplinks(links) => links,
+        _ => Vec::new(),
+    }
 }
 
 /// The IPv4 sockets bound in this namespace as `/proc/net/tcp` or `/proc/net/udp` lists
@@ -372,6 +475,44 @@ pub fn enable_forwarding(link: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn routes(list: &[(&str, u32)]) -> Vec<route::Route> {
+        list.iter()
+            .map(|(dst, table)| route::Route {
+                dst: dst.parse().unwrap(),
+                table: *table,
+                rtype: RTN_UNICAST,
+                oif: Some(2),
+                nexthops: vec![],
+                gateway: None,
+                priority: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_internet_probe_is_an_address_only_the_internet_routes_cover() {
+        // No default route: no internet.
+        assert_eq!(internet_probe(&routes(&[("198.51.100.0/24", 254)])), None);
+        let probe = internet_probe(&routes(&[("0.0.0.0/0", 254)])).unwrap();
+        assert_eq!(probe, Ipv4Addr::new(1, 0, 0, 1));
+        // A lab on that range (or any other) pushes the probe elsewhere.
+        let lab = routes(&[
+            ("0.0.0.0/0", 254),
+            ("1.0.0.0/8", 254),
+            ("2.0.0.0/8", 100),
+            ("3.0.0.1/32", 255),
+            ("192.0.2.0/24", 254),
+        ]);
+        let probe = internet_probe(&lab).unwrap();
+        assert!(!lab[1..].iter().any(|r| r.dst.contains(probe)), "{probe}");
+        // OpenVPN's def1 pair is the internet too; private ranges never are.
+        let def1 = routes(&[("0.0.0.0/1", 254), ("128.0.0.0/1", 254)]);
+        let probe = internet_probe(&def1).unwrap();
+        assert!(!probe.is_private());
+        // A default route only in the local table is not one.
+        assert_eq!(internet_probe(&routes(&[("0.0.0.0/0", 255)])), None);
+    }
 
     #[test]
     fn proc_net_sockets_are_read() {

@@ -596,6 +596,12 @@ fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
         .context("open rtnetlink for address changes")?;
     let mut rtnl = Socket::open(SockProtocol::NetlinkRoute).context("open rtnetlink")?;
     let facts = host::net_facts(&mut rtnl)?;
+    // A command must not start with a network that silently goes nowhere.
+    if let host::Internet::Unusable(why) = &facts.internet {
+        bail!(
+            "{why}: the sandbox would have no way out; fix the host's routes, or run the command without a network: 'nsrun --no-net -- ...'"
+        );
+    }
     // A published port's host address must be the host's own: with ip_nonlocal_bind=1
     // (keepalived, HAProxy hosts) binding would not say so, and DNAT to a foreign
     // address would capture the host's own connections to it.
@@ -649,7 +655,7 @@ fn relay_off_uplink(
         .ok()
         .and_then(|r| route::parse_route(&r))
         .and_then(|r| r.oif);
-    let uplink = facts.uplink.as_ref().map(|l| l.index as u32);
+    let uplink = facts.internet.uplink().map(|l| l.index as u32);
     match via {
         // Through the internet's link the sandbox asks directly. A nameserver on one of
         // the host's own addresses (reached through lo) is relayed too: the host's input
@@ -786,8 +792,8 @@ fn create_first_free(
 fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, NetworkGo)> {
     let mtu = prep
         .facts
-        .uplink
-        .as_ref()
+        .internet
+        .uplink()
         .map(|l| l.mtu)
         .filter(|m| (576..=65535).contains(m))
         .unwrap_or(FALLBACK_MTU);
@@ -941,7 +947,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
     );
 
     host::enable_forwarding(net.host_end.as_str())?;
-    match &prep.facts.uplink {
+    match prep.facts.internet.uplink() {
         Some(uplink) => verbose!(
             plan,
             "the internet is reached through {} (the kernel's route for it)",

@@ -341,7 +341,7 @@ fn spoofed_packets_and_connections_from_outside_are_dropped() {
 
 /// One sandbox never reaches another, not even through a port the other publishes on
 /// the host's address, with or without --allow-host (the host table's
-/// `iifname "nsr*" oifname "nsr*" drop` is what closes it with --allow-host: the
+/// `iifname "nsr*" oifname "nsr*" reject` is what closes it with --allow-host: the
 /// sandbox's own table lets the host, and with it its DNATed ports, through).
 #[test]
 fn a_sandbox_never_reaches_another_through_its_published_port() {
@@ -354,8 +354,8 @@ fn a_sandbox_never_reaches_another_through_its_published_port() {
         expect_code 0 in_up curl -s --max-time 2 http://198.51.100.2:8080/
         expect_eq "$OUT" 198.51.100.1 "the internet reaches the published port"
         for flags in "" "--allow-host"; do
-          expect_code 0 $NSRUN $flags --user nobody -- sh -c 'curl -s --max-time 2 http://198.51.100.2:8080/ || echo closed'
-          expect_eq "$OUT" closed "another sandbox through the host's address [$flags]"
+          expect_code 0 $NSRUN $flags --user nobody -- sh -c 'curl -s --max-time 2 http://198.51.100.2:8080/; echo "curl exit $?"'
+          expect_eq "$OUT" "curl exit 7" "another sandbox through the host's address is refused at once [$flags]"
         done
         expect_code 0 $NSRUN --allow-host --user nobody -- sh -c 'curl -s --max-time 2 -o /dev/null -w "%{http_code}" http://198.51.100.1/ || echo closed'
         expect_eq "$OUT" 200 "the same sandbox still reaches the internet"

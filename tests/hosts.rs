@@ -601,3 +601,60 @@ fn masqueraded_lan_hosts_reach_only_published_ports() {
         "#,
     );
 }
+
+/// The internet is found from the host's routes, not from one fixed address: a lab
+/// network on a documentation range (where a fixed probe such as 192.0.2.1 would land)
+/// does not hide the uplink, so a firewall that drops forwarded packets is still opened
+/// towards the real uplink.
+#[test]
+fn a_lab_network_on_any_range_does_not_hide_the_uplink() {
+    host_world(
+        &["nft"],
+        r#"
+        ip netns add lab
+        ip link add lab0 type veth peer name lab1 netns lab
+        ip link set lab0 addrgenmode none
+        ip netns exec lab ip link set lab1 up
+        ip addr add 192.0.2.1/24 dev lab0
+        ip addr add 1.0.0.1/8 dev lab0
+        ip link set lab0 up
+        nft add table inet filter
+        nft add chain inet filter forward '{ type filter hook forward priority 0; policy drop; }'
+        snapshot
+        expect_code 0 $NSRUN -v -- curl -s --max-time 2 http://203.0.113.1/
+        expect_eq "$OUT" 198.51.100.2 "the internet, through eth0 [$ERR]"
+        expect_contains "$ERR" "the internet is reached through eth0" "-v names the uplink"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
+
+/// A default route the kernel does not take to the internet (a blackhole or unreachable
+/// default that the policy rules choose) is named before the command runs, with the fix,
+/// and nothing of the host changes; a host with no default route at all still runs
+/// sandboxes that reach its own networks.
+#[test]
+fn a_default_route_that_goes_nowhere_is_refused_up_front() {
+    host_world(
+        &[],
+        r#"
+        snapshot
+        ip route add blackhole default table 100
+        ip rule add pref 100 lookup 100
+        expect_code 125 $NSRUN -- true
+        expect_contains "$ERR" "the host has a route to the internet (blackhole 0.0.0.0/0 table 100, 0.0.0.0/0 via 198.51.100.1 dev eth0)" "names the routes"
+        expect_contains "$ERR" "'nsrun --no-net -- ...'" "and the fix"
+        expect_eq "$(echo "$ERR" | wc -l)" 1 "one line"
+        ip rule del pref 100
+        ip route del blackhole default table 100
+        ip route replace unreachable default
+        expect_code 125 $NSRUN -- true
+        expect_contains "$ERR" "unreachable 0.0.0.0/0" "an unreachable default"
+        expect_code 0 $NSRUN --no-net -- true
+        ip route del unreachable default
+        ip route add default via 198.51.100.1
+        expect_clean
+        "#,
+    );
+}

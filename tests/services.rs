@@ -189,6 +189,33 @@ fn a_service_on_its_own_fixed_address_restarts_every_time() {
     );
 }
 
+/// The host is the host: it connects into a sandbox from any of its addresses, not only
+/// from its end of the sandbox's link (`curl --interface eth0`, a connection begun before
+/// the sandbox's route existed), also to ports nothing publishes.
+#[test]
+fn the_host_connects_in_from_any_of_its_addresses() {
+    world(
+        r#"
+        start_upstream_http
+        snapshot
+        published_service
+        addr=$(sandbox_addr $SERVICE)
+        expect_code 0 curl -s --max-time 2 http://$addr/
+        expect_eq "$OUT" "${addr%.*}.$(( ${addr##*.} - 1 ))" "from the link's end"
+        expect_code 0 curl -s --max-time 2 --interface 198.51.100.2 http://$addr/
+        expect_eq "$OUT" 198.51.100.2 "from another of the host's addresses"
+        ip addr add 192.0.2.44/32 dev lo
+        # nsrun tells the sandbox's table of the new address within moments.
+        for _ in $(seq 50); do curl -s --max-time 1 --interface 192.0.2.44 http://$addr/ >/dev/null && break; sleep 0.05; done
+        expect_code 0 curl -s --max-time 2 --interface 192.0.2.44 http://$addr/
+        expect_eq "$OUT" 192.0.2.44 "from an address the host gained while the sandbox runs"
+        ip addr del 192.0.2.44/32 dev lo
+        kill -TERM $SERVICE; wait $SERVICE || true
+        expect_clean
+        "#,
+    );
+}
+
 #[test]
 fn a_published_port_answers_the_internet_the_host_and_localhost() {
     world(

@@ -295,6 +295,10 @@ impl Socket {
         // receive buffer, and the kernel drops what does not fit (ENOBUFS).
         let _ = nix::sys::socket::setsockopt(&fd, sockopt::RcvBufForce, &RCV_BUFFER)
             .or_else(|_| nix::sys::socket::setsockopt(&fd, sockopt::RcvBuf, &RCV_BUFFER));
+        // And room to send such a batch at all: netlink refuses a message larger than
+        // the send buffer (EMSGSIZE).
+        let _ = nix::sys::socket::setsockopt(&fd, sockopt::SndBufForce, &RCV_BUFFER)
+            .or_else(|_| nix::sys::socket::setsockopt(&fd, sockopt::SndBuf, &RCV_BUFFER));
         bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups)).map_err(io::Error::from)?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
