@@ -17,7 +17,9 @@ use nix::sys::socket::{ControlMessage, MsgFlags, SockProtocol, sendmsg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid, setsid};
 
+use crate::host::LOOPBACK_INDEX;
 use crate::netlink::{Socket, route};
+use crate::proto::init::{self as go, InitOp};
 use crate::supervise::{FORWARDED, Report, to_group};
 use crate::sys;
 use crate::users::Identity;
@@ -34,11 +36,6 @@ pub struct ChildConfig {
     pub identity: Identity,
     /// Change uid, gid and groups (root); otherwise the command keeps nsrun's own ids.
     pub change_identity: bool,
-    pub hostname: Option<CString>,
-    /// Contents of the sandbox's /etc/resolv.conf, when it gets one.
-    pub resolv_conf: Option<String>,
-    /// Contents of the sandbox's /etc/hosts, when it gets one.
-    pub hosts: Option<String>,
     /// The init's end of the control socket: "go" and later messages from nsrun, the
     /// relay's sockets back to it.
     pub control: OwnedFd,
@@ -47,72 +44,8 @@ pub struct ChildConfig {
     pub signals: SigSet,
 }
 
-/// What the parent sends when the host side is ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Go {
-    NoNetwork,
-    Network(NetworkGo),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkGo {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Ipv4Addr,
-    /// Where the DNS relay listens inside the sandbox, if there is one.
-    pub relay: Option<Ipv4Addr>,
-    /// The sandbox's /etc/hosts, which names the host (`host.nsrun.internal`).
-    pub hosts: String,
-    /// The nf_tables batch that creates the sandbox's table (firewall.rs); every message
-    /// but the first and the last asks for an ACK.
-    pub firewall: Vec<u8>,
-}
-
-const GO_NONE: u8 = 1;
-const GO_NET: u8 = 2;
 /// nsrun to init: host addresses that appeared while the sandbox runs.
 pub const MSG_HOST_ADDRS: u8 = b'A';
-
-impl Go {
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Go::NoNetwork => vec![GO_NONE],
-            Go::Network(n) => {
-                let mut v = vec![GO_NET];
-                v.extend_from_slice(&n.addr.octets());
-                v.push(n.prefix);
-                v.extend_from_slice(&n.gateway.octets());
-                v.push(u8::from(n.relay.is_some()));
-                v.extend_from_slice(&n.relay.unwrap_or(Ipv4Addr::UNSPECIFIED).octets());
-                v.extend_from_slice(&(n.hosts.len() as u32).to_ne_bytes());
-                v.extend_from_slice(n.hosts.as_bytes());
-                v.extend_from_slice(&n.firewall);
-                v
-            }
-        }
-    }
-
-    pub fn decode(b: &[u8]) -> Option<Go> {
-        if b == [GO_NONE] {
-            return Some(Go::NoNetwork);
-        }
-        let (&tag, rest) = b.split_first()?;
-        if tag != GO_NET || rest.len() < 18 {
-            return None;
-        }
-        let ip = |at: usize| Ipv4Addr::new(rest[at], rest[at + 1], rest[at + 2], rest[at + 3]);
-        let hosts_len = u32::from_ne_bytes(rest[14..18].try_into().ok()?) as usize;
-        let hosts = rest.get(18..18usize.checked_add(hosts_len)?)?;
-        Some(Go::Network(NetworkGo {
-            addr: ip(0),
-            prefix: rest[4],
-            gateway: ip(5),
-            relay: (rest[9] == 1).then(|| ip(10)),
-            hosts: String::from_utf8(hosts.to_vec()).ok()?,
-            firewall: rest[18 + hosts_len..].to_vec(),
-        }))
-    }
-}
 
 /// A failed step: its name and errno.
 struct StepError(String, i32);
@@ -218,12 +151,20 @@ pub fn init(cfg: ChildConfig) -> ! {
             Ok(n) => break n,
         }
     };
-    let Some(go) = Go::decode(&buf[..n]) else {
+    let Some(ops) = go::decode(&buf[..n]) else {
         fail(&cfg.report_write, "decode the go message", libc::EPROTO)
     };
     drop(buf);
+    // Nothing runs in an order that breaks a promise, whoever built the list.
+    if let Some(problem) = go::order_problem(&ops) {
+        fail(
+            &cfg.report_write,
+            &format!("check the go message's operations: {problem}"),
+            libc::EPROTO,
+        )
+    }
 
-    match setup(&cfg, go) {
+    match setup(&cfg, &ops) {
         Ok(started) => supervise(&cfg, started),
         Err(StepError(step, errno)) => fail(&cfg.report_write, &step, errno),
     }
@@ -270,8 +211,155 @@ impl PrivateFiles {
     }
 }
 
-fn setup(cfg: &ChildConfig, go: Go) -> Result<Started, StepError> {
-    // Mount propagation private before the first mount, so nothing reaches the host.
+/// What the operations so far have made, for the ones that follow.
+#[derive(Default)]
+struct Progress {
+    rtnl: Option<Socket>,
+    eth0: Option<i32>,
+    firewall: Option<Socket>,
+    files: Option<PrivateFiles>,
+    command: Option<Pid>,
+}
+
+impl Progress {
+    fn rtnl(&mut self) -> Result<&mut Socket, StepError> {
+        if self.rtnl.is_none() {
+            self.rtnl = Some(
+                Socket::open(SockProtocol::NetlinkRoute)
+                    .step(|| "open rtnetlink in the sandbox".into())?,
+            );
+        }
+        Ok(self.rtnl.as_mut().expect("opened above"))
+    }
+
+    fn eth0(&mut self) -> Result<i32, StepError> {
+        if let Some(index) = self.eth0 {
+            return Ok(index);
+        }
+        let reply = self
+            .rtnl()?
+            .get(route::get_link("eth0"), "RTM_GETLINK eth0")
+            .step(|| "find eth0".into())?;
+        let index = route::parse_link(&reply)
+            .map(|l| l.index)
+            .ok_or_else(|| StepError("find eth0".into(), libc::ENODEV))?;
+        self.eth0 = Some(index);
+        Ok(index)
+    }
+}
+
+/// Carries out the operations nsrun sent, in their order (checked by
+/// go::order_problem before this runs).
+fn setup(cfg: &ChildConfig, ops: &[InitOp]) -> Result<Started, StepError> {
+    let mut done = Progress::default();
+    for op in ops {
+        run_op(cfg, op, &mut done)?;
+    }
+    let command = done
+        .command
+        .ok_or_else(|| StepError("the go message has no exec".into(), libc::EPROTO))?;
+    Ok(Started {
+        files: done.files,
+        firewall: done.firewall,
+        command,
+    })
+}
+
+fn run_op(cfg: &ChildConfig, op: &InitOp, done: &mut Progress) -> Result<(), StepError> {
+    match op {
+        InitOp::PrivateMounts => private_mounts(),
+        InitOp::LoopbackUp => done
+            .rtnl()?
+            .request(route::set_up(LOOPBACK_INDEX as i32), "lo up")
+            .step(|| "bring lo up".into()),
+        InitOp::Firewall(batch) => {
+            if let Err(e) = crate::failpoint::hit("init-network") {
+                return Err(StepError(format!("{e}"), libc::EINTR));
+            }
+            let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
+                .step(|| "open nf_tables in the sandbox".into())?;
+            let firewall = crate::netlink::Msg { buf: batch.clone() };
+            let count = firewall.count();
+            let acked: Vec<usize> = (1..count.saturating_sub(1)).collect();
+            nft.transact(firewall, &acked, "create the sandbox's nf_tables table")
+                .step(|| "create the sandbox's nf_tables table inet nsrun".into())?;
+            done.firewall = Some(nft);
+            Ok(())
+        }
+        InitOp::NetworkSysctls => {
+            // IPv6 is refused by the table already; without addresses it also stays quiet.
+            for conf in ["all", "default", "eth0"] {
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
+            }
+            // Any port, even below 1024, for any user, in this namespace only.
+            sandbox_sysctl("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
+        }
+        InitOp::Address { addr, prefix } => {
+            let eth0 = done.eth0()?;
+            done.rtnl()?
+                .request(route::add_addr(eth0, *addr, *prefix), "")
+                .step(|| format!("add {addr}/{prefix} to eth0"))
+        }
+        InitOp::LinkUp => {
+            let eth0 = done.eth0()?;
+            done.rtnl()?
+                .request(route::set_up(eth0), "")
+                .step(|| "bring eth0 up".into())
+        }
+        InitOp::DefaultRoute(gateway) => {
+            let eth0 = done.eth0()?;
+            done.rtnl()?
+                .request(route::add_default_route(*gateway, eth0), "")
+                .step(|| format!("add default route via {gateway}"))
+        }
+        InitOp::DnsRelay(listen) => {
+            let sockets = crate::relay::listeners(*listen)
+                .map_err(|e| StepError(format!("{e:#}"), libc::EADDRNOTAVAIL))?;
+            let fds = [sockets.0.as_raw_fd(), sockets.1.as_raw_fd()];
+            let cmsg = [ControlMessage::ScmRights(&fds)];
+            let iov = [std::io::IoSlice::new(b"L")];
+            sendmsg::<()>(
+                cfg.control.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::empty(),
+                None,
+            )
+            .step(|| "pass the DNS relay's sockets to nsrun".into())
+            .map(|_| ())
+        }
+        InitOp::Hostname(name) => {
+            nix::unistd::sethostname(name).step(|| "set the host name".into())
+        }
+        InitOp::PrivateFiles { resolv_conf, hosts } => {
+            // The netlink socket is not needed past the network's operations.
+            done.rtnl = None;
+            done.files = private_files(resolv_conf.as_ref(), hosts.as_ref())?;
+            Ok(())
+        }
+        InitOp::AllowPing => allow_ping(),
+        InitOp::LockProcSys => lock_proc_and_sys(),
+        InitOp::NoFilePrivileges => no_file_privileges(),
+        InitOp::Exec => {
+            done.rtnl = None;
+            let command = match sys::fork().step(|| "fork the command".into())? {
+                None => exec_command(cfg),
+                Some(pid) => pid,
+            };
+            // The command holds the terminal now; the init's copy would keep nsrun's side
+            // from seeing its end.
+            if let Some(tty) = &cfg.tty {
+                let _ = nix::unistd::close(tty.as_raw_fd());
+            }
+            done.command = Some(command);
+            Ok(())
+        }
+    }
+}
+
+/// Mount propagation private before the first mount, so nothing reaches the host; a
+/// fresh /proc (this PID namespace's) and /sys (this network namespace's).
+fn private_mounts() -> Result<(), StepError> {
     mount(
         None::<&str>,
         "/",
@@ -290,49 +378,7 @@ fn setup(cfg: &ChildConfig, go: Go) -> Result<Started, StepError> {
         hidden | MsFlags::MS_RDONLY,
         None::<&str>,
     )
-    .step(|| "mount a fresh /sys".into())?;
-
-    let mut rtnl =
-        Socket::open(SockProtocol::NetlinkRoute).step(|| "open rtnetlink in the sandbox".into())?;
-    rtnl.request(route::set_up(1), "lo up")
-        .step(|| "bring lo up".into())?;
-    if let Err(e) = crate::failpoint::hit("init-network") {
-        return Err(StepError(format!("{e}"), libc::EINTR));
-    }
-    let firewall = match &go {
-        Go::Network(net) => Some(network(cfg, &mut rtnl, net)?),
-        Go::NoNetwork => None,
-    };
-    drop(rtnl);
-
-    if let Some(name) = &cfg.hostname {
-        nix::unistd::sethostname(name.to_str().unwrap_or_default())
-            .step(|| "set the host name".into())?;
-    }
-
-    let hosts = match &go {
-        Go::Network(net) => Some(&net.hosts),
-        Go::NoNetwork => cfg.hosts.as_ref(),
-    };
-    let files = private_files(cfg, hosts)?;
-    // Before /proc/sys becomes read-only.
-    allow_ping()?;
-    lock_proc_and_sys()?;
-    no_file_privileges()?;
-    let command = match sys::fork().step(|| "fork the command".into())? {
-        None => exec_command(cfg),
-        Some(pid) => pid,
-    };
-    // The command holds the terminal now; the init's copy would keep nsrun's side from
-    // seeing its end.
-    if let Some(tty) = &cfg.tty {
-        let _ = nix::unistd::close(tty.as_raw_fd());
-    }
-    Ok(Started {
-        files,
-        firewall,
-        command,
-    })
+    .step(|| "mount a fresh /sys".into())
 }
 
 /// Writes a sysctl of the sandbox's own network namespace.
@@ -379,55 +425,6 @@ fn allow_ping() -> Result<(), StepError> {
 /// nothing under no_new_privs already.
 fn no_file_privileges() -> Result<(), StepError> {
     sys::set_nosuid_recursive(c"/").step(|| "make every mount nosuid (mount_setattr /)".into())
-}
-
-/// The sandbox's side of the network: its filters first, then addresses, link and route.
-fn network(cfg: &ChildConfig, rtnl: &mut Socket, net: &NetworkGo) -> Result<Socket, StepError> {
-    let reply = rtnl
-        .get(route::get_link("eth0"), "RTM_GETLINK eth0")
-        .step(|| "find eth0".into())?;
-    let eth0 = route::parse_link(&reply)
-        .map(|l| l.index)
-        .ok_or_else(|| StepError("find eth0".into(), libc::ENODEV))?;
-    // The sandbox's table exists before eth0 is up: no packet passes unfiltered.
-    let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
-        .step(|| "open nf_tables in the sandbox".into())?;
-    let firewall = crate::netlink::Msg {
-        buf: net.firewall.clone(),
-    };
-    let count = firewall.count();
-    let acked: Vec<usize> = (1..count.saturating_sub(1)).collect();
-    nft.transact(firewall, &acked, "create the sandbox's nf_tables table")
-        .step(|| "create the sandbox's nf_tables table inet nsrun".into())?;
-    // IPv6 is refused by the table already; without addresses it also stays quiet.
-    for conf in ["all", "default", "eth0"] {
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
-    }
-    // Any port, even below 1024, for any user, in this namespace only.
-    sandbox_sysctl("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")?;
-    let (addr, prefix, gateway) = (net.addr, net.prefix, net.gateway);
-    rtnl.request(route::add_addr(eth0, addr, prefix), "")
-        .step(|| format!("add {addr}/{prefix} to eth0"))?;
-    rtnl.request(route::set_up(eth0), "")
-        .step(|| "bring eth0 up".into())?;
-    rtnl.request(route::add_default_route(gateway, eth0), "")
-        .step(|| format!("add default route via {gateway}"))?;
-    if let Some(listen) = net.relay {
-        let sockets = crate::relay::listeners(listen)
-            .map_err(|e| StepError(format!("{e:#}"), libc::EADDRNOTAVAIL))?;
-        let fds = [sockets.0.as_raw_fd(), sockets.1.as_raw_fd()];
-        let cmsg = [ControlMessage::ScmRights(&fds)];
-        let iov = [std::io::IoSlice::new(b"L")];
-        sendmsg::<()>(
-            cfg.control.as_raw_fd(),
-            &iov,
-            &cmsg,
-            MsgFlags::empty(),
-            None,
-        )
-        .step(|| "pass the DNS relay's sockets to nsrun".into())?;
-    }
-    Ok(nft)
 }
 
 /// Nothing in the sandbox's /proc or /sys may change the host, even for uid 0 without
@@ -509,14 +506,13 @@ fn lock_proc_and_sys() -> Result<(), StepError> {
 }
 
 fn private_files(
-    cfg: &ChildConfig,
+    resolv_conf: Option<&String>,
     hosts: Option<&String>,
 ) -> Result<Option<PrivateFiles>, StepError> {
-    let contents: Vec<(&'static str, &String)> =
-        [("resolv.conf", cfg.resolv_conf.as_ref()), ("hosts", hosts)]
-            .into_iter()
-            .filter_map(|(n, c)| Some((n, c?)))
-            .collect();
+    let contents: Vec<(&'static str, &String)> = [("resolv.conf", resolv_conf), ("hosts", hosts)]
+        .into_iter()
+        .filter_map(|(n, c)| Some((n, c?)))
+        .collect();
     if contents.is_empty() {
         return Ok(None);
     }
@@ -790,34 +786,3 @@ fn sys_exit(code: i32) -> ! {
     sys::exit_now(code)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_messages_round_trip() {
-        for go in [
-            Go::NoNetwork,
-            Go::Network(NetworkGo {
-                addr: Ipv4Addr::new(10, 200, 0, 6),
-                prefix: 30,
-                gateway: Ipv4Addr::new(10, 200, 0, 5),
-                relay: Some(Ipv4Addr::new(127, 0, 0, 53)),
-                hosts: "10.200.0.5\thost.nsrun.internal\n".into(),
-                firewall: vec![1, 2, 3],
-            }),
-            Go::Network(NetworkGo {
-                addr: Ipv4Addr::new(10, 200, 0, 6),
-                prefix: 30,
-                gateway: Ipv4Addr::new(10, 200, 0, 5),
-                relay: None,
-                hosts: String::new(),
-                firewall: vec![],
-            }),
-        ] {
-            assert_eq!(Go::decode(&go.encode()), Some(go));
-        }
-        assert_eq!(Go::decode(&[]), None);
-        assert_eq!(Go::decode(&[2, 1]), None);
-    }
-}

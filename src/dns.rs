@@ -4,16 +4,13 @@
 //! live in a detached tmpfs mounted over /etc/resolv.conf and /etc/hosts inside the
 //! sandbox's mount namespace (see child.rs).
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
-use anyhow::Result;
 
 /// Where the sandbox's DNS relay listens, inside the sandbox's own loopback.
 pub const RELAY_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
 
 /// systemd-resolved's stub listener and the file that lists its real upstream servers.
-const RESOLVED_STUB: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
+pub const RESOLVED_STUB: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
 pub const RESOLVED_UPSTREAM_FILE: &str = "/run/systemd/resolve/resolv.conf";
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -164,51 +161,6 @@ pub fn render_hosts(host_hosts: &str, hostname: Option<&str>, host: Option<Ipv4A
 
 /// The host's name inside every sandbox: its end of the sandbox's link.
 pub const HOST_NAME: &str = "host.nsrun.internal";
-
-/// Reads a resolv.conf: a missing file or dangling symlink is empty; any other failure
-/// is an error that says what to do.
-fn read_optional(path: &str) -> Result<Option<String>> {
-    crate::host::read_config(path).map_err(|e| {
-        anyhow::anyhow!(
-            "read {path}: {e}; fix it, or give the sandbox's nameservers with --dns ADDR, e.g. '--dns 192.0.2.53'"
-        )
-    })
-}
-
-/// Nothing at /etc/resolv.conf, or a directory, which a file cannot cover: the resolver
-/// library then falls back to 127.0.0.1, as it does on the host.
-fn resolv_conf_absent() -> bool {
-    match std::fs::symlink_metadata("/etc/resolv.conf") {
-        Err(e) => e.kind() == io::ErrorKind::NotFound,
-        Ok(meta) => meta.is_dir(),
-    }
-}
-
-/// Reads the host's DNS set-up. With `dns_given` (the user chose the nameservers) the
-/// host's file is not opened at all: whatever it is (a FIFO, a device) cannot matter.
-pub fn read_host_config(dns_given: bool) -> Result<HostDns> {
-    let resolv_missing = resolv_conf_absent();
-    let resolv = if dns_given {
-        ResolvConf::default()
-    } else {
-        read_optional("/etc/resolv.conf")?
-            .map(|t| parse(&t))
-            .unwrap_or_default()
-    };
-    let resolved_upstream = if resolv.nameservers.contains(&IpAddr::V4(RESOLVED_STUB)) {
-        read_optional(RESOLVED_UPSTREAM_FILE)
-            .ok()
-            .flatten()
-            .map(|t| parse(&t))
-    } else {
-        None
-    };
-    Ok(HostDns {
-        resolv_missing,
-        resolv,
-        resolved_upstream,
-    })
-}
 
 #[cfg(test)]
 mod tests {

@@ -31,7 +31,11 @@ fn payload(p: &[u8]) {
 
 /// The messages nsrun and its init exchange over their control socket.
 pub fn control(bytes: &[u8]) {
-    let _ = crate::child::Go::decode(bytes);
+    if let Some(ops) = crate::proto::init::decode(bytes) {
+        // What decodes encodes back to the same bytes, and its order can be judged.
+        assert_eq!(crate::proto::init::encode(&ops), bytes, "{ops:?}");
+        let _ = crate::proto::init::order_problem(&ops);
+    }
     let _ = crate::supervise::Report::decode_all(bytes);
 }
 

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use caps::{CapSet, Capability};
 
 use crate::addr::Ipv4Net;
+use crate::dns::{self, HostDns};
 use crate::netlink::Socket;
 use crate::netlink::route::{self, Link};
 
@@ -88,8 +89,110 @@ pub fn read_etc(path: &str) -> String {
     read_config(path).ok().flatten().unwrap_or_default()
 }
 
+/// Reads a resolv.conf: a missing file or dangling symlink is empty; any other failure
+/// is an error that says what to do.
+fn read_optional(path: &str) -> Result<Option<String>> {
+    read_config(path).map_err(|e| {
+        anyhow::anyhow!(
+            "read {path}: {e}; fix it, or give the sandbox's nameservers with --dns ADDR, e.g. '--dns 192.0.2.53'"
+        )
+    })
+}
+
+/// Nothing at /etc/resolv.conf, or a directory, which a file cannot cover: the resolver
+/// library then falls back to 127.0.0.1, as it does on the host.
+fn resolv_conf_absent() -> bool {
+    match std::fs::symlink_metadata("/etc/resolv.conf") {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(meta) => meta.is_dir(),
+    }
+}
+
+/// Reads the host's DNS set-up. With `dns_given` (the user chose the nameservers) the
+/// host's file is not opened at all: whatever it is (a FIFO, a device) cannot matter.
+pub fn read_host_dns(dns_given: bool) -> Result<HostDns> {
+    let resolv_missing = resolv_conf_absent();
+    let resolv = if dns_given {
+        dns::ResolvConf::default()
+    } else {
+        read_optional("/etc/resolv.conf")?
+            .map(|t| dns::parse(&t))
+            .unwrap_or_default()
+    };
+    let resolved_upstream = if resolv
+        .nameservers
+        .contains(&std::net::IpAddr::V4(dns::RESOLVED_STUB))
+    {
+        read_optional(dns::RESOLVED_UPSTREAM_FILE)
+            .ok()
+            .flatten()
+            .map(|t| dns::parse(&t))
+    } else {
+        None
+    };
+    Ok(HostDns {
+        resolv_missing,
+        resolv,
+        resolved_upstream,
+    })
+}
+
+/// Everything nsrun reads of the host before it changes anything, as one value
+/// (decide.rs turns it and the plan into what to set up).
+#[derive(Clone, Debug, Default)]
+pub struct HostFacts {
+    pub net: NetFacts,
+    pub dns: HostDns,
+    /// The link the kernel routes each of the host's IPv4 nameservers through (loopback
+    /// for one of its own addresses); one without a route is absent.
+    pub nameserver_links: Vec<(Ipv4Addr, u32)>,
+    /// The host's /etc/hosts, copied into the sandbox's.
+    pub hosts: String,
+}
+
+/// Reads the host's facts: addresses, routes and the internet (through `rtnl`), DNS
+/// (not its files when the user gave `--dns`), the routes to its nameservers, its hosts
+/// file. `network`: false for --no-net, which needs only the hosts file.
+pub fn read_facts(rtnl: Option<&mut Socket>, dns_given: bool) -> Result<HostFacts> {
+    let hosts = read_etc("/etc/hosts");
+    let Some(rtnl) = rtnl else {
+        return Ok(HostFacts {
+            hosts,
+            ..HostFacts::default()
+        });
+    };
+    let net = net_facts(rtnl)?;
+    let dns = read_host_dns(dns_given)?;
+    let mut nameservers: Vec<Ipv4Addr> = dns
+        .resolv
+        .nameservers
+        .iter()
+        .chain(dns.resolved_upstream.iter().flat_map(|r| &r.nameservers))
+        .filter_map(|ip| match ip {
+            std::net::IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(*v4),
+            _ => None,
+        })
+        .collect();
+    nameservers.dedup();
+    let nameserver_links = nameservers
+        .into_iter()
+        .filter_map(|ns| {
+            let reply = rtnl
+                .get(route::get_route(ns), "RTM_GETROUTE nameserver")
+                .ok()?;
+            Some((ns, route::parse_route(&reply)?.oif?))
+        })
+        .collect();
+    Ok(HostFacts {
+        net,
+        dns,
+        nameserver_links,
+        hosts,
+    })
+}
+
 /// What the sandbox's addressing must respect.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct NetFacts {
     /// Every IPv4 prefix on the host: addresses and routes (default excluded), but not
     /// nsrun's own links, whose subnets are locked by their names (addr.rs).

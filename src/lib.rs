@@ -6,6 +6,7 @@
 mod addr;
 mod child;
 mod cli;
+mod decide;
 mod dns;
 mod failpoint;
 mod firewall;

@@ -72,17 +72,30 @@ fn netlink_parsers_survive_any_bytes() {
 }
 
 fn control_seeds() -> Vec<Vec<u8>> {
-    use crate::child::{Go, NetworkGo};
+    use crate::proto::init::{InitOp, encode};
     use crate::supervise::Report;
-    let go = Go::Network(NetworkGo {
-        addr: "10.0.0.2".parse().unwrap(),
-        prefix: 30,
-        gateway: "10.0.0.1".parse().unwrap(),
-        relay: None,
-        hosts: "10.0.0.1\thost.nsrun.internal\n".into(),
-        firewall: vec![1; 40],
-    })
-    .encode();
+    let go = encode(&[
+        InitOp::PrivateMounts,
+        InitOp::LoopbackUp,
+        InitOp::Firewall(vec![1; 40]),
+        InitOp::NetworkSysctls,
+        InitOp::Address {
+            addr: "10.0.0.2".parse().unwrap(),
+            prefix: 30,
+        },
+        InitOp::LinkUp,
+        InitOp::DefaultRoute("10.0.0.1".parse().unwrap()),
+        InitOp::DnsRelay("127.0.0.53".parse().unwrap()),
+        InitOp::Hostname("web".into()),
+        InitOp::PrivateFiles {
+            resolv_conf: Some("nameserver 10.0.0.1\n".into()),
+            hosts: Some("10.0.0.1\thost.nsrun.internal\n".into()),
+        },
+        InitOp::AllowPing,
+        InitOp::LockProcSys,
+        InitOp::NoFilePrivileges,
+        InitOp::Exec,
+    ]);
     let report = Report::ExecFailed {
         command: "x".into(),
         errno: 2,

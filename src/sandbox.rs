@@ -25,15 +25,15 @@ use nix::sys::socket::{
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
-use crate::addr::{SandboxNet, free_subnets};
-use crate::child::{self, ChildConfig, Go, NetworkGo};
-use crate::dns::{self, Decision};
-use crate::host::{self, NetFacts};
+use crate::addr::SandboxNet;
+use crate::child::{self, ChildConfig};
+use crate::dns::Decision;
+use crate::host;
 use crate::netlink::{self, Socket, route};
-use crate::plan::{self, NetPlan, Plan, Privilege};
+use crate::plan::{self, Plan, Privilege};
 use crate::relay::Relay;
 use crate::supervise::{self, FORWARDED, Report};
-use crate::{failpoint, firewall, holder, info, users};
+use crate::{decide, failpoint, holder, info, users};
 
 /// The send buffer of the socket that carries "go" (its filters) to the init.
 const GO_BUFFER: usize = 8 << 20;
@@ -43,26 +43,19 @@ const NAME_LOCK_WAIT: Duration = Duration::from_millis(200);
 /// How long to try removing a dead sandbox's link that holds a wanted subnet.
 const LEFTOVER_LINK_WAIT: Duration = Duration::from_secs(2);
 
-/// MTU when the host has no default route to copy one from.
-const FALLBACK_MTU: u32 = 1500;
-/// How many subnets to try when other nsrun instances take them first.
-const MAX_ATTEMPTS: usize = 512;
-
 macro_rules! verbose {
     ($plan:expr, $($arg:tt)*) => {
         if $plan.verbose { crate::say(&format!("nsrun: {}", format!($($arg)*))); }
     };
 }
 
-/// Everything read from the host before anything changes.
+/// The sockets the host side is set up through, opened before the host is read.
 struct NetPrep {
-    plan: NetPlan,
     rtnl: Socket,
     /// Host address changes, to close new addresses to the sandbox too.
     addr_events: Socket,
-    facts: NetFacts,
-    dns: Decision,
-    host_dns: dns::HostDns,
+    /// Every prefix in use on the host when it was read, for refusals.
+    used: Vec<crate::addr::Ipv4Net>,
 }
 
 /// `--name`: the sandbox's network namespace bind-mounted at /run/netns/NAME. A lock in
@@ -296,23 +289,19 @@ pub fn run(plan: Plan) -> Result<i32> {
             .join(",")
     );
 
-    // 2. Read the host: addresses, routes, uplink, DNS.
-    let prep = plan
-        .network
-        .clone()
-        .map(|np| prepare_network(np, &plan))
-        .transpose()?;
-    let resolv_conf = prep
-        .as_ref()
-        .filter(|p| !p.host_dns.resolv_missing)
-        .map(|p| dns::render_resolv_conf(&dns::sandbox_nameservers(&p.dns), &p.host_dns));
-    // With a network, the hosts file goes with "go" (it names the host's end of the link);
-    // without one, only --hostname needs it.
-    let hosts = plan
-        .hostname
-        .as_ref()
-        .filter(|_| plan.network.is_none())
-        .map(|h| dns::render_hosts(&host::read_etc("/etc/hosts"), Some(h), None));
+    // 2. Read the host, once, then decide everything before anything changes.
+    let mut sockets = plan.network.as_ref().map(|_| open_sockets()).transpose()?;
+    let facts = host::read_facts(sockets.as_mut().map(|s| &mut s.1), !plan.dns.is_empty())?;
+    let setup = decide::decide(&plan, &facts)?;
+    if let Some(net) = &setup.net {
+        verbose!(plan, "DNS: {}", describe_dns(&net.dns));
+    }
+    let prep = sockets.map(|(addr_events, rtnl)| NetPrep {
+        rtnl,
+        addr_events,
+        used: facts.net.used.clone(),
+    });
+    drop(facts);
 
     // 3. Signals wait in a signalfd from now on; the init inherits the mask.
     let mut signals = SigSet::empty();
@@ -363,12 +352,6 @@ pub fn run(plan: Plan) -> Result<i32> {
         tty: pty_slave,
         identity: identity.clone(),
         change_identity: privilege == Privilege::Root,
-        hostname: plan
-            .hostname
-            .as_ref()
-            .and_then(|h| std::ffi::CString::new(h.as_str()).ok()),
-        resolv_conf,
-        hosts,
         control: init_control,
         report_write,
         signals,
@@ -400,26 +383,35 @@ pub fn run(plan: Plan) -> Result<i32> {
         map_caller(pid, &identity)?;
     }
 
-    // 5. The host side of the network, then "go" with the sandbox's filters.
+    // 5. The host side of the network, then "go": the init's operations, the sandbox's
+    // filters among them.
     let mut relay_upstream = None;
-    let go = match prep {
-        Some(prep) => {
-            if let Decision::Relay { upstream, .. } = &prep.dns {
-                relay_upstream = Some(*upstream);
-            }
-            let (network, go) = setup_network(prep, pid, &plan)?;
+    let ops = match (prep, &setup.net) {
+        (Some(prep), Some(net)) => {
+            relay_upstream = net.relay_upstream();
+            let (network, link) = setup_network(prep, net, pid, &plan)?;
             sandbox.network = Some(network);
-            Go::Network(go)
+            decide::init_ops(&setup, Some((net, &link)))
         }
-        None => Go::NoNetwork,
+        _ => decide::init_ops(&setup, None),
     };
+    verbose!(
+        plan,
+        "filters in the sandbox's table inet nsrun: {}",
+        describe_policy(&setup)
+    );
     // Said once everything is ready, so an error of nsrun's stays the only line.
     if privilege == Privilege::Root && sudo.is_none() && plan.user.is_none() && identity.uid == 0 {
         crate::say(
             "nsrun: the command runs as root (uid 0, no capabilities) because nsrun was started by root without sudo; it can still change the host's files; run it as an unprivileged user with --user, e.g. '--user nobody' ('--user root' keeps root and silences this)",
         );
     }
-    send(control.as_raw_fd(), &go.encode(), MsgFlags::MSG_NOSIGNAL).context("start the sandbox")?;
+    send(
+        control.as_raw_fd(),
+        &crate::proto::init::encode(&ops),
+        MsgFlags::MSG_NOSIGNAL,
+    )
+    .context("start the sandbox")?;
     failpoint::hit("after-go")?;
     // The relay runs in a thread of its own: a slow or silent upstream resolver can
     // delay only DNS, never the forwarding of signals in the loop below. It ends with
@@ -590,119 +582,21 @@ fn receive_relay(control: &OwnedFd, upstream: std::net::SocketAddr) -> Result<Op
     Ok(Some(Relay::new(udp, tcp, upstream)))
 }
 
-fn prepare_network(np: NetPlan, plan: &Plan) -> Result<NetPrep> {
-    // Subscribe before reading the addresses, so none added in between is missed.
+/// The host's address changes (subscribed before the host is read, so no address
+/// added in between is missed) and rtnetlink.
+fn open_sockets() -> Result<(Socket, Socket)> {
     let addr_events = Socket::open_groups(SockProtocol::NetlinkRoute, route::RTMGRP_IPV4_IFADDR)
         .context("open rtnetlink for address changes")?;
-    let mut rtnl = Socket::open(SockProtocol::NetlinkRoute).context("open rtnetlink")?;
-    let facts = host::net_facts(&mut rtnl)?;
-    // A command must not start with a network that silently goes nowhere.
-    if let host::Internet::Unusable(why) = &facts.internet {
-        bail!(
-            "{why}: the sandbox would have no way out; fix the host's routes, or run the command without a network: 'nsrun --no-net -- ...'"
-        );
-    }
-    // A published port's host address must be the host's own: with ip_nonlocal_bind=1
-    // (keepalived, HAProxy hosts) binding would not say so, and DNAT to a foreign
-    // address would capture the host's own connections to it.
-    for p in &np.publish {
-        if let Some(ip) = p.host_ip.filter(|ip| !ip.is_loopback()) {
-            if !facts.addrs.contains(&ip) {
-                bail!(
-                    "--publish {ip}:{}:{}: {ip} is not an address of this host; publish on one of its addresses, or on all of them, e.g. '-p {}:{}'",
-                    p.host_port,
-                    p.sandbox_port,
-                    p.host_port,
-                    p.sandbox_port
-                );
-            }
-        }
-    }
-    let host_dns = dns::read_host_config(!plan.dns.is_empty())?;
-    let decision = relay_off_uplink(dns::decide(&plan.dns, &host_dns), plan, &mut rtnl, &facts);
-    verbose!(plan, "DNS: {}", describe_dns(&decision));
-    Ok(NetPrep {
-        plan: np,
-        rtnl,
-        addr_events,
-        facts,
-        dns: decision,
-        host_dns,
-    })
-}
-
-/// The host's first nameserver, when the host reaches it through another link than the
-/// internet's (a LAN resolver while the default route goes through a VPN, Tailscale's
-/// 100.100.100.100 in its own table, one of the host's own addresses), is asked through
-/// the relay, from the host, as the
-/// host itself asks it: a firewall that drops forwarded packets is opened for the
-/// sandboxes only towards the internet (holder.rs), and a VPN's resolver may answer
-/// only the host. `--dns` is taken as given.
-fn relay_off_uplink(
-    decision: Decision,
-    plan: &Plan,
-    rtnl: &mut Socket,
-    facts: &host::NetFacts,
-) -> Decision {
-    let Decision::Direct(servers) = &decision else {
-        return decision;
-    };
-    let (Some(first), true) = (servers.first(), plan.dns.is_empty()) else {
-        return decision;
-    };
-    let via = rtnl
-        .get(route::get_route(*first), "RTM_GETROUTE nameserver")
-        .ok()
-        .and_then(|r| route::parse_route(&r))
-        .and_then(|r| r.oif);
-    let uplink = facts.internet.uplink().map(|l| l.index as u32);
-    match via {
-        // Through the internet's link the sandbox asks directly. A nameserver on one of
-        // the host's own addresses (reached through lo) is relayed too: the host's input
-        // firewall (ufw, firewalld) may close port 53 to everything but loopback.
-        Some(link) if Some(link) != uplink => Decision::Relay {
-            upstream: std::net::SocketAddr::new((*first).into(), 53),
-            listen: dns::RELAY_ADDR,
-        },
-        _ => decision,
-    }
-}
-
-/// ", e.g. '--ip ADDR'" with a free address, for the refusal of `--ip ip`.
-fn example_address(ip: Ipv4Addr, used: &[crate::addr::Ipv4Net]) -> String {
-    let pool = crate::cli::DEFAULT_POOL
-        .parse()
-        .expect("valid default pool");
-    match crate::addr::suggest_address(ip, used, pool) {
-        Some(free) => format!(", e.g. '--ip {free}'"),
-        None => String::new(),
-    }
+    let rtnl = Socket::open(SockProtocol::NetlinkRoute).context("open rtnetlink")?;
+    Ok((addr_events, rtnl))
 }
 
 /// Creates the veth with the first free subnet (see [`create_first_free`]).
-fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<(SandboxNet, OwnedFd)> {
-    let pool = prep.plan.pool;
-    if let Some(ip) = prep.plan.ip {
-        let net = SandboxNet::for_address(ip);
-        if let Some(i) = prep.facts.used.iter().position(|u| u.overlaps(&net.subnet)) {
-            bail!(
-                "--ip {ip}: {} (or its neighbour {}, the host's end of the sandbox's /31) is in use on this host: {}; choose another address{}",
-                ip,
-                net.host_addr,
-                prep.facts.used_by[i],
-                example_address(ip, &prep.facts.used)
-            );
-        }
-        let used = prep.facts.used.clone();
-        return create_first_free(prep, pid, mtu, vec![net]).map_err(|e| match e {
-            Some(e) => e,
-            None => anyhow::anyhow!(
-                "--ip {ip}: another running sandbox has this address (link {}); choose another address{}",
-                net.host_end,
-                example_address(ip, &[used.as_slice(), &[net.subnet]].concat())
-            ),
-        });
-    }
+fn create_veth(
+    prep: &mut NetPrep,
+    net: &decide::NetSetup,
+    pid: Pid,
+) -> Result<(SandboxNet, OwnedFd)> {
     let start = u64::from(std::process::id()).wrapping_mul(2654435761)
         ^ u64::from(
             std::time::SystemTime::now()
@@ -710,12 +604,16 @@ fn create_veth(prep: &mut NetPrep, pid: Pid, mtu: u32) -> Result<(SandboxNet, Ow
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0),
         );
-    let candidates: Vec<SandboxNet> = free_subnets(pool, &prep.facts.used, start)
-        .take(MAX_ATTEMPTS)
-        .collect();
-    create_first_free(prep, pid, mtu, candidates).map_err(|e| match e {
-        Some(e) => e,
-        None => anyhow::anyhow!(
+    let candidates = net.candidates(start);
+    create_first_free(prep, pid, net.mtu, candidates).map_err(|e| match (e, &net.addressing) {
+        (Some(e), _) => e,
+        (None, decide::Addressing::Fixed(fixed)) => anyhow::anyhow!(
+            "--ip {ip}: another running sandbox has this address (link {}); choose another address{}",
+            fixed.host_end,
+            decide::example_address(fixed.sandbox_addr, &[prep.used.as_slice(), &[fixed.subnet]].concat()),
+            ip = fixed.sandbox_addr,
+        ),
+        (None, decide::Addressing::Pool { pool, .. }) => anyhow::anyhow!(
             "address pool {pool} is exhausted: every /30 in it is in use on this host; give a larger or other range, e.g. '--pool 10.201.0.0/16'"
         ),
     })
@@ -786,18 +684,16 @@ fn create_first_free(
     Err(None)
 }
 
-/// veth, addresses, host end up, NAT through the holder, forwarding; returns the "go"
-/// message, which carries the sandbox's filters: the init installs them before its end
-/// of the link comes up, so no packet passes unfiltered.
-fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, NetworkGo)> {
-    let mtu = prep
-        .facts
-        .internet
-        .uplink()
-        .map(|l| l.mtu)
-        .filter(|m| (576..=65535).contains(m))
-        .unwrap_or(FALLBACK_MTU);
-    let (net, link_lock) = create_veth(&mut prep, pid, mtu)?;
+/// veth, addresses, host end up, NAT through the holder, forwarding, as `setup` says;
+/// returns the sandbox's link, which its filters and the init's operations name.
+fn setup_network(
+    mut prep: NetPrep,
+    setup: &decide::NetSetup,
+    pid: Pid,
+    plan: &Plan,
+) -> Result<(Network, SandboxNet)> {
+    let mtu = setup.mtu;
+    let (net, link_lock) = create_veth(&mut prep, setup, pid)?;
     verbose!(
         plan,
         "veth {}/eth0, mtu {mtu}, subnet {} (host {}, sandbox {})",
@@ -821,12 +717,8 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         host_index,
         host_addr: net.host_addr,
         link: net.subnet,
-        pool: if prep.plan.ip.is_some() {
-            net.subnet
-        } else {
-            prep.plan.pool
-        },
-        known_addrs: [prep.facts.addrs.as_slice(), &[net.host_addr]].concat(),
+        pool: setup.pool(&net),
+        known_addrs: [setup.host_addrs.as_slice(), &[net.host_addr]].concat(),
         keeper: None,
         _link_lock: link_lock,
         info_file: None,
@@ -856,7 +748,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
     }
     // Published ports: the host's port is reserved by a socket of nsrun's (so a taken
     // port is an error, and localhost is served), then DNAT goes into the host's table.
-    let reserved = reserve_ports(&prep.plan.publish)?;
+    let reserved = reserve_ports(&setup.publish)?;
     // The holder switches forwarding on where the sandbox's traffic and replies pass.
     // --info-file: written before the holder hears of it, which removes it if nsrun is
     // killed; nsrun removes it when the sandbox ends.
@@ -875,7 +767,7 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
                 gateway: net.host_addr,
                 host_link: net.host_end.as_str(),
                 netns: &netns,
-                ports: &prep.plan.publish,
+                ports: &setup.publish,
                 started: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
@@ -888,19 +780,13 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         info_file: info_file
             .as_ref()
             .map(|f| (f.path.clone(), f.inode, f.device)),
-        allow_host: prep.plan.allow_host,
-        // Only nameservers on the host's own addresses need a way through the holder's
-        // refusal of the host; any other is not the host.
-        nameservers: dns::direct_nameservers(&prep.dns)
-            .iter()
-            .copied()
-            .filter(|ns| prep.facts.addrs.contains(ns))
-            .collect(),
+        allow_host: setup.allow_host,
+        nameservers: setup.host_nameservers(),
         ifindex: host_index as u32,
         sandbox: net.sandbox_addr,
-        links: prep.facts.routed.clone(),
+        links: setup.forwarding_links.clone(),
         name: plan.name.clone(),
-        publish: prep.plan.publish.clone(),
+        publish: setup.publish.clone(),
     };
     let lease = holder::register(&reg).context("set up NAT for the sandbox")?;
     if !lease.switched.is_empty() {
@@ -922,11 +808,11 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
             lease.opened
         );
     }
-    if !prep.plan.publish.is_empty() {
+    if !setup.publish.is_empty() {
         verbose!(
             plan,
             "published {} port(s) of {} on the host (DNAT in table inet nsrun; localhost through nsrun)",
-            prep.plan.publish.len(),
+            setup.publish.len(),
             net.sandbox_addr
         );
     }
@@ -947,11 +833,10 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
     );
 
     host::enable_forwarding(net.host_end.as_str())?;
-    match prep.facts.internet.uplink() {
+    match &setup.uplink {
         Some(uplink) => verbose!(
             plan,
-            "the internet is reached through {} (the kernel's route for it)",
-            uplink.name
+            "the internet is reached through {uplink} (the kernel's route for it)"
         ),
         None => verbose!(
             plan,
@@ -959,51 +844,13 @@ fn setup_network(mut prep: NetPrep, pid: Pid, plan: &Plan) -> Result<(Network, N
         ),
     }
     failpoint::hit("after-forwarding")?;
-    let policy = firewall::Policy {
-        sandbox_addr: net.sandbox_addr,
-        pool: if prep.plan.ip.is_some() {
-            net.subnet
-        } else {
-            prep.plan.pool
-        },
-        gateway: net.host_addr,
-        host_nets: prep.facts.local_nets.clone(),
-        nameservers: dns::direct_nameservers(&prep.dns).to_vec(),
-        allow_host: prep.plan.allow_host,
-        block_lan: prep.plan.block_lan,
-        published: prep
-            .plan
-            .publish
-            .iter()
-            .map(|p| (p.proto, p.sandbox_port))
-            .collect(),
-    };
-    verbose!(
-        plan,
-        "filters in the sandbox's table inet nsrun: {}",
-        describe_policy(&prep.plan)
-    );
-    let (batch, _) = firewall::sandbox_batch(&policy).finish();
-    let relay = match prep.dns {
-        Decision::Relay { listen, .. } => Some(listen),
-        Decision::Direct(_) => None,
-    };
-    let go = NetworkGo {
-        hosts: dns::render_hosts(
-            &host::read_etc("/etc/hosts"),
-            plan.hostname.as_deref(),
-            Some(net.host_addr),
-        ),
-        addr: net.sandbox_addr,
-        prefix: net.subnet.prefix,
-        gateway: net.host_addr,
-        relay,
-        firewall: batch.buf,
-    };
-    Ok((network, go))
+    Ok((network, net))
 }
 
-fn describe_policy(np: &NetPlan) -> String {
+fn describe_policy(setup: &decide::Setup) -> String {
+    let Some(np) = &setup.net else {
+        return "no network: loopback only".into();
+    };
     let host = if np.allow_host {
         "host open"
     } else {
