@@ -785,4 +785,3 @@ fn finish(cfg: &ChildConfig, raw_status: i32) -> ! {
 fn sys_exit(code: i32) -> ! {
     sys::exit_now(code)
 }
-

@@ -4,11 +4,13 @@
 
 use crate::netlink::{self, nft, route};
 
-/// Kernel replies and dumps: rtnetlink links, addresses, routes; nf_tables chains, rules,
-/// tables; errors and ACKs; and the same payloads without their header.
+/// Kernel replies, dumps and notifications: rtnetlink links, addresses, routes; nf_tables
+/// chains, rules, tables; nf_tables and netconf change notifications; errors and ACKs; and the same payloads without their header.
 pub fn netlink(bytes: &[u8]) {
     if let Ok(messages) = netlink::parse_messages(bytes) {
         for m in messages {
+            let _ = crate::proto::events::decode_nft(m.ty, m.payload);
+            let _ = crate::proto::events::decode_netconf(m.ty, m.payload);
             payload(m.payload);
             let _ = netlink::parse_error(m.payload, m.flags);
         }
@@ -20,6 +22,10 @@ pub fn netlink(bytes: &[u8]) {
 }
 
 fn payload(p: &[u8]) {
+    for ty in [10 << 8, 10 << 8 | 2, 10 << 8 | 6, 10 << 8 | 9, 80] {
+        let _ = crate::proto::events::decode_nft(ty, p);
+        let _ = crate::proto::events::decode_netconf(ty, p);
+    }
     let _ = route::parse_link(p);
     let _ = route::parse_addr(p);
     let _ = route::parse_route(p);

@@ -69,6 +69,7 @@ use nix::unistd::pipe2;
 
 use crate::firewall::{self, TABLE};
 use crate::netlink::{self, Socket, conntrack, nft, route};
+use crate::proto::events;
 use crate::proto::{Reply, Request};
 use crate::sys;
 
@@ -82,15 +83,10 @@ const CAP_NET_ADMIN: u32 = 12;
 const FORWARD_CHECK_TTL: Duration = Duration::from_millis(200);
 const NFNLGRP_NFTABLES: u32 = 7;
 const RTNLGRP_IPV4_NETCONF: u32 = 24;
-const RTM_NEWNETCONF: u16 = 80;
-const NETCONFA_IFINDEX: u16 = 1;
-const NETCONFA_FORWARDING: u16 = 2;
-const NETCONFA_IFINDEX_ALL: i32 = -1;
 const LEGACY_CHECK: Duration = Duration::from_secs(1);
 /// How often the holder looks whether each published port is still its client's alone.
 const PORTS_CHECK: Duration = Duration::from_millis(500);
 use crate::firewall::{GUARD_MARK, GUARD_TABLE};
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
 /// A sandbox's registration with the holder; dropping it (or nsrun's death) ends it.
 pub struct Lease {
@@ -1246,20 +1242,8 @@ impl Holder {
             return;
         };
         let all_on = events.notifications().iter().any(|(ty, payload)| {
-            if *ty != RTM_NEWNETCONF {
-                return false;
-            }
-            let attrs: Vec<(u16, &[u8])> =
-                netlink::attrs(payload.get(4..).unwrap_or(&[])).collect();
-            let int = |want: u16| {
-                attrs
-                    .iter()
-                    .find(|(t, _)| *t == want)
-                    .and_then(|(_, v)| v.get(..4))
-                    .map(|v| i32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
-            };
-            int(NETCONFA_IFINDEX) == Some(NETCONFA_IFINDEX_ALL)
-                && int(NETCONFA_FORWARDING) == Some(1)
+            events::decode_netconf(*ty, payload)
+                .is_some_and(|c| c.ifindex == events::NETCONF_ALL && c.forwarding == Some(1))
         });
         if all_on && !self.forwarding.is_empty() {
             self.forwarding.clear();
@@ -1274,21 +1258,13 @@ impl Holder {
         let Some(events) = &mut self.nft_events else {
             return;
         };
+        // New or deleted tables, chains and rules of a table not nsrun's.
         let foreign = events.notifications().iter().any(|(ty, payload)| {
-            // NEW/DEL of tables, chains and rules: the table's name is attribute 1.
-            let kind = ty & 0xff;
-            let family = payload.first().copied();
-            (ty >> 8) == NFNL_SUBSYS_NFTABLES
-                && matches!(kind, 0 | 2 | 3 | 5 | 6 | 8)
-                && netlink::attrs(payload.get(4..).unwrap_or(&[]))
-                    .find(|(t, _)| *t == 1)
-                    .is_some_and(|(_, name)| {
-                        !(family == Some(nft::NFPROTO_INET)
-                            && matches!(
-                                name.split(|b| *b == 0).next(),
-                                Some(t) if t == TABLE.as_bytes() || t == GUARD_TABLE.as_bytes()
-                            ))
-                    })
+            events::decode_nft(*ty, payload).is_some_and(|c| {
+                c.object != events::NftObject::Set
+                    && !(c.family == nft::NFPROTO_INET
+                        && (c.table == TABLE || c.table == GUARD_TABLE))
+            })
         });
         if !foreign {
             return;

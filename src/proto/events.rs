@@ -115,7 +115,9 @@ mod tests {
                 table: "ufw".into()
             })
         );
-        let del_table = [2, 0, 0, 0, 10, 0, 1, 0, b'n', b's', b'r', b'u', b'n', 0, 0, 0];
+        let del_table = [
+            2, 0, 0, 0, 10, 0, 1, 0, b'n', b's', b'r', b'u', b'n', 0, 0, 0,
+        ];
         assert_eq!(
             decode_nft(10 << 8 | 2, &del_table),
             Some(NftChange {
@@ -147,7 +149,12 @@ mod tests {
                 forwarding: Some(1)
             })
         );
-        assert_eq!(decode_netconf(RTM_NEWNETCONF, &all_on[..12]).unwrap().forwarding, None);
+        assert_eq!(
+            decode_netconf(RTM_NEWNETCONF, &all_on[..12])
+                .unwrap()
+                .forwarding,
+            None
+        );
         assert_eq!(decode_netconf(RTM_NEWNETCONF, &all_on[..4]), None);
         assert_eq!(decode_netconf(81, &all_on), None);
     }
