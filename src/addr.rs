@@ -15,6 +15,9 @@ pub const SANDBOX_PREFIX: u8 = 30;
 /// Name prefix of every host-end link nsrun creates.
 pub const LINK_PREFIX: &str = "nsr";
 
+/// The loopback interface's index, the same in every network namespace.
+pub const LOOPBACK_INDEX: u32 = 1;
+
 /// Whether a link of this name is a sandbox's host end.
 pub fn is_sandbox_link(name: &str) -> bool {
     name.starts_with(LINK_PREFIX)

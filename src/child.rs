@@ -17,7 +17,7 @@ use nix::sys::socket::{ControlMessage, MsgFlags, SockProtocol, sendmsg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid, setsid};
 
-use crate::host::LOOPBACK_INDEX;
+use crate::addr::LOOPBACK_INDEX;
 use crate::netlink::{Socket, route};
 use crate::proto::init::{self as go, InitOp};
 use crate::supervise::{FORWARDED, Report, to_group};

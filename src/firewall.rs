@@ -112,7 +112,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::addr::Ipv4Net;
+use crate::addr::{Ipv4Net, LOOPBACK_INDEX};
 use crate::netlink::nft::{
     Batch, CT_ESTABLISHED, CT_NEW, CT_RELATED, CT_STATUS_DNAT, Hook, IPPROTO_TCP, IPPROTO_UDP,
     Match, NF_ACCEPT, NF_DROP, NFPROTO_INET, NFPROTO_IPV6, NFT_TABLE_F_OWNER, Reject, Rule,
@@ -124,8 +124,6 @@ use crate::plan::LAN_RANGES;
 pub const TABLE: &str = "nsrun";
 const PRIORITY_FILTER: i32 = 0;
 const PRIORITY_SRCNAT: i32 = 100;
-/// The loopback interface's index, the same in every network namespace.
-const LOOPBACK_INDEX: u32 = 1;
 
 /// Cloud metadata and control endpoints outside link-local, closed by default.
 pub const METADATA: [(&str, &str); 3] = [

@@ -6,15 +6,13 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, Result};
 use caps::{CapSet, Capability};
 
-use crate::addr::Ipv4Net;
+use crate::addr::{Ipv4Net, LOOPBACK_INDEX};
 use crate::dns::{self, HostDns};
 use crate::netlink::Socket;
 use crate::netlink::route::{self, Link};
 
 const RT_TABLE_LOCAL: u8 = 255;
 const RTN_UNICAST: u8 = 1;
-/// The loopback interface's index, the same in every network namespace.
-pub const LOOPBACK_INDEX: u32 = 1;
 
 /// What the running process has, as read from the kernel.
 #[derive(Clone, Copy, Debug, Default)]

@@ -1,5 +1,6 @@
-//! PURE: what the user typed (Cli) and what the host is (HostFacts) become a Plan.
-//! Every validation lives here, before nsrun touches anything.
+//! What the user typed (Cli) becomes a Plan: the checked options, and the identity the
+//! command gets. Every check of the options alone lives here, before nsrun reads the
+//! host; what also needs the host's facts is decided in decide.rs.
 
 use std::ffi::CString;
 use std::net::Ipv4Addr;

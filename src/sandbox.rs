@@ -1,4 +1,6 @@
-//! The parent's sequence of steps, on the host side, and the owner of what it sets up.
+//! The parent's sequence of steps, on the host side, and the owner of what it sets up:
+//! it reads the host (host.rs), decides (decide.rs), then carries the decision out and
+//! decides nothing itself.
 //!
 //! What the kernel undoes by itself: the veth dies with the sandbox's network namespace,
 //! the sandbox's filters with it (firewall.rs), every process of the sandbox with its
