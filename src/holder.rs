@@ -1449,7 +1449,7 @@ impl Holder {
         let Some(sandbox) = self.clients[i].addr else {
             bail!("publish before registration");
         };
-        if p.proto != libc::IPPROTO_TCP as u8 && p.proto != libc::IPPROTO_UDP as u8 {
+        if p.proto != nft::IPPROTO_TCP && p.proto != nft::IPPROTO_UDP {
             bail!("only tcp and udp ports are published");
         }
         self.check_publish(self.clients[i].uid, p)?;

@@ -505,7 +505,7 @@ impl BoundPorts {
     }
 
     fn of(&self, proto: u8, port: u16) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
-        let sockets = if proto == libc::IPPROTO_UDP as u8 {
+        let sockets = if proto == crate::netlink::nft::IPPROTO_UDP {
             &self.udp
         } else {
             &self.tcp

@@ -49,7 +49,7 @@ pub fn render(info: &Info) -> String {
         .ports
         .iter()
         .map(|p| {
-            let proto = if p.proto == libc::IPPROTO_UDP as u8 {
+            let proto = if p.proto == crate::netlink::nft::IPPROTO_UDP {
                 "udp"
             } else {
                 "tcp"

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::addr::{Ipv4Net, SANDBOX_PREFIX};
 use crate::cli::Cli;
+use crate::netlink::nft::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::host::Creds;
 use crate::users::{self, GroupEntry, Identity, PasswdEntry};
 
@@ -64,10 +65,10 @@ pub fn parse_publish(spec: &str) -> Result<Vec<Publish>> {
         )
     };
     let (ports, proto) = match spec.rsplit_once('/') {
-        Some((p, "tcp")) => (p, 6u8),
-        Some((p, "udp")) => (p, 17u8),
+        Some((p, "tcp")) => (p, IPPROTO_TCP),
+        Some((p, "udp")) => (p, IPPROTO_UDP),
         Some(_) => return Err(bad("the protocol is tcp or udp")),
-        None => (spec, 6u8),
+        None => (spec, IPPROTO_TCP),
     };
     let parts: Vec<&str> = ports.split(':').collect();
     let (host_ip, host, sandbox) = match parts.as_slice() {
