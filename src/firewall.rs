@@ -48,7 +48,7 @@
 //! while the sandbox runs are inserted into `host` by the init when nsrun reports them.
 //!
 //! **The host keeps only NAT**, in one table for every sandbox, owned by nsrun's holder
-//! process (see holder.rs), which also removes a sandbox's leftover link:
+//! process (see holder/), which also removes a sandbox's leftover link:
 //!
 //! ```text
 //! table inet nsrun {                       # in the HOST's netns; flags owner (the holder)

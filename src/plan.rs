@@ -10,8 +10,8 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::addr::{Ipv4Net, SANDBOX_PREFIX};
 use crate::cli::Cli;
-use crate::netlink::nft::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::host::Creds;
+use crate::netlink::nft::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::users::{self, GroupEntry, Identity, PasswdEntry};
 
 /// What nsrun will do, validated.

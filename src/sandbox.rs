@@ -4,7 +4,7 @@
 //!
 //! What the kernel undoes by itself: the veth dies with the sandbox's network namespace,
 //! the sandbox's filters with it (firewall.rs), every process of the sandbox with its
-//! init, the host's NAT rule with nsrun's connection to the holder (holder.rs). What
+//! init, the host's NAT rule with nsrun's connection to the holder (holder/). What
 //! nsrun undoes on its way out is only for speed: it takes the host end down, so the
 //! remains are inert from the moment it returns.
 

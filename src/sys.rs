@@ -20,11 +20,19 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
 
 /// `clone(flags | SIGCHLD)` with no new stack: like fork, but into new namespaces.
 /// Returns `None` in the child.
+/// Refuses (EDEADLK) in a process with more than one thread: the child's copy of
+/// memory could hold a lock (malloc's, stdio's) that another thread held at that
+/// instant, and the child would wait for it forever.
 pub fn clone_into(flags: CloneFlags) -> io::Result<Option<Pid>> {
+    if !single_threaded() {
+        return Err(io::Error::other(
+            "clone: the process has other threads (EDEADLK)",
+        ));
+    }
     let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: with a NULL stack, clone behaves like fork: the child gets a copy of the
-    // address space. nsrun is single-threaded here, so no lock can be held by another
-    // thread in the copy.
+    // address space. The process is single-threaded (checked above), so no lock can be
+    // held by another thread in the copy.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -37,6 +45,12 @@ pub fn clone_into(flags: CloneFlags) -> io::Result<Option<Pid>> {
     };
     let ret = check(ret)?;
     Ok((ret != 0).then(|| Pid::from_raw(ret as i32)))
+}
+
+/// Whether this process has one thread: /proc/self/task lists one entry per thread.
+/// Without a readable /proc nsrun could not run at all; it then counts as one.
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").map_or(true, |d| d.take(2).count() <= 1)
 }
 
 /// `fork()`. Returns `None` in the child.
@@ -411,6 +425,18 @@ pub fn ipt_replace(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_with_other_threads_is_never_cloned() {
+        // The test harness runs this test on a thread of its own.
+        let parked =
+            std::thread::spawn(|| std::thread::park_timeout(std::time::Duration::from_secs(5)));
+        assert!(!single_threaded());
+        let e = fork().unwrap_err();
+        assert!(e.to_string().contains("other threads"), "{e}");
+        parked.thread().unpark();
+        let _ = parked.join();
+    }
 
     #[test]
     fn ipt_replace_refuses_counters_the_kernel_would_overrun() {

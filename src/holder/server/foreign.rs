@@ -1,0 +1,270 @@
+//! Other firewalls that drop forwarded packets (Docker, ufw, firewalld, an nftables
+//! filter, iptables-legacy): the accepts nsrun adds to their forward chains, found again
+//! by their comment, put back when a firewall reloads, removed at the end.
+
+use super::*;
+
+/// The refusal where nsrun cannot let its links through iptables-legacy's FORWARD.
+pub(super) fn legacy_refusal(docker: bool, why: &dyn std::fmt::Display) -> String {
+    // On Docker's hosts in DOCKER-USER, and not towards docker0: containers' unpublished
+    // ports stay closed.
+    let (chain, out) = if docker {
+        ("DOCKER-USER", " ! -o docker0")
+    } else {
+        ("FORWARD", "")
+    };
+    format!(
+        "the host's firewall drops forwarded packets (chain FORWARD of iptables-legacy's filter table has policy DROP{}) and nsrun could not let its interfaces through ({why}), so the sandbox would have no network; let nsrun's interfaces through: sudo iptables-legacy -I {chain} -i nsr+{out} -j ACCEPT && sudo iptables-legacy -I {chain} -o nsr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        if docker { ", Docker's" } else { "" }
+    )
+}
+
+/// Another firewall's chain that holds nsrun's rules.
+#[derive(PartialEq)]
+pub(super) struct Opened {
+    family: u8,
+    table: String,
+    chain: String,
+}
+
+impl std::fmt::Display for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let family = family_name(self.family);
+        write!(f, "chain {} of table {family} {}", self.chain, self.table)
+    }
+}
+
+pub(super) fn is_ours(rule: &nft::RuleInfo) -> bool {
+    rule.comment
+        .as_deref()
+        .is_some_and(|c| c.starts_with(firewall::FOREIGN_MARK))
+}
+
+pub(super) fn family_name(family: u8) -> &'static str {
+    if family == nft::NFPROTO_INET {
+        "inet"
+    } else {
+        "ip"
+    }
+}
+
+impl Holder {
+    /// Lets the sandboxes' traffic through other firewalls (iptables-legacy's, then every
+    /// nf_tables one), and keeps what stands in the way, if anything, for 200 ms.
+    pub(super) fn open_paths(&mut self) {
+        let obstacle = match self.open_legacy() {
+            Err(e) => Some(e),
+            Ok(()) => self.open_forward_path().err().map(|e| format!("{e:#}")),
+        };
+        self.forward_checked = Some((Instant::now(), obstacle));
+    }
+
+    /// iptables-legacy's FORWARD with policy DROP: the same accept entries as for
+    /// nf_tables, last in FORWARD (before its policy), unless the host accepts nsrun's links
+    /// already.
+    pub(super) fn open_legacy(&mut self) -> Result<(), String> {
+        let table = match crate::xtables::read() {
+            Ok(Some(table)) => table,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "the host has an iptables-legacy filter table that nsrun cannot read ({e}), so it cannot tell whether the sandbox would have a network; run nsrun with sudo on this host"
+                ));
+            }
+        };
+        if table.forward_policy() != Some(crate::xtables::VERDICT_DROP) || table.accepts_sandboxes()
+        {
+            return Ok(());
+        }
+        if table.nsruns() > 0 {
+            self.legacy_opened = true; // in already (a killed holder's): adopted
+            return Ok(());
+        }
+        let uplinks: Vec<String> = crate::host::uplinks(&mut self.rtnl)
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        let entries: Vec<Vec<u8>> = firewall::foreign_accepts(&uplinks)
+            .iter()
+            .map(crate::xtables::foreign_entry)
+            .collect();
+        crate::xtables::update(|t| (t.nsruns() == 0).then(|| t.with_forward_tail(&entries)))
+            .map_err(|e| legacy_refusal(table.has_chain("DOCKER-USER"), &e))?;
+        self.legacy_opened = true;
+        Ok(())
+    }
+
+    pub(super) fn close_legacy(&mut self) {
+        if std::mem::take(&mut self.legacy_opened) {
+            let _ = crate::xtables::update(|t| (t.nsruns() > 0).then(|| t.without_nsruns()));
+        }
+    }
+
+    /// Lets the sandboxes' traffic through every other firewall's forward chain that
+    /// would drop it (firewall.rs, "Another firewall"): adds what is missing at its end, adopts
+    /// what a killed holder left, leaves alone a chain whose owner let nsrun's
+    /// interfaces through already.
+    pub(super) fn open_forward_path(&mut self) -> Result<()> {
+        const NF_INET_FORWARD: u32 = 2;
+        let chains: Vec<nft::ChainInfo> = self
+            .nft
+            .dump(nft::dump_chains(), "list the host's nf_tables chains")?
+            .iter()
+            .filter_map(|(_, p)| nft::parse_chain(p))
+            .filter(|c| c.family == nft::NFPROTO_IPV4 || c.family == nft::NFPROTO_INET)
+            .filter(|c| {
+                !(c.family == nft::NFPROTO_INET && (c.table == TABLE || c.table == GUARD_TABLE))
+            })
+            .collect();
+        let mut uplinks: Option<Vec<String>> = None;
+        let mut tables_seen: Vec<(u8, String)> = Vec::new();
+        for chain in &chains {
+            let table = (chain.family, chain.table.clone());
+            let first_look = !tables_seen.contains(&table);
+            let forward = chain.hook == Some(NF_INET_FORWARD);
+            if !forward && !first_look {
+                continue;
+            }
+            let rules: Vec<nft::RuleInfo> = self
+                .nft
+                .dump(
+                    nft::dump_rules(chain.family, &chain.table),
+                    &format!("list table {} {}", family_name(chain.family), chain.table),
+                )?
+                .iter()
+                .filter_map(|(_, p)| nft::parse_rule(p))
+                .collect();
+            if first_look {
+                tables_seen.push(table);
+                // What a killed holder left, anywhere in this table: ours to remove.
+                for r in rules.iter().filter(|r| is_ours(r)) {
+                    self.note_opened(chain.family, &chain.table, &r.chain);
+                }
+            }
+            if !forward {
+                continue;
+            }
+            let own: Vec<&nft::RuleInfo> = rules.iter().filter(|r| r.chain == chain.name).collect();
+            let drops =
+                chain.policy == Some(nft::NF_DROP) || own.last().is_some_and(|r| r.refuses_all());
+            let let_through_by_owner = own
+                .iter()
+                .any(|r| !is_ours(r) && r.names_sandboxes && r.accepts());
+            if !drops || let_through_by_owner {
+                continue;
+            }
+            let uplinks = uplinks.get_or_insert_with(|| {
+                crate::host::uplinks(&mut self.rtnl)
+                    .into_iter()
+                    .map(|l| l.name)
+                    .collect()
+            });
+            // Last, so that the host's own rules (an admin's drop in DOCKER-USER, a
+            // blocked destination) still decide first: just before a final refusing
+            // rule, or at the end of a chain whose policy drops.
+            let before = own
+                .last()
+                .filter(|r| r.refuses_all() && !is_ours(r))
+                .map(|r| r.handle);
+            let mut batch = nft::Batch::new(chain.family);
+            let mut added = 0;
+            for accept in firewall::foreign_accepts(uplinks) {
+                if own
+                    .iter()
+                    .any(|r| r.comment.as_ref() == Some(&accept.comment))
+                {
+                    continue;
+                }
+                batch.add_rule_commented(
+                    &chain.table,
+                    &chain.name,
+                    &accept.rule(),
+                    &accept.comment,
+                    before,
+                );
+                added += 1;
+            }
+            if added == 0 {
+                continue;
+            }
+            let (msg, acked) = batch.finish();
+            let what = format!(
+                "let nsrun's interfaces through chain {} of table {} {}, which drops forwarded packets",
+                chain.name,
+                family_name(chain.family),
+                chain.table
+            );
+            self.nft.transact(msg, &acked, &what)?;
+            self.note_opened(chain.family, &chain.table, &chain.name);
+        }
+        Ok(())
+    }
+
+    pub(super) fn note_opened(&mut self, family: u8, table: &str, chain: &str) {
+        let opened = Opened {
+            family,
+            table: table.to_string(),
+            chain: chain.to_string(),
+        };
+        if !self.opened.contains(&opened) {
+            self.opened.push(opened);
+        }
+    }
+
+    /// Something changed in nf_tables. If it was another firewall's table while
+    /// sandboxes run, look at the forward path again: a reload (which drops nsrun's
+    /// rules) is repaired at once, and the next registration does not trust an old look.
+    pub(super) fn firewall_changed(&mut self) {
+        let Some(events) = &mut self.nft_events else {
+            return;
+        };
+        // New or deleted tables, chains and rules of a table not nsrun's.
+        let foreign = events.notifications().iter().any(|(ty, payload)| {
+            events::decode_nft(*ty, payload).is_some_and(|c| {
+                c.object != events::NftObject::Set
+                    && !(c.family == nft::NFPROTO_INET
+                        && (c.table == TABLE || c.table == GUARD_TABLE))
+            })
+        });
+        if !foreign {
+            return;
+        }
+        self.forward_checked = None;
+        if self.clients.iter().any(|c| c.addr.is_some()) {
+            self.open_paths();
+        }
+    }
+
+    /// Removes what nsrun put into other firewalls: every rule that carries its comment,
+    /// found again by its comment. A firewall reloaded meanwhile may reuse the handles
+    /// the holder was given, for rules of its own.
+    pub(super) fn close_forward_path(&mut self) {
+        if self.opened.is_empty() {
+            return;
+        }
+        let mut tables: Vec<(u8, String)> = Vec::new();
+        for o in self.opened.drain(..) {
+            if !tables.contains(&(o.family, o.table.clone())) {
+                tables.push((o.family, o.table));
+            }
+        }
+        for (family, table) in tables {
+            let Ok(rules) = self.nft.dump(nft::dump_rules(family, &table), "list rules") else {
+                continue;
+            };
+            let ours: Vec<nft::RuleInfo> = rules
+                .iter()
+                .filter_map(|(_, p)| nft::parse_rule(p))
+                .filter(is_ours)
+                .collect();
+            for r in ours {
+                let mut batch = nft::Batch::new(family);
+                batch.del_rule(&table, &r.chain, r.handle);
+                let (msg, acked) = batch.finish();
+                let _ = self
+                    .nft
+                    .transact(msg, &acked, "remove nsrun's rule from another firewall");
+            }
+        }
+    }
+}
