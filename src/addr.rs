@@ -15,6 +15,16 @@ pub const SANDBOX_PREFIX: u8 = 30;
 /// Name prefix of every host-end link nsrun creates.
 pub const LINK_PREFIX: &str = "nsr";
 
+/// The ranges meant for private use (RFC 1918) and shared address space (RFC 6598),
+/// which no public destination uses: where sandbox addresses may come from, and what
+/// `--block-lan` closes.
+pub const PRIVATE_RANGES: [Ipv4Net; 4] = [
+    Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 8),
+    Ipv4Net::new(Ipv4Addr::new(172, 16, 0, 0), 12),
+    Ipv4Net::new(Ipv4Addr::new(192, 168, 0, 0), 16),
+    Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10),
+];
+
 /// The loopback interface's index, the same in every network namespace.
 pub const LOOPBACK_INDEX: u32 = 1;
 

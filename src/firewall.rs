@@ -118,7 +118,6 @@ use crate::netlink::nft::{
     Match, NF_ACCEPT, NF_DROP, NFPROTO_INET, NFPROTO_IPV6, NFT_TABLE_F_OWNER, Reject, Rule,
     Verdict,
 };
-use crate::plan::LAN_RANGES;
 
 /// The table's name, in the sandbox's netns and in the host's.
 pub const TABLE: &str = "nsrun";
@@ -207,8 +206,8 @@ pub fn output_rules(p: &Policy) -> Vec<Rule> {
         out.push(rule(vec![to(net.parse().unwrap())], REFUSE));
     }
     if p.block_lan {
-        for range in LAN_RANGES {
-            out.push(rule(vec![to(range.parse().unwrap())], REFUSE));
+        for range in crate::addr::PRIVATE_RANGES {
+            out.push(rule(vec![to(range)], REFUSE));
         }
     }
     out

@@ -339,15 +339,14 @@ fn internet_routes(routes: &[route::Route]) -> impl Iterator<Item = &route::Rout
 /// a network on any one range (a lab on a documentation range) still has one. None
 /// without a route to the internet.
 pub fn internet_probe(routes: &[route::Route]) -> Option<Ipv4Addr> {
-    let special: [Ipv4Net; 7] = [
-        Ipv4Net::new(Ipv4Addr::new(0, 0, 0, 0), 8),
-        Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 8),
-        Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10),
-        Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8),
-        Ipv4Net::new(Ipv4Addr::new(169, 254, 0, 0), 16),
-        Ipv4Net::new(Ipv4Addr::new(172, 16, 0, 0), 12),
-        Ipv4Net::new(Ipv4Addr::new(192, 168, 0, 0), 16),
-    ];
+    let special: Vec<Ipv4Net> = crate::addr::PRIVATE_RANGES
+        .into_iter()
+        .chain([
+            Ipv4Net::new(Ipv4Addr::new(0, 0, 0, 0), 8),
+            Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8),
+            Ipv4Net::new(Ipv4Addr::new(169, 254, 0, 0), 16),
+        ])
+        .collect();
     (1..=223u8)
         .flat_map(|a| [Ipv4Addr::new(a, 0, 0, 1), Ipv4Addr::new(a, 128, 64, 1)])
         .filter(|c| !special.iter().any(|s| s.contains(*c)))

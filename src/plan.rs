@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::addr::{Ipv4Net, SANDBOX_PREFIX};
+use crate::addr::{Ipv4Net, PRIVATE_RANGES, SANDBOX_PREFIX};
 use crate::cli::Cli;
 use crate::host::Creds;
 use crate::netlink::nft::{IPPROTO_TCP, IPPROTO_UDP};
@@ -145,25 +145,17 @@ pub fn check_user_addresses(privilege: Privilege, net: &NetPlan) -> Result<()> {
     Ok(())
 }
 
-/// Where sandbox addresses may come from: the ranges meant for private use (RFC 1918)
-/// and shared address space (RFC 6598), which no public destination uses.
-pub const PRIVATE_RANGES: [&str; 4] = [
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-];
-
 /// How many nameservers a resolv.conf may usefully list (glibc's MAXNS).
 pub const MAX_NAMESERVERS: usize = 3;
 
-/// The private ranges `--block-lan` closes.
-pub const LAN_RANGES: [&str; 4] = [
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-];
+/// The private ranges, for messages: "10.0.0.0/8, 172.16.0.0/12, ...".
+fn private_ranges() -> String {
+    PRIVATE_RANGES
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 pub fn from_cli(cli: Cli) -> Result<Plan> {
     let command = cli
@@ -367,13 +359,10 @@ pub fn parse_ip(s: &str) -> Result<Ipv4Addr> {
     let ip: Ipv4Addr = s
         .parse()
         .map_err(|_| anyhow!("--ip {:?} is not an IPv4 address; e.g. '--ip 10.77.0.2'", s))?;
-    if !PRIVATE_RANGES.iter().any(|r| {
-        r.parse::<Ipv4Net>()
-            .is_ok_and(|r| r.overlaps(&Ipv4Net::new(ip, 32)))
-    }) {
+    if !PRIVATE_RANGES.iter().any(|r| r.contains(ip)) {
         bail!(
             "--ip {ip}: not a private address, so it could be a real destination of the host; give one from {}; e.g. '--ip 10.77.0.2'",
-            PRIVATE_RANGES.join(", ")
+            private_ranges()
         );
     }
     Ok(ip)
@@ -395,13 +384,13 @@ pub fn parse_pool(s: &str) -> Result<Ipv4Net> {
             pool.prefix
         );
     }
-    if !PRIVATE_RANGES.iter().any(|r| {
-        r.parse::<Ipv4Net>()
-            .is_ok_and(|r| r.prefix <= pool.prefix && r.overlaps(&pool))
-    }) {
+    if !PRIVATE_RANGES
+        .iter()
+        .any(|r| r.prefix <= pool.prefix && r.overlaps(&pool))
+    {
         bail!(
             "--pool {pool}: not a private range, so its addresses could be real destinations of the host; nsrun takes sandbox addresses only from {}; e.g. '--pool 10.201.0.0/16'",
-            PRIVATE_RANGES.join(", ")
+            private_ranges()
         );
     }
     Ok(pool)
