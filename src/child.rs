@@ -46,9 +46,22 @@ pub struct ChildConfig {
 
 /// nsrun to init: host addresses that appeared while the sandbox runs.
 pub const MSG_HOST_ADDRS: u8 = b'A';
+/// nsrun to init: pull the cable (`--disconnect`); one more byte, 1 to drop silently.
+/// Answered [`ACK`] or [`NACK`].
+pub const MSG_DISCONNECT: u8 = b'D';
+/// nsrun to init: put the cable back (`--reconnect`). Answered [`ACK`] or [`NACK`].
+pub const MSG_RECONNECT: u8 = b'C';
+/// nsrun to init: send the sandbox's namespaces (`--join`): one message [`NAMESPACES`]
+/// with the descriptors of its network, mount, PID and UTS namespaces, in that order.
+pub const MSG_NAMESPACES: u8 = b'N';
+pub const ACK: u8 = b'k';
+pub const NACK: u8 = b'e';
+pub const NAMESPACES: u8 = b'n';
+/// The namespaces `--join` enters, in the order of [`MSG_NAMESPACES`]'s answer.
+pub const JOINED: [&str; 4] = ["net", "mnt", "pid", "uts"];
 
 /// A failed step: its name and errno.
-struct StepError(String, i32);
+pub struct StepError(pub String, pub i32);
 
 trait Step<T> {
     fn step(self, what: impl FnOnce() -> String) -> Result<T, StepError>;
@@ -583,7 +596,7 @@ fn exec_command(cfg: &ChildConfig) -> ! {
 /// `execvp` without its fallback of running a file that is no executable (ENOEXEC) with
 /// /bin/sh: a binary for another architecture must fail as "cannot execute" (126), as
 /// `env` reports it. Searches PATH (or the default search path) like the shell.
-fn exec_path(program: &CString, argv: &[CString], env: &[CString]) -> Errno {
+pub fn exec_path(program: &CString, argv: &[CString], env: &[CString]) -> Errno {
     let name = program.as_bytes();
     if name.contains(&b'/') {
         return nix::unistd::execve(program, argv, env).unwrap_err();
@@ -613,13 +626,25 @@ fn exec_path(program: &CString, argv: &[CString], env: &[CString]) -> Errno {
 }
 
 fn drop_privileges(cfg: &ChildConfig) -> Result<(), StepError> {
+    drop_privileges_to(cfg.tty.as_ref(), &cfg.identity, cfg.change_identity)
+}
+
+/// What a command of the sandbox gives up right before exec, also one started by
+/// `--join`: the signal mask, the caller's terminal (a new session; with `tty`, that
+/// pseudo-terminal as its own), every capability (the bounding set too), the ids of
+/// `id` when `change_identity`, and every fd but 0-2; no_new_privs.
+pub fn drop_privileges_to(
+    tty: Option<&OwnedFd>,
+    id: &Identity,
+    change_identity: bool,
+) -> Result<(), StepError> {
     sys::default_sigpipe();
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .step(|| "reset the signal mask".into())?;
     // A new session: no controlling terminal, so no TIOCSTI into the caller's terminal.
     setsid().step(|| "setsid".into())?;
     // With -t, a terminal of its own instead: job control, /dev/tty.
-    if let Some(tty) = &cfg.tty {
+    if let Some(tty) = tty {
         sys::set_controlling_tty(tty.as_fd()).step(|| "take the pseudo-terminal (-t)".into())?;
         for fd in 0..3 {
             nix::unistd::dup2(tty.as_raw_fd(), fd)
@@ -629,8 +654,7 @@ fn drop_privileges(cfg: &ChildConfig) -> Result<(), StepError> {
     // All of it: no capability has to stay for programs with file capabilities (ping),
     // which start on the sandbox's nosuid mounts without them (no_file_privileges).
     sys::drop_bounding_set().step(|| "empty the capability bounding set".into())?;
-    let id = &cfg.identity;
-    if cfg.change_identity {
+    if change_identity {
         let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         nix::unistd::setgroups(&groups).step(|| format!("setgroups {:?}", id.groups))?;
         setresgid(
@@ -756,15 +780,54 @@ fn read_control(cfg: &ChildConfig, firewall: &mut Option<Socket>) -> bool {
         Err(Errno::EAGAIN | Errno::EINTR) => return true,
         Err(_) => return false,
     };
-    if let ([MSG_HOST_ADDRS, addrs @ ..], Some(nft)) = (&buf[..n], firewall.as_mut()) {
-        let addrs: Vec<Ipv4Addr> = addrs
-            .chunks_exact(4)
-            .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
-            .collect();
-        let (msg, acked) = crate::firewall::add_host_addrs(&addrs).finish();
-        // A failure leaves the address open only to a sandbox that already runs; the
-        // rules for every address known at the start stay.
-        let _ = nft.transact(msg, &acked, "close new host addresses");
+    let answer = |ok: bool| {
+        let _ = nix::sys::socket::send(
+            cfg.control.as_raw_fd(),
+            &[if ok { ACK } else { NACK }],
+            MsgFlags::MSG_NOSIGNAL,
+        );
+    };
+    match (&buf[..n], firewall.as_mut()) {
+        ([MSG_HOST_ADDRS, addrs @ ..], Some(nft)) => {
+            let addrs: Vec<Ipv4Addr> = addrs
+                .chunks_exact(4)
+                .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+                .collect();
+            let (msg, acked) = crate::firewall::add_host_addrs(&addrs).finish();
+            // A failure leaves the address open only to a sandbox that already runs; the
+            // rules for every address known at the start stay.
+            let _ = nft.transact(msg, &acked, "close new host addresses");
+        }
+        ([MSG_DISCONNECT, drop], Some(nft)) => {
+            let (msg, acked) = crate::firewall::disconnect(*drop == 1).finish();
+            answer(nft.transact(msg, &acked, "pull the cable").is_ok());
+        }
+        ([MSG_RECONNECT], Some(nft)) => {
+            let (msg, acked) = crate::firewall::reconnect().finish();
+            answer(nft.transact(msg, &acked, "put the cable back").is_ok());
+        }
+        ([MSG_DISCONNECT, ..] | [MSG_RECONNECT], None) => answer(false),
+        ([MSG_NAMESPACES], _) => {
+            let files: Vec<std::fs::File> = JOINED
+                .iter()
+                .filter_map(|ns| std::fs::File::open(format!("/proc/self/ns/{ns}")).ok())
+                .collect();
+            if files.len() != JOINED.len() {
+                answer(false);
+            } else {
+                let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+                let cmsg = [ControlMessage::ScmRights(&fds)];
+                let iov = [std::io::IoSlice::new(&[NAMESPACES])];
+                let _ = sendmsg::<()>(
+                    cfg.control.as_raw_fd(),
+                    &iov,
+                    &cmsg,
+                    MsgFlags::MSG_NOSIGNAL,
+                    None,
+                );
+            }
+        }
+        _ => {}
     }
     true
 }

@@ -11,6 +11,9 @@ const NETWORK: &str = "Network";
 const IDENTITY: &str = "Identity and environment";
 const SERVICES: &str = "Services";
 const ADVANCED: &str = "Advanced";
+const RUNNING: &str = "Running sandboxes";
+/// The options that act on running sandboxes instead of starting one.
+pub const RUNTIME_MODES: [&str; 5] = ["list", "join", "stop", "disconnect", "reconnect"];
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -30,6 +33,10 @@ Examples:
   sudo nsrun --info-file /run/web.json --name web -- ./server        addresses for scripts
   sudo nsrun --stop-timeout 30 -- ./slow-to-stop                     30 s to stop, then SIGKILL
   sudo nsrun --wait-teardown -- ./job          return once nothing of the sandbox is left
+  sudo nsrun --list                            what runs: NAME PID INIT ADDRESS ... COMMAND
+  sudo nsrun --join web -- ss -ltn             a command inside the running sandbox web
+  sudo nsrun --stop web                        end it as Ctrl-C would; its exit status
+  sudo nsrun --disconnect web; sudo nsrun --reconnect web     cable out, cable in
 
 Exit status: the command's own; 128+N if it was killed by signal N; 126 if it could not
 be executed; 127 if it was not found; 125 if nsrun itself failed.";
@@ -179,6 +186,20 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::FilePath)]
     pub info_file: Option<std::path::PathBuf>,
 
+    /// Write every packet of the sandbox to FILE, in pcap format
+    ///
+    /// Both directions, captured on the host's end of the sandbox's link (the command
+    /// can neither hide nor forge a packet there), for `tcpdump -r FILE` and wireshark.
+    /// FILE belongs to the invoking user; see --pcap-size, e.g. `--pcap web.pcap`.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::FilePath)]
+    pub pcap: Option<std::path::PathBuf>,
+
+    /// The most --pcap writes; the rest is counted
+    ///
+    /// Bytes, or with K, M or G (powers of 1024), e.g. `--pcap-size 10M`.
+    #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size, requires = "pcap", help_heading = SERVICES, value_hint = ValueHint::Other)]
+    pub pcap_size: u64,
+
     /// Seconds the command has to end after a signal, then SIGKILL
     ///
     /// After nsrun passes on SIGTERM, SIGINT, SIGHUP or SIGQUIT, the command has this long
@@ -207,10 +228,63 @@ pub struct Cli {
     #[arg(short, long, help_heading = ADVANCED)]
     pub verbose: bool,
 
+    /// List the sandboxes running on this host
+    ///
+    /// NAME PID INIT ADDRESS NETWORK PORTS USER UPTIME COMMAND, one line each, for
+    /// every sandbox you may act on (all of them for root; your own with a
+    /// file-capability install). Read from the running nsrun processes themselves: right
+    /// after any of them is killed.
+    #[arg(long, help_heading = RUNNING, group = "runtime")]
+    pub list: bool,
+
+    /// With --list: one JSON array of objects, for scripts
+    #[arg(long, requires = "list", help_heading = RUNNING)]
+    pub json: bool,
+
+    /// With --list: only names (or nsrun PIDs), one per line
+    ///
+    /// What the shells' completions offer after --join, --stop, --disconnect and
+    /// --reconnect.
+    #[arg(long, requires = "list", help_heading = RUNNING)]
+    pub names: bool,
+
+    /// Run COMMAND (default: the user's shell) inside a running sandbox
+    ///
+    /// The sandbox is named by its --name or by nsrun's or its init's PID (see --list).
+    /// COMMAND enters its network, mount, PID and UTS namespaces, runs as the sandbox's
+    /// user (or --user) and gives up every privilege as the sandbox's command did; -e,
+    /// --clearenv, -w and -t work as for a run, and -t is implied without COMMAND on a
+    /// terminal. It ends when the sandbox ends, e.g. `--join web -- ss -ltn`.
+    #[arg(long, value_name = "NAME|PID", help_heading = RUNNING, group = "runtime", value_hint = ValueHint::Other)]
+    pub join: Option<String>,
+
+    /// End a running sandbox as Ctrl-C would, and wait for it
+    ///
+    /// SIGTERM to its command, SIGKILL to the whole sandbox after --stop-timeout; returns
+    /// once nothing of it is left, with the command's exit status, e.g. `--stop web`.
+    #[arg(long, value_name = "NAME|PID", help_heading = RUNNING, group = "runtime", value_hint = ValueHint::Other)]
+    pub stop: Option<String>,
+
+    /// Take a running sandbox's network away, as a pulled cable
+    ///
+    /// Every packet to or from it but loopback is refused at once (connection refused,
+    /// network unreachable), or with --drop silently lost (timeouts), until --reconnect;
+    /// its address and routes stay, e.g. `--disconnect web`.
+    #[arg(long, value_name = "NAME|PID", help_heading = RUNNING, group = "runtime", value_hint = ValueHint::Other)]
+    pub disconnect: Option<String>,
+
+    /// With --disconnect: lose packets silently instead of refusing them
+    #[arg(long, requires = "disconnect", help_heading = RUNNING)]
+    pub drop: bool,
+
+    /// Give a sandbox taken offline with --disconnect its network back
+    #[arg(long, value_name = "NAME|PID", help_heading = RUNNING, group = "runtime", value_hint = ValueHint::Other)]
+    pub reconnect: Option<String>,
+
     /// The command to run and its arguments, passed verbatim.
     #[arg(
         value_name = "COMMAND",
-        required = true,
+        required_unless_present_any = RUNTIME_MODES,
         trailing_var_arg = true,
         value_hint = ValueHint::CommandWithArguments
     )]
@@ -225,4 +299,26 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| {
             format!("'{s}' is not a number of seconds from 0 to 86400; e.g. '--stop-timeout 30'")
         })
+}
+
+/// `--pcap-size`: bytes, or with a K, M or G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("'{s}' is not a size; e.g. '--pcap-size 10M'")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|n| *n >= 24)
+        .ok_or_else(|| format!("'{s}' is not a size of at least 24 bytes; e.g. '--pcap-size 10M'"))
 }

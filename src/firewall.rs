@@ -185,6 +185,7 @@ const REFUSE: Verdict = Verdict::Jump("refuse");
 pub fn output_rules(p: &Policy) -> Vec<Rule> {
     let mut out = vec![
         rule(vec![Match::Oif(LOOPBACK_INDEX)], Verdict::Accept),
+        rule(vec![], Verdict::Jump(CABLE)),
         rule(vec![Match::NfProto(NFPROTO_IPV6)], REFUSE),
         rule(vec![Match::SAddrNot(p.sandbox_addr)], Verdict::Drop),
         rule(
@@ -240,6 +241,7 @@ pub fn host_rules(addrs: &[Ipv4Addr]) -> Vec<Rule> {
 pub fn input_rules(p: &Policy) -> Vec<Rule> {
     let mut input = vec![
         rule(vec![Match::Iif(LOOPBACK_INDEX)], Verdict::Accept),
+        rule(vec![], Verdict::Jump(CABLE)),
         rule(
             vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
             Verdict::Accept,
@@ -258,6 +260,33 @@ pub fn input_rules(p: &Policy) -> Vec<Rule> {
     }
     input.push(rule(vec![], REFUSE));
     input
+}
+
+/// The sandbox's cable (`--disconnect`, `--reconnect`): empty while it is connected;
+/// while it is not, everything but loopback meets its rules, before replies of
+/// established connections are let through.
+pub const CABLE: &str = "cable";
+
+/// Pulls the cable: every packet to or from the sandbox but loopback is refused at once
+/// (a TCP reset, an ICMP error; `send` fails) or, with `drop`, silently lost.
+pub fn disconnect(drop: bool) -> Batch {
+    let mut b = Batch::new(NFPROTO_INET);
+    b.flush_chain(TABLE, CABLE);
+    if drop {
+        b.add_rule(TABLE, CABLE, &rule(vec![], Verdict::Drop));
+    } else {
+        for r in refuse_rules() {
+            b.add_rule(TABLE, CABLE, &r);
+        }
+    }
+    b
+}
+
+/// Puts the cable back: the chain is empty again.
+pub fn reconnect() -> Batch {
+    let mut b = Batch::new(NFPROTO_INET);
+    b.flush_chain(TABLE, CABLE);
+    b
 }
 
 /// The chain of the host's addresses as sources: the host may connect in from any of
@@ -285,6 +314,7 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     for r in refuse_rules() {
         b.add_rule(TABLE, "refuse", &r);
     }
+    b.add_regular_chain(TABLE, CABLE);
     b.add_regular_chain(TABLE, "host");
     // The whole pool in one rule: every other sandbox's host end (a host address) and
     // every sandbox, however many start later, without a rule each.
@@ -732,9 +762,10 @@ mod tests {
     fn loopback_first_then_ipv6_and_spoofing_closed() {
         let out = output_rules(&policy(false, false));
         assert_eq!(out[0], rule(vec![Match::Oif(1)], Verdict::Accept));
-        assert_eq!(out[1], rule(vec![Match::NfProto(NFPROTO_IPV6)], REFUSE));
+        assert_eq!(out[1], rule(vec![], Verdict::Jump(CABLE)));
+        assert_eq!(out[2], rule(vec![Match::NfProto(NFPROTO_IPV6)], REFUSE));
         assert_eq!(
-            out[2],
+            out[3],
             rule(
                 vec![Match::SAddrNot("10.200.0.6".parse().unwrap())],
                 Verdict::Drop
@@ -789,7 +820,11 @@ mod tests {
                 dport,
                 ..Packet::default()
             };
-            verdict(&[("input", &input), (FROM_HOST, &from_host)], "input", &pkt)
+            verdict(
+                &[("input", &input), (FROM_HOST, &from_host), (CABLE, &vec![])],
+                "input",
+                &pkt,
+            )
         };
         // The link's end and another of the host's addresses (curl --interface eth0).
         assert_eq!(at("10.200.0.5", 22), Some(Verdict::Accept));
@@ -805,7 +840,7 @@ mod tests {
         };
         assert_eq!(
             verdict(
-                &[("input", &input), (FROM_HOST, &from_host)],
+                &[("input", &input), (FROM_HOST, &from_host), (CABLE, &vec![])],
                 "input",
                 &reply
             ),
@@ -899,6 +934,61 @@ mod tests {
             }
         }
         None
+    }
+
+    #[test]
+    fn a_pulled_cable_refuses_everything_but_loopback_even_replies() {
+        let p = policy(true, false);
+        let output = output_rules(&p);
+        let input = input_rules(&p);
+        let from_host = from_host_rules(&p);
+        let refuse = refuse_rules();
+        let cable = refuse_rules();
+        let pulled = [
+            ("output", &output),
+            ("input", &input),
+            (FROM_HOST, &from_host),
+            ("refuse", &refuse),
+            (CABLE, &cable),
+        ];
+        let reply = Packet {
+            saddr: p.sandbox_addr,
+            daddr: "198.51.100.1".parse().unwrap(),
+            ct_established: true,
+            ..Packet::default()
+        };
+        assert_eq!(
+            verdict(&pulled, "output", &reply),
+            Some(Verdict::Reject(Reject::TcpReset))
+        );
+        let inbound = Packet {
+            saddr: "10.200.0.5".parse().unwrap(),
+            ct_established: true,
+            ..Packet::default()
+        };
+        assert_eq!(
+            verdict(&pulled, "input", &inbound),
+            Some(Verdict::Reject(Reject::TcpReset))
+        );
+        let lo = Packet {
+            oif: 1,
+            iif: 1,
+            ..reply.clone()
+        };
+        assert_eq!(verdict(&pulled, "output", &lo), Some(Verdict::Accept));
+        assert_eq!(verdict(&pulled, "input", &lo), Some(Verdict::Accept));
+        // Plugged in (an empty chain), replies pass again.
+        let empty = vec![];
+        let plugged = [
+            ("output", &output),
+            ("input", &input),
+            (FROM_HOST, &from_host),
+            ("refuse", &refuse),
+            (CABLE, &empty),
+        ];
+        assert_eq!(verdict(&plugged, "output", &reply), Some(Verdict::Accept));
+        let (msg, _) = disconnect(true).finish();
+        assert!(msg.count() >= 4, "batch begin, flush, drop, end");
     }
 
     #[test]
@@ -1100,9 +1190,9 @@ mod tests {
         let (msg, acked) = b.finish();
         // table, refuse chain + 2 rules, host chain + the pool + 198.51.100.2 (the gateway
         // is in the pool), output + its rules, from_host + the gateway and 198.51.100.2,
-        // input + 4.
+        // input + 5, the cable chain.
         let out = output_rules(&policy(false, false)).len();
-        assert_eq!(acked.len(), 1 + 1 + 2 + 1 + 2 + 1 + out + 1 + 2 + 1 + 4);
+        assert_eq!(acked.len(), 1 + 1 + 2 + 1 + 1 + 2 + 1 + out + 1 + 2 + 1 + 5);
         assert!(msg.buf.windows(4).any(|w| w == [198, 51, 100, 2]));
         assert!(msg.buf.windows(4).any(|w| w == [255, 255, 0, 0])); // the pool's mask
     }

@@ -53,6 +53,11 @@ pub fn holder(bytes: &[u8]) {
         assert_eq!(request.encode(), bytes, "{request:?}");
     }
     let _ = crate::proto::Reply::decode(bytes);
+    // And what a running nsrun answers on its control socket, from the same uids.
+    if let Some(request) = crate::proto::control::Request::decode(bytes) {
+        assert_eq!(request.encode(), bytes, "{request:?}");
+    }
+    let _ = crate::proto::control::Reply::decode(bytes);
 }
 
 /// /etc/resolv.conf, and /etc/hosts as nsrun copies it into the sandbox.

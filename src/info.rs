@@ -29,7 +29,8 @@ pub struct Info<'a> {
     pub started: u64,
 }
 
-fn json_string(s: &str) -> String {
+/// A JSON string literal.
+pub fn json_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

@@ -6,6 +6,7 @@
 mod addr;
 mod child;
 mod cli;
+mod control;
 mod decide;
 mod dns;
 mod failpoint;
@@ -17,11 +18,13 @@ mod host;
 mod info;
 mod names;
 mod netlink;
+mod pcap;
 mod plan;
 mod proto;
 mod relay;
 #[cfg(test)]
 mod robustness;
+mod runtime;
 mod sandbox;
 mod supervise;
 mod sys;
@@ -52,6 +55,13 @@ pub fn run_cli() -> i32 {
             say(&format!("nsrun: {}", usage_error(&e)));
             EXIT_NSRUN_FAILED
         }
+        Ok(cli) if runtime::wanted(&cli) => match runtime::run(cli) {
+            Ok(code) => code,
+            Err(e) => {
+                say(&format!("nsrun: {}", one_line(&format!("{e:#}"))));
+                EXIT_NSRUN_FAILED
+            }
+        },
         Ok(cli) => match plan::from_cli(cli).and_then(sandbox::run) {
             Ok(code) => code,
             Err(e) => {

@@ -31,6 +31,8 @@ pub struct Plan {
     pub workdir: Option<CString>,
     pub name: Option<String>,
     pub info_file: Option<std::path::PathBuf>,
+    /// --pcap FILE and its bound.
+    pub pcap: Option<(std::path::PathBuf, u64)>,
     pub tty: bool,
 }
 
@@ -229,6 +231,7 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
         name: cli.name.clone(),
         tty: cli.tty,
         info_file: cli.info_file.clone(),
+        pcap: cli.pcap.clone().map(|p| (p, cli.pcap_size)),
         env: env_plan(&cli.env, &cli.env_file, cli.clearenv, |k| {
             std::env::var(k).ok()
         })?,

@@ -21,8 +21,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
-    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType, recvmsg, send,
-    socketpair,
+    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, send, socketpair,
 };
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
@@ -161,6 +160,7 @@ struct Network {
     addr_events: Socket,
     host_index: i32,
     host_addr: Ipv4Addr,
+    sandbox_addr: Ipv4Addr,
     /// The sandbox's link (its prefix), and the range it came from.
     link: crate::addr::Ipv4Net,
     pool: crate::addr::Ipv4Net,
@@ -171,6 +171,8 @@ struct Network {
     named: Option<NamedNetns>,
     /// The host end has lost its address and is down.
     inert: bool,
+    /// --pcap, finished when the sandbox has ended.
+    capture: Option<crate::pcap::Capture>,
     /// The lock on the subnet and the link's name, held while nsrun lives.
     _link_lock: OwnedFd,
     /// --info-file, removed when the sandbox ends.
@@ -391,7 +393,11 @@ pub fn run(plan: Plan) -> Result<i32> {
     let ops = match (prep, &setup.net) {
         (Some(prep), Some(net)) => {
             relay_upstream = net.relay_upstream();
-            let (network, link) = setup_network(prep, net, pid, &plan)?;
+            // Files nsrun writes for the user (--pcap) belong to whoever ran it.
+            let owner = sudo
+                .as_ref()
+                .map_or((creds.ruid, creds.rgid), |s| (s.uid, s.gid));
+            let (network, link) = setup_network(prep, net, pid, &plan, owner)?;
             sandbox.network = Some(network);
             decide::init_ops(&setup, Some((net, &link)))
         }
@@ -432,6 +438,40 @@ pub fn run(plan: Plan) -> Result<i32> {
         Some(master) => Some(Terminal::start(master)?),
         None => None,
     };
+    // 7. Answer --list, --stop, --join and --disconnect while the sandbox runs.
+    let running = crate::proto::control::Running {
+        nsrun_pid: std::process::id(),
+        init_pid: pid.as_raw() as u32,
+        name: plan.name.clone(),
+        address: sandbox.network.as_ref().map(|n| n.sandbox_addr),
+        network: if sandbox.network.is_some() {
+            "nat"
+        } else {
+            "none"
+        }
+        .into(),
+        ports: plan
+            .network
+            .as_ref()
+            .map(|n| n.publish.iter().map(describe_port).collect())
+            .unwrap_or_default(),
+        uid: identity.uid,
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        command: plan
+            .command
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect(),
+    };
+    let mut runtime = match crate::control::Control::bind(running, identity.clone(), creds.ruid) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            verbose!(plan, "no --list, --stop or --join for this sandbox: {e:#}");
+            None
+        }
+    };
     let code = supervise(
         &mut sandbox,
         &sfd,
@@ -439,6 +479,7 @@ pub fn run(plan: Plan) -> Result<i32> {
         report_read,
         plan.stop_timeout,
         terminal.as_ref(),
+        runtime.as_mut(),
     )?;
     if let Some(t) = terminal {
         t.finish();
@@ -450,7 +491,7 @@ pub fn run(plan: Plan) -> Result<i32> {
 }
 
 /// A new pseudo-terminal sized like nsrun's own: (master, slave).
-fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
     let stdin = std::io::stdin();
     if !nix::unistd::isatty(stdin.as_raw_fd()).unwrap_or(false) {
         bail!("-t: standard input is not a terminal; run nsrun from a terminal, or drop -t");
@@ -469,14 +510,14 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
 
 /// `-t`: nsrun's terminal, raw while the command runs, relayed to the command's
 /// pseudo-terminal; restored on every way out of nsrun but SIGKILL.
-struct Terminal {
+pub struct Terminal {
     master: std::sync::Arc<OwnedFd>,
     saved: nix::sys::termios::Termios,
     output_done: std::sync::mpsc::Receiver<()>,
 }
 
 impl Terminal {
-    fn start(master: OwnedFd) -> Result<Terminal> {
+    pub fn start(master: OwnedFd) -> Result<Terminal> {
         use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
         let stdin = std::io::stdin();
         let saved = tcgetattr(&stdin).context("-t: read the terminal's settings")?;
@@ -514,14 +555,14 @@ impl Terminal {
         })
     }
 
-    fn follow_window_size(&self) {
+    pub fn follow_window_size(&self) {
         if let Ok(size) = crate::sys::window_size(std::io::stdin().as_fd()) {
             let _ = crate::sys::set_window_size(self.master.as_fd(), &size);
         }
     }
 
     /// Waits (briefly) for the command's last output, then restores the terminal.
-    fn finish(self) {
+    pub fn finish(self) {
         let _ = self.output_done.recv_timeout(Duration::from_secs(2));
     }
 }
@@ -559,22 +600,8 @@ fn teardown_and_wait(mut sandbox: Sandbox) {
 
 /// Receives the DNS relay's listeners, made inside the sandbox by the init.
 fn receive_relay(control: &OwnedFd, upstream: std::net::SocketAddr) -> Result<Option<Relay>> {
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
-    let msg = recvmsg::<()>(
-        control.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .context("receive the DNS relay's sockets")?;
-    let mut fds = Vec::new();
-    for c in msg.cmsgs().context("receive the DNS relay's sockets")? {
-        if let ControlMessageOwned::ScmRights(received) = c {
-            fds.extend(received.into_iter().map(crate::sys::own_fd));
-        }
-    }
+    let (_, _, mut fds) = crate::control::recv_with_fds::<1>(control, MsgFlags::empty())
+        .context("receive the DNS relay's sockets")?;
     if fds.len() != 2 {
         // The init failed before it could make them; its report says why.
         return Ok(None);
@@ -693,6 +720,7 @@ fn setup_network(
     setup: &decide::NetSetup,
     pid: Pid,
     plan: &Plan,
+    owner: (u32, u32),
 ) -> Result<(Network, SandboxNet)> {
     let mtu = setup.mtu;
     let (net, link_lock) = create_veth(&mut prep, setup, pid)?;
@@ -713,11 +741,20 @@ fn setup_network(
     let host_index = route::parse_link(&reply)
         .map(|l| l.index)
         .context("parse RTM_NEWLINK reply")?;
+    // Before the link carries anything: every packet of the sandbox is in the file.
+    let capture = match &plan.pcap {
+        Some((path, limit)) => Some(crate::pcap::Capture::start(
+            path, *limit, host_index, owner,
+        )?),
+        None => None,
+    };
     let mut network = Network {
+        capture,
         rtnl: prep.rtnl,
         addr_events: prep.addr_events,
         host_index,
         host_addr: net.host_addr,
+        sandbox_addr: net.sandbox_addr,
         link: net.subnet,
         pool: setup.pool(&net),
         known_addrs: [setup.host_addrs.as_slice(), &[net.host_addr]].concat(),
@@ -862,6 +899,17 @@ fn describe_policy(setup: &decide::Setup) -> String {
     format!("NAT through the uplink, {host}, link-local and other sandboxes closed{lan}")
 }
 
+/// A published port as `-p` takes it: "[HOST_IP:]HOST_PORT:SANDBOX_PORT/PROTO".
+fn describe_port(p: &plan::Publish) -> String {
+    let ip = p.host_ip.map(|ip| format!("{ip}:")).unwrap_or_default();
+    let proto = if p.proto == crate::netlink::nft::IPPROTO_UDP {
+        "udp"
+    } else {
+        "tcp"
+    };
+    format!("{ip}{}:{}/{proto}", p.host_port, p.sandbox_port)
+}
+
 fn describe_privilege(p: Privilege) -> &'static str {
     match p {
         Privilege::Root => "root",
@@ -899,8 +947,9 @@ fn supervise(
     sfd: &SignalFd,
     control: &OwnedFd,
     report_read: OwnedFd,
-    stop_timeout: Duration,
+    mut stop_timeout: Duration,
     terminal: Option<&Terminal>,
+    mut runtime: Option<&mut crate::control::Control>,
 ) -> Result<i32> {
     fcntl(
         report_read.as_raw_fd(),
@@ -925,6 +974,14 @@ fn supervise(
         if let Some(n) = &sandbox.network {
             fds.push(PollFd::new(n.addr_events.as_fd(), PollFlags::POLLIN));
         }
+        let runtime_at = fds.len();
+        if let Some(r) = &runtime {
+            fds.extend(
+                r.fds()
+                    .into_iter()
+                    .map(|f| PollFd::new(f, PollFlags::POLLIN)),
+            );
+        }
 
         match poll(
             &mut fds,
@@ -940,7 +997,25 @@ fn supervise(
         }
         let events_ready =
             sandbox.network.is_some() && fds[events_at].revents().is_some_and(|r| !r.is_empty());
+        let runtime_ready: Vec<bool> = fds[runtime_at..]
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
+        if let Some(r) = runtime.as_deref_mut() {
+            for action in r.serve(&runtime_ready, control) {
+                match action {
+                    // `nsrun --stop`: as a SIGTERM from the terminal, with its timeout.
+                    crate::control::Action::Stop(timeout) => {
+                        let _ = kill(pid, Signal::SIGTERM);
+                        if stopping.is_none() {
+                            stopping = Some((Signal::SIGTERM, Instant::now()));
+                            stop_timeout = timeout;
+                        }
+                    }
+                }
+            }
+        }
         if events_ready {
             if let Some(n) = &mut sandbox.network {
                 close_new_host_addrs(n, control);
@@ -1011,6 +1086,12 @@ fn supervise(
         }
         if let Some(n) = &mut sandbox.network {
             n.make_inert();
+            if let Some(c) = n.capture.take() {
+                c.finish();
+            }
+        }
+        if let Some(r) = runtime {
+            r.finish(code);
         }
         return Ok(code);
     }

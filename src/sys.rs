@@ -3,7 +3,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -45,6 +45,53 @@ pub fn clone_into(flags: CloneFlags) -> io::Result<Option<Pid>> {
     };
     let ret = check(ret)?;
     Ok((ret != 0).then(|| Pid::from_raw(ret as i32)))
+}
+
+/// A packet socket that receives every packet of link `ifindex`, both directions,
+/// whole. Made with protocol 0 (it receives nothing) and bound to the link with
+/// ETH_P_ALL, so no packet of another link slips in between; a receive waits at most
+/// 100 ms (the capture looks whether to stop).
+pub fn packet_socket(ifindex: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket with integer arguments only.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    let fd = own_fd(check(fd.into())? as RawFd);
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: sockaddr_ll is plain data; every field nsrun does not set is zero.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = all;
+    addr.sll_ifindex = ifindex;
+    let buffer: libc::c_int = 8 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        if setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, opt, buffer).is_ok() {
+            break;
+        }
+    }
+    let timeout = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 100_000,
+    };
+    // SAFETY: the option's value is a timeval that lives through the call.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    check(ret.into())?;
+    // SAFETY: addr is a valid sockaddr_ll of the size given.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    check(ret.into())?;
+    Ok(fd)
 }
 
 /// Whether this process has one thread: /proc/self/task lists one entry per thread.

@@ -218,12 +218,34 @@ fn completion(shell: Shell) -> String {
                     &format!("                {opt})\n                    COMPREPLY=($(compgen -e -- \"${{cur}}\"))\n                    [[ ${{#COMPREPLY[@]}} -gt 0 ]] || COMPREPLY=(\"${{cur}}\")\n"),
                 );
             }
+            // The names of running sandboxes after the options that take one.
+            for opt in RUNTIME_TARGETS {
+                let from = format!(
+                    "                {opt})\n                    COMPREPLY=(\"${{cur}}\")\n"
+                );
+                assert!(text.contains(&from), "no {opt} case in the bash completion");
+                text = text.replace(
+                    &from,
+                    &format!("                {opt})\n                    COMPREPLY=($(compgen -W \"$(nsrun --list --names 2>/dev/null)\" -- \"${{cur}}\"))\n"),
+                );
+            }
             text.push_str(BASH_AFTER_DOUBLE_DASH);
         }
         Shell::Fish => {
             let from = "-d 'Set an environment variable for the command (repeatable)' -r -f\n";
             assert!(text.contains(from), "no -e in the fish completion");
             text = text.replace(from, &from.replace(" -r -f\n", " -r -f -a '(set -xn)'\n"));
+            for opt in RUNTIME_TARGETS {
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with(&format!("complete -c nsrun -l {} ", &opt[2..])))
+                    .expect("the option in the fish completion")
+                    .to_string();
+                text = text.replace(
+                    &line,
+                    &format!("{line} -a '(nsrun --list --names 2>/dev/null)'"),
+                );
+            }
             text.push_str(FISH_AFTER_DOUBLE_DASH);
         }
         // clap_complete leaves colons in value names unescaped; in zsh's _arguments a
@@ -233,6 +255,17 @@ fn completion(shell: Shell) -> String {
                 text = text.replace(
                     &format!(":{name}:"),
                     &format!(":{}:", name.replace(':', "\\:")),
+                );
+            }
+            for opt in RUNTIME_TARGETS {
+                let at = text
+                    .find(&format!("'{opt}=["))
+                    .expect("the option in the zsh completion");
+                let end = at + text[at..].find("' \\\n").unwrap();
+                assert!(text[at..end].ends_with(":NAME|PID:"), "{}", &text[at..end]);
+                text.insert_str(
+                    end,
+                    "{compadd -- ${(f)\"$(nsrun --list --names 2>/dev/null)\"}}",
                 );
             }
             // -e: the names of exported parameters.
@@ -259,6 +292,9 @@ fn completion(shell: Shell) -> String {
     }
     text
 }
+
+/// The options whose value is a running sandbox.
+const RUNTIME_TARGETS: [&str; 4] = ["--join", "--stop", "--disconnect", "--reconnect"];
 
 const BASH_AFTER_DOUBLE_DASH: &str = r#"
 # After `--`: complete the command, then its own arguments (bash-completion's

@@ -58,7 +58,8 @@ fn short_help_is_one_line_per_option_in_groups() {
             "Network",
             "Identity and environment",
             "Services",
-            "Advanced"
+            "Advanced",
+            "Running sandboxes"
         ],
         "{help}"
     );
@@ -68,6 +69,8 @@ fn short_help_is_one_line_per_option_in_groups() {
         "--publish",
         "--info-file",
         "--wait-teardown",
+        "--join",
+        "--pcap-size",
     ] {
         let lines: Vec<&str> = help.lines().filter(|l| l.contains(opt)).collect();
         assert_eq!(lines.len(), 1, "{opt}: {help}");

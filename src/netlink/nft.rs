@@ -395,6 +395,14 @@ impl Batch {
         self.msg.end(at);
     }
 
+    /// Empties a chain: a DELRULE without a handle.
+    pub fn flush_chain(&mut self, table: &str, chain: &str) {
+        let at = self.object(NFT_MSG_DELRULE, 0);
+        self.msg.attr_str(NFTA_RULE_TABLE, table);
+        self.msg.attr_str(NFTA_RULE_CHAIN, chain);
+        self.msg.end(at);
+    }
+
     /// Deletes the rule with `handle` (a DELRULE without a handle would empty the chain).
     pub fn del_rule(&mut self, table: &str, chain: &str, handle: u64) {
         let at = self.object(NFT_MSG_DELRULE, 0);
