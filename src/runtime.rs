@@ -123,6 +123,31 @@ fn ask(pid: u32, request: &Request, timeout: Option<Duration>) -> Result<(Reply,
     let name = control::socket_name(pid);
     let addr = UnixAddr::new_abstract(name.as_bytes()).context("control socket name")?;
     connect(sock.as_raw_fd(), &addr).with_context(|| format!("connect to @{name}"))?;
+    // Anyone can bind a name of this form first: trust only a listener that is the
+    // process the name says, run by root or by this user (root asks anyone's). An
+    // impostor answering --join could hand over namespaces of its own: a join trusts
+    // only a listener of its own uid.
+    let peer = nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials)
+        .with_context(|| format!("@{name}: who listens"))?;
+    let me = nix::unistd::getuid().as_raw();
+    if peer.pid() as u32 != pid || !(me == 0 || peer.uid() == 0 || peer.uid() == me) {
+        bail!(
+            "@{name} is not nsrun {pid}'s (pid {}, uid {})",
+            peer.pid(),
+            peer.uid()
+        );
+    }
+    // Another user's listener, asked by root: only nsrun's own binary (not a program
+    // that took the name to show up in --list).
+    if me == 0 && peer.uid() != 0 && !same_binary(pid) {
+        bail!("@{name} is not nsrun's");
+    }
+    if matches!(request, Request::Join) && peer.uid() != nix::unistd::geteuid().as_raw() {
+        bail!(
+            "--join: nsrun {pid} runs as uid {}, not as you: join it as that user",
+            peer.uid()
+        );
+    }
     if let Some(t) = timeout {
         let tv = nix::sys::time::TimeVal::new(t.as_secs() as i64, 0);
         let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimeout, &tv);
@@ -157,6 +182,18 @@ fn ask(pid: u32, request: &Request, timeout: Option<Duration>) -> Result<(Reply,
     let reply =
         Reply::decode(&buf[..n]).ok_or_else(|| anyhow!("nsrun {pid}: an unknown answer"))?;
     Ok((reply, fds))
+}
+
+/// Whether process `pid` runs this very binary.
+fn same_binary(pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata("/proc/self/exe"),
+        std::fs::metadata(format!("/proc/{pid}/exe")),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Every running sandbox this user may act on, in the order of nsrun's PIDs.

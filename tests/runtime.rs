@@ -195,3 +195,46 @@ fn pcap_captures_every_packet_of_the_sandbox() {
         "#,
     );
 }
+
+/// Anyone may bind a control socket's name first. A program of another user that
+/// poses as a sandbox is neither listed for root nor joined: a join would enter the
+/// namespaces it hands over, as root.
+#[test]
+fn an_impostor_control_socket_is_never_trusted() {
+    world(
+        r#"
+        cat >"$WORK/impostor.py" <<'PY'
+import os, socket, struct, sys
+name = "\0nsrun-ctl-%d" % os.getpid()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(name); s.listen()
+print("listening", flush=True)
+def field(b): return struct.pack("<I", len(b)) + b
+info = b"R" + struct.pack("<II", os.getpid(), os.getpid()) + field(b"evil") + b"\0\0\0\0\0" + field(b"nat") + b"\0" + struct.pack("<IQ", 0, 0) + b"\0"
+fds = [os.open("/proc/self/ns/" + n, os.O_RDONLY) for n in ("net", "mnt", "pid", "uts")]
+while True:
+    c, _ = s.accept()
+    req = c.recv(64)
+    if req == b"I":
+        c.send(info)
+    elif req == b"J":
+        socket.send_fds(c, [b"J" + struct.pack("<IIB", 0, 0, 0)], fds)
+    c.close()
+PY
+        chmod 644 "$WORK/impostor.py"
+        setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 "$WORK/impostor.py" >"$WORK/impostor.out" 2>&1 &
+        imp=$!
+        for _ in $(seq 100); do grep -q listening "$WORK/impostor.out" && break; sleep 0.05; done
+        expect_contains "$(cat "$WORK/impostor.out")" listening "the impostor runs"
+        expect_code 0 $NSRUN --list
+        expect_not_contains "$OUT" "evil" "root's list does not show it"
+        expect_code 125 $NSRUN --join evil -- true
+        expect_contains "$ERR" "no running sandbox of yours" "root does not join it"
+        expect_code 125 $NSRUN --join $imp -- true
+        # Its own user sees it (it is theirs), but nothing follows from that.
+        expect_code 0 setpriv --reuid=65534 --regid=65534 --clear-groups $NSRUN --list --names
+        expect_contains "$OUT" "evil" "its own user"
+        kill $imp; wait $imp || true
+        "#,
+    );
+}
