@@ -4,7 +4,7 @@
 //! the oldest data is kept, what does not fit is counted and reported at the end.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub fn record_header(at: std::time::Duration, len: u32) -> [u8; 16] {
 /// A capture that runs in a thread of its own until [`Capture::finish`].
 pub struct Capture {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<(u64, u64)>>,
+    thread: Option<std::thread::JoinHandle<(u64, u64, u64)>>,
     path: String,
 }
 
@@ -83,10 +83,16 @@ impl Capture {
     /// Stops once what the link carried so far is written; says what did not fit.
     pub fn finish(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some((written, lost)) = self.thread.take().and_then(|t| t.join().ok()) {
+        if let Some((written, lost, dropped)) = self.thread.take().and_then(|t| t.join().ok()) {
             if lost > 0 {
                 crate::say(&format!(
                     "nsrun: --pcap {}: {written} packets written; {lost} more did not fit in --pcap-size and were left out",
+                    self.path
+                ));
+            }
+            if dropped > 0 {
+                crate::say(&format!(
+                    "nsrun: --pcap {}: the kernel dropped {dropped} packets that came faster than they could be written",
                     self.path
                 ));
             }
@@ -100,25 +106,44 @@ impl Drop for Capture {
     }
 }
 
-/// The capture loop: (packets written, packets left out).
-fn capture(sock: OwnedFd, file: std::fs::File, limit: u64, stop: &AtomicBool) -> (u64, u64) {
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+/// How much the capture gathers before it writes: packets are received straight into
+/// this buffer, after room for their record header, so each byte is copied once on its
+/// way to the file.
+const CHUNK: usize = 8 << 20;
+
+/// The capture loop: (packets written, left out for the size, dropped by the kernel).
+fn capture(
+    sock: OwnedFd,
+    mut file: std::fs::File,
+    limit: u64,
+    stop: &AtomicBool,
+) -> (u64, u64, u64) {
     let mut size = 24u64;
     let (mut written, mut lost) = (0u64, 0u64);
-    let mut buf = vec![0u8; SNAPLEN as usize];
+    let header = RECORD_HEADER as usize;
+    let mut chunk = vec![0u8; CHUNK];
+    let mut used = 0usize;
+    let mut failed = false;
     loop {
+        if used + header + SNAPLEN as usize > chunk.len() {
+            failed |= file.write_all(&chunk[..used]).is_err();
+            used = 0;
+        }
+        let room = &mut chunk[used + header..used + header + SNAPLEN as usize];
         let n = match nix::sys::socket::recv(
             sock.as_raw_fd(),
-            &mut buf,
+            room,
             nix::sys::socket::MsgFlags::empty(),
         ) {
             Ok(n) => n,
             // The link was down when the socket was bound (it comes up after): the
             // kernel says so once, and delivers once it is up.
             Err(nix::errno::Errno::EINTR | nix::errno::Errno::ENETDOWN) => continue,
-            // The receive timeout: look whether to stop, once nothing is pending.
+            // The receive timeout: write what is gathered; stop once nothing is pending.
             Err(nix::errno::Errno::EAGAIN) => {
-                if stop.load(Ordering::Relaxed) {
+                failed |= file.write_all(&chunk[..used]).is_err();
+                used = 0;
+                if stop.load(Ordering::Relaxed) || failed {
                     break;
                 }
                 continue;
@@ -126,23 +151,21 @@ fn capture(sock: OwnedFd, file: std::fs::File, limit: u64, stop: &AtomicBool) ->
             Err(_) => break,
         };
         let record = RECORD_HEADER + n as u64;
-        if size + record > limit {
+        if size + record > limit || failed {
             lost += 1;
             continue;
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        if out.write_all(&record_header(now, n as u32)).is_err()
-            || out.write_all(&buf[..n]).is_err()
-        {
-            break;
-        }
+        chunk[used..used + header].copy_from_slice(&record_header(now, n as u32));
+        used += header + n;
         size += record;
         written += 1;
     }
-    let _ = out.flush();
-    (written, lost)
+    let _ = file.write_all(&chunk[..used]);
+    let dropped = crate::sys::packet_stats(sock.as_fd()).map_or(0, |(_, d)| d.into());
+    (written, lost, dropped)
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ pub fn packet_socket(ifindex: i32) -> io::Result<OwnedFd> {
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_protocol = all;
     addr.sll_ifindex = ifindex;
-    let buffer: libc::c_int = 8 << 20;
+    let buffer: libc::c_int = 64 << 20;
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
         if setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, opt, buffer).is_ok() {
             break;
@@ -92,6 +92,25 @@ pub fn packet_socket(ifindex: i32) -> io::Result<OwnedFd> {
     };
     check(ret.into())?;
     Ok(fd)
+}
+
+/// PACKET_STATISTICS of a packet socket: (packets seen, packets dropped for want of
+/// room) since the last call.
+pub fn packet_stats(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let mut stats = [0u32; 2];
+    let mut len = std::mem::size_of_val(&stats) as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes (struct tpacket_stats) to `stats`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            stats.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    check(ret.into())?;
+    Ok((stats[0], stats[1]))
 }
 
 /// Whether this process has one thread: /proc/self/task lists one entry per thread.
