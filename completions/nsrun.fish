@@ -1,3 +1,6 @@
+complete -c nsrun -l allow -d 'Let the sandbox reach only these destinations (repeatable)' -r -f
+complete -c nsrun -l allow-file -d 'Read --allow destinations from FILE, one per line (`#` comments)' -r -F
+complete -c nsrun -l deny -d 'Refuse these destinations, even if allowed (repeatable)' -r -f
 complete -c nsrun -l dns -d 'Nameserver for the sandbox, instead of the host\'s (up to 3 times)' -r -f
 complete -c nsrun -l pool -d 'IPv4 pool the sandbox\'s subnet is taken from' -r -f
 complete -c nsrun -l user -d 'Run the command as USER (and GROUP), by name or number' -r -f -a "(__fish_complete_users)"

@@ -87,6 +87,27 @@ pub struct Cli {
     #[arg(long, help_heading = NETWORK)]
     pub block_lan: bool,
 
+    /// Let the sandbox reach only these destinations (repeatable)
+    ///
+    /// `ADDR[/LEN][:PORT[-PORT]][/tcp|/udp]`, e.g. `--allow 203.0.113.0/24` or
+    /// `--allow 198.51.100.7:443/tcp`. Once one is given, everything else is refused
+    /// (its nameservers stay open); the host, metadata services, other sandboxes and,
+    /// with --block-lan, the LAN stay refused even if allowed. Enforced by the kernel in
+    /// the sandbox's own table, for every program and protocol.
+    #[arg(long, value_name = "DEST", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::Other)]
+    pub allow: Vec<String>,
+
+    /// Read --allow destinations from FILE, one per line (`#` comments)
+    #[arg(long, value_name = "FILE", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::FilePath)]
+    pub allow_file: Vec<std::path::PathBuf>,
+
+    /// Refuse these destinations, even if allowed (repeatable)
+    ///
+    /// The form of --allow, e.g. `--deny 198.51.100.0/24`; without --allow it narrows
+    /// what is open by default.
+    #[arg(long, value_name = "DEST", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::Other)]
+    pub deny: Vec<String>,
+
     /// Nameserver for the sandbox, instead of the host's (up to 3 times)
     ///
     /// An IPv4 address for the sandbox's /etc/resolv.conf, e.g. `--dns 192.0.2.53`. The

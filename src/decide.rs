@@ -47,6 +47,9 @@ pub struct NetSetup {
     pub publish: Vec<Publish>,
     pub allow_host: bool,
     pub block_lan: bool,
+    /// --allow (None: not given) and --deny.
+    pub allow: Option<Vec<crate::egress::Dest>>,
+    pub deny: Vec<crate::egress::Dest>,
     /// What the host's `local` table delivers to itself when the sandbox starts.
     pub host_nets: Vec<Ipv4Net>,
     /// The host's addresses when the sandbox starts (new ones are followed).
@@ -103,6 +106,8 @@ impl NetSetup {
                 .iter()
                 .map(|p| (p.proto, p.sandbox_port))
                 .collect(),
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
         }
     }
 
@@ -205,6 +210,8 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
         publish: np.publish.clone(),
         allow_host: np.allow_host,
         block_lan: np.block_lan,
+        allow: np.allow.clone(),
+        deny: np.deny.clone(),
         host_nets: net.local_nets.clone(),
         host_addrs: net.addrs.clone(),
         uplink: uplink.map(|l| l.name.clone()),

@@ -156,6 +156,10 @@ pub struct Policy {
     pub block_lan: bool,
     /// Published (protocol, sandbox port): anyone may connect in there.
     pub published: Vec<(u8, u16)>,
+    /// --allow: only these (and the nameservers); None: everything not refused.
+    pub allow: Option<Vec<crate::egress::Dest>>,
+    /// --deny: refused, even if allowed.
+    pub deny: Vec<crate::egress::Dest>,
 }
 
 fn rule(matches: Vec<Match>, verdict: Verdict) -> Rule {
@@ -210,6 +214,17 @@ pub fn output_rules(p: &Policy) -> Vec<Rule> {
         for range in crate::addr::PRIVATE_RANGES {
             out.push(rule(vec![to(range)], REFUSE));
         }
+    }
+    // --deny, then --allow and nothing else: after the default refusals, which hold
+    // whatever the lists say.
+    for d in &p.deny {
+        out.extend(d.matches().into_iter().map(|m| rule(m, REFUSE)));
+    }
+    if let Some(allow) = &p.allow {
+        for d in allow {
+            out.extend(d.matches().into_iter().map(|m| rule(m, Verdict::Accept)));
+        }
+        out.push(rule(vec![], REFUSE));
     }
     out
 }
@@ -751,6 +766,8 @@ mod tests {
             allow_host,
             block_lan,
             published: vec![],
+            allow: None,
+            deny: vec![],
         }
     }
 
@@ -910,6 +927,7 @@ mod tests {
             Match::CtStatusLacks(other) => panic!("status {other}"),
             Match::L4Proto(x) => *x == proto,
             Match::DPort(port) => *port == p.dport,
+            Match::DPortRange(low, high) => (*low..=*high).contains(&p.dport),
             Match::CtOriginal => !p.reply_direction,
             Match::DAddrBroadcast => false,
             Match::DAddrLocal => p.daddr_local,
@@ -989,6 +1007,80 @@ mod tests {
         assert_eq!(verdict(&plugged, "output", &reply), Some(Verdict::Accept));
         let (msg, _) = disconnect(true).finish();
         assert!(msg.count() >= 4, "batch begin, flush, drop, end");
+    }
+
+    #[test]
+    fn an_allow_list_opens_only_its_destinations_and_deny_wins() {
+        let dest = |s: &str| crate::egress::parse_dest(s, "--allow").unwrap();
+        let mut p = policy(false, true);
+        p.allow = Some(vec![dest("203.0.113.0/24"), dest("198.51.100.7:443/tcp")]);
+        p.deny = vec![dest("203.0.113.66")];
+        let out = output_rules(&p);
+        let host = host_rules(&["198.51.100.2".parse().unwrap()]);
+        let refuse = refuse_rules();
+        let chains = [
+            ("output", &out),
+            ("host", &host),
+            ("refuse", &refuse),
+            (CABLE, &vec![]),
+        ];
+        let to = |daddr: &str, proto: u8, dport: u16| Packet {
+            saddr: p.sandbox_addr,
+            daddr: daddr.parse().unwrap(),
+            proto,
+            dport,
+            ..Packet::default()
+        };
+        let tcp = IPPROTO_TCP;
+        let reset = Some(Verdict::Reject(Reject::TcpReset));
+        assert_eq!(
+            verdict(&chains, "output", &to("203.0.113.9", tcp, 80)),
+            Some(Verdict::Accept)
+        );
+        assert_eq!(
+            verdict(&chains, "output", &to("198.51.100.7", tcp, 443)),
+            Some(Verdict::Accept)
+        );
+        assert_eq!(
+            verdict(&chains, "output", &to("198.51.100.7", tcp, 80)),
+            reset
+        );
+        assert_eq!(
+            verdict(&chains, "output", &to("198.51.100.7", IPPROTO_UDP, 443)),
+            Some(Verdict::Reject(Reject::AdminProhibited))
+        );
+        assert_eq!(verdict(&chains, "output", &to("192.0.2.1", tcp, 80)), reset);
+        // --deny wins over --allow; the nameserver stays open; the default refusals hold.
+        assert_eq!(
+            verdict(&chains, "output", &to("203.0.113.66", tcp, 80)),
+            reset
+        );
+        assert_eq!(
+            verdict(&chains, "output", &to("198.51.100.53", IPPROTO_UDP, 53)),
+            Some(Verdict::Accept)
+        );
+        assert_eq!(
+            verdict(&chains, "output", &to("169.254.169.254", tcp, 80)),
+            reset
+        );
+        assert_eq!(
+            verdict(&chains, "output", &to("198.51.100.2", tcp, 22)),
+            reset
+        );
+        // --deny alone narrows the default: the rest stays open.
+        p.allow = None;
+        let out = output_rules(&p);
+        let chains = [
+            ("output", &out),
+            ("host", &host),
+            ("refuse", &refuse),
+            (CABLE, &vec![]),
+        ];
+        assert_eq!(
+            verdict(&chains, "output", &to("203.0.113.66", tcp, 80)),
+            reset
+        );
+        assert_eq!(verdict(&chains, "output", &to("192.0.2.1", tcp, 80)), None);
     }
 
     #[test]

@@ -78,14 +78,16 @@ pub fn users(bytes: &[u8]) {
     let _ = crate::users::resolve_spec(spec, &passwd, &groups);
 }
 
-/// The values of nsrun's options: `--pool`, `--ip`, `--dns`, `-p`, `--name`, `--hostname`,
-/// `-e`.
+/// The values of nsrun's options: `--pool`, `--ip`, `--dns`, `-p`, `--allow`/`--deny`
+/// and `--allow-file`, `--name`, `--hostname`, `-e`.
 pub fn options(bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let _ = crate::plan::parse_pool(&text);
     let _ = crate::plan::parse_ip(&text);
     let _ = crate::plan::parse_dns(&text);
     let _ = crate::plan::parse_publish(&text);
+    let _ = crate::egress::parse_dest(&text, "--allow");
+    let _ = crate::egress::parse_file(&text, "policy.txt");
     let _ = crate::plan::validate_netns_name(&text);
     let _ = crate::plan::validate_hostname(&text);
     let _ = crate::plan::env_plan(&[text.to_string()], &[], false, |_| None);

@@ -9,6 +9,7 @@ mod cli;
 mod control;
 mod decide;
 mod dns;
+mod egress;
 mod failpoint;
 mod firewall;
 #[doc(hidden)]

@@ -117,6 +117,11 @@ pub struct NetPlan {
     pub ip: Option<Ipv4Addr>,
     pub allow_host: bool,
     pub block_lan: bool,
+    /// --allow and --allow-file: None when neither is given (everything not refused
+    /// by default is open).
+    pub allow: Option<Vec<crate::egress::Dest>>,
+    /// --deny.
+    pub deny: Vec<crate::egress::Dest>,
 }
 
 /// What a user of a file-capability install may take: addresses of nsrun's own pool
@@ -186,12 +191,15 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
                 publish.len()
             );
         }
+        let (allow, deny) = egress_plan(&cli.allow, &cli.allow_file, &cli.deny)?;
         Some(NetPlan {
             publish,
             pool: parse_pool(&cli.pool)?,
             ip: cli.ip.as_deref().map(parse_ip).transpose()?,
             allow_host: cli.allow_host,
             block_lan: cli.block_lan,
+            allow,
+            deny,
         })
     };
     let dns = cli
@@ -245,6 +253,36 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
             })
             .transpose()?,
     })
+}
+
+/// --allow, --allow-file and --deny, checked.
+type Egress = (Option<Vec<crate::egress::Dest>>, Vec<crate::egress::Dest>);
+
+fn egress_plan(allow: &[String], files: &[std::path::PathBuf], deny: &[String]) -> Result<Egress> {
+    use crate::egress::{MAX_DESTS, parse_dest, parse_file};
+    let mut allowed = Vec::new();
+    for spec in allow {
+        allowed.push(parse_dest(spec, "--allow")?);
+    }
+    for file in files {
+        let shown = file.display().to_string();
+        let text = crate::host::read_config(&file.to_string_lossy())
+            .map_err(|e| anyhow!("--allow-file {shown}: {e}; give a readable file, one destination per line"))?
+            .ok_or_else(|| anyhow!("--allow-file {shown}: no such file; give a readable file, one destination per line"))?;
+        allowed.extend(parse_file(&text, &shown)?);
+    }
+    let denied = deny
+        .iter()
+        .map(|spec| parse_dest(spec, "--deny"))
+        .collect::<Result<Vec<_>>>()?;
+    if allowed.len() + denied.len() > MAX_DESTS {
+        bail!(
+            "--allow/--deny: {} destinations is more than {MAX_DESTS}; give prefixes that cover several, e.g. '--allow 203.0.113.0/24'",
+            allowed.len() + denied.len()
+        );
+    }
+    let given = !allow.is_empty() || !files.is_empty();
+    Ok((given.then_some(allowed), denied))
 }
 
 /// A variable name as a shell accepts it.
@@ -742,6 +780,8 @@ mod tests {
             ip: ip.map(|i| i.parse().unwrap()),
             allow_host: false,
             block_lan: false,
+            allow: None,
+            deny: vec![],
         };
         let user = Privilege::FileCaps;
         assert!(check_user_addresses(user, &net(None, "10.200.0.0/16")).is_ok());

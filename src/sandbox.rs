@@ -896,7 +896,20 @@ fn describe_policy(setup: &decide::Setup) -> String {
         "host closed"
     };
     let lan = if np.block_lan { ", LAN closed" } else { "" };
-    format!("NAT through the uplink, {host}, link-local and other sandboxes closed{lan}")
+    let allow = match &np.allow {
+        Some(list) => format!(
+            ", only {} allowed destination(s) and the nameservers open",
+            list.len()
+        ),
+        None => String::new(),
+    };
+    let deny = match np.deny.len() {
+        0 => String::new(),
+        n => format!(", {n} denied destination(s) closed"),
+    };
+    format!(
+        "NAT through the uplink, {host}, link-local and other sandboxes closed{lan}{allow}{deny}"
+    )
 }
 
 /// A published port as `-p` takes it: "[HOST_IP:]HOST_PORT:SANDBOX_PORT/PROTO".

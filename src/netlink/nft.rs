@@ -62,6 +62,8 @@ const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_CMP_EQ: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
+const NFT_CMP_LTE: u32 = 3;
+const NFT_CMP_GTE: u32 = 5;
 const NFT_META_IIF: u32 = 4;
 const NFT_META_OIF: u32 = 5;
 const NFT_META_IIFNAME: u32 = 6;
@@ -137,6 +139,9 @@ pub enum Match {
     L4Proto(u8),
     /// `th dport PORT` (after an L4Proto match)
     DPort(u16),
+    /// `th dport LOW-HIGH` (after an L4Proto match): two compares on the big-endian
+    /// port, which order as the numbers do
+    DPortRange(u16, u16),
     /// `ct direction original`: a packet of the side that opened the connection
     CtOriginal,
     /// `fib daddr type broadcast`: a broadcast address of one of this namespace's
@@ -758,6 +763,11 @@ fn encode_match(m: &mut Msg, what: &Match) {
             payload(m, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
             cmp(m, NFT_CMP_EQ, &port.to_be_bytes());
         }
+        Match::DPortRange(low, high) => {
+            payload(m, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+            cmp(m, NFT_CMP_GTE, &low.to_be_bytes());
+            cmp(m, NFT_CMP_LTE, &high.to_be_bytes());
+        }
         Match::DAddrLocal | Match::DAddrBroadcast => {
             let e = expr(m, "fib");
             m.attr(1, &be32(NFT_REG_1)); // DREG
@@ -1125,6 +1135,20 @@ mod tests {
         });
         assert!(got.windows(8).any(|w| w == [5, 0, 1, 0, 17, 0, 0, 0]));
         assert!(got.windows(6).any(|w| w == [6, 0, 1, 0, 0, 53]));
+        // th dport 8000-8080: cmp gte 8000, cmp lte 8080 (big-endian).
+        let got = rule_bytes(Rule {
+            matches: vec![Match::L4Proto(IPPROTO_TCP), Match::DPortRange(8000, 8080)],
+            verdict: Verdict::Accept,
+        });
+        let op = |code: u8, port: u16| {
+            let [hi, lo] = port.to_be_bytes();
+            let at = got
+                .windows(8)
+                .position(|w| w == [8, 0, 2, 0, 0, 0, 0, code])
+                .is_some();
+            at && got.windows(6).any(|w| w == [6, 0, 1, 0, hi, lo])
+        };
+        assert!(op(5, 8000) && op(3, 8080));
         // oifname != "nsr*": prefix compare without NUL, op NEQ.
         let got = rule_bytes(Rule {
             matches: vec![Match::OifNamePrefixNot("nsr".into())],

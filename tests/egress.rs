@@ -1,0 +1,51 @@
+//! --allow and --deny: only the destinations a command needs, enforced by the kernel in
+//! the sandbox's own table, for every program and protocol.
+
+mod common;
+use common::world;
+
+#[test]
+fn an_allow_list_opens_only_its_destinations_and_refuses_the_rest_at_once() {
+    world(
+        r#"
+        start_upstream_http
+        start_dns up 198.51.100.1
+        udp_log up 9999 "$WORK/udp"
+        snapshot
+        probe='curl -s --max-time 2 -o /dev/null http://198.51.100.1/; echo "a $?"
+          curl -s --max-time 2 -o /dev/null http://203.0.113.1/; echo "b $?"
+          getent ahostsv4 upstream.test >/dev/null; echo "dns $?"
+          python3 -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.sendto(b\"x\", (\"203.0.113.1\", 9999)); s.sendto(b\"x\", (\"203.0.113.1\", 9999)); print(\"udp sent\")
+except OSError as e:
+    print(\"udp refused\")"'
+        expect_code 0 $NSRUN --allow 198.51.100.1:80 --user nobody -- sh -c "$probe"
+        expect_eq "$(echo $OUT)" "a 0 b 7 dns 0 udp refused" "only 198.51.100.1:80, and the resolver"
+        # The same from a file, with comments; a prefix and a port range.
+        printf '# the web\n198.51.100.0/24:79-81/tcp  # http\n\n203.0.113.0/24\n' >"$WORK/policy.txt"
+        expect_code 0 $NSRUN --allow-file "$WORK/policy.txt" --user nobody -- sh -c "$probe"
+        expect_eq "$(echo $OUT)" "a 0 b 0 dns 0 udp sent" "--allow-file"
+        # --deny wins over --allow, and alone narrows the default.
+        expect_code 0 $NSRUN --allow-file "$WORK/policy.txt" --deny 203.0.113.1 --user nobody -- sh -c "$probe"
+        expect_eq "$(echo $OUT)" "a 0 b 7 dns 0 udp refused" "--deny over --allow"
+        expect_code 0 $NSRUN --deny 198.51.100.1:80 --user nobody -- sh -c "$probe"
+        expect_eq "$(echo $OUT)" "a 7 b 0 dns 0 udp sent" "--deny alone"
+        # The default refusals hold whatever the list says.
+        expect_code 0 $NSRUN --allow 0.0.0.0/0 --user nobody -- sh -c 'curl -s --max-time 2 -o /dev/null http://198.51.100.2/; echo "host $?"'
+        expect_eq "$OUT" "host 7" "the host stays closed"
+        # Mistakes are named, with an example, and nothing starts.
+        expect_code 125 $NSRUN --allow registry.example.org:443 -- true
+        expect_contains "$ERR" "host names are not taken yet" "a name"
+        expect_code 125 $NSRUN --deny 203.0.113.1:0 -- true
+        expect_contains "$ERR" "e.g. '--deny 203.0.113.0/24'" "a bad port"
+        expect_code 125 $NSRUN --allow-file "$WORK/none.txt" -- true
+        expect_contains "$ERR" "--allow-file $WORK/none.txt: no such file" "a missing file"
+        expect_code 125 $NSRUN --no-net --allow 203.0.113.1 -- true
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
