@@ -328,7 +328,15 @@ fn run_op(cfg: &ChildConfig, op: &InitOp, done: &mut Progress) -> Result<(), Ste
         InitOp::DnsRelay(listen) => {
             let sockets = crate::relay::listeners(*listen)
                 .map_err(|e| StepError(format!("{e:#}"), libc::EADDRNOTAVAIL))?;
-            let fds = [sockets.0.as_raw_fd(), sockets.1.as_raw_fd()];
+            // And a socket of the sandbox's nf_tables, for the addresses nsrun's resolver
+            // allows (--allow NAME): it stays bound to this namespace.
+            let nft = Socket::open(SockProtocol::NetlinkNetFilter)
+                .step(|| "open nf_tables for the resolver".into())?;
+            let fds = [
+                sockets.0.as_raw_fd(),
+                sockets.1.as_raw_fd(),
+                nft.as_fd().as_raw_fd(),
+            ];
             let cmsg = [ControlMessage::ScmRights(&fds)];
             let iov = [std::io::IoSlice::new(b"L")];
             sendmsg::<()>(

@@ -89,11 +89,13 @@ pub struct Cli {
 
     /// Let the sandbox reach only these destinations (repeatable)
     ///
-    /// `ADDR[/LEN][:PORT[-PORT]][/tcp|/udp]`, e.g. `--allow 203.0.113.0/24` or
-    /// `--allow 198.51.100.7:443/tcp`. Once one is given, everything else is refused
-    /// (its nameservers stay open); the host, metadata services, other sandboxes and,
-    /// with --block-lan, the LAN stay refused even if allowed. Enforced by the kernel in
-    /// the sandbox's own table, for every program and protocol.
+    /// `ADDR[/LEN]`, `NAME` or `*.DOMAIN`, then `[:PORT[-PORT]][/tcp|/udp]`, e.g.
+    /// `--allow 203.0.113.0/24`, `--allow registry.example.org:443` or `--allow
+    /// '*.example.org'`. Once one is given, everything else is refused; the host,
+    /// metadata services, other sandboxes and, with --block-lan, the LAN stay refused even
+    /// if allowed. Names resolve through nsrun's resolver only, which refuses the others
+    /// and lets the sandbox reach the addresses it answered. Enforced by the kernel in the
+    /// sandbox's own table, for every program and protocol.
     #[arg(long, value_name = "DEST", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::Other)]
     pub allow: Vec<String>,
 

@@ -121,6 +121,15 @@ impl NetSetup {
             .collect()
     }
 
+    /// The allowed names and the sets their addresses go into (empty: no filtering).
+    pub fn name_sets(&self) -> Vec<(crate::egress::Target, String)> {
+        let allow = self.allow.as_deref().unwrap_or_default();
+        crate::egress::name_sets(allow)
+            .into_iter()
+            .map(|(i, set)| (allow[i].target.clone(), set))
+            .collect()
+    }
+
     /// Where the relay asks, when there is one.
     pub fn relay_upstream(&self) -> Option<SocketAddr> {
         match &self.dns {
@@ -202,6 +211,22 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
         &facts.nameserver_links,
         uplink.map(|l| l.index as u32),
     );
+    // Names in --allow: every query goes through nsrun's resolver, which answers only
+    // allowed names and fills their sets; no other nameserver is open.
+    let names = np
+        .allow
+        .as_deref()
+        .is_some_and(|a| !crate::egress::name_sets(a).is_empty());
+    let dns = match dns {
+        Decision::Direct(servers) if names => match servers.first() {
+            Some(first) => Decision::Relay {
+                upstream: SocketAddr::new((*first).into(), 53),
+                listen: dns::RELAY_ADDR,
+            },
+            None => Decision::Direct(servers),
+        },
+        other => other,
+    };
     Ok(NetSetup {
         mtu,
         dns,

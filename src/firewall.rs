@@ -200,7 +200,10 @@ pub fn output_rules(p: &Policy) -> Vec<Rule> {
     for server in &p.nameservers {
         out.extend(dns_accepts(*server));
     }
-    out.extend(dns_accepts(AZURE_DNS));
+    // Azure's resolver answers wherever the host is on Azure; an allow-list has its own.
+    if p.allow.is_none() {
+        out.extend(dns_accepts(AZURE_DNS));
+    }
     if !p.allow_host {
         out.push(rule(vec![], Verdict::Jump("host")));
     }
@@ -218,11 +221,16 @@ pub fn output_rules(p: &Policy) -> Vec<Rule> {
     // --deny, then --allow and nothing else: after the default refusals, which hold
     // whatever the lists say.
     for d in &p.deny {
-        out.extend(d.matches().into_iter().map(|m| rule(m, REFUSE)));
+        out.extend(d.matches(None).into_iter().map(|m| rule(m, REFUSE)));
     }
     if let Some(allow) = &p.allow {
-        for d in allow {
-            out.extend(d.matches().into_iter().map(|m| rule(m, Verdict::Accept)));
+        for (i, d) in allow.iter().enumerate() {
+            let set = crate::egress::set_name(i);
+            out.extend(
+                d.matches(Some(&set))
+                    .into_iter()
+                    .map(|m| rule(m, Verdict::Accept)),
+            );
         }
         out.push(rule(vec![], REFUSE));
     }
@@ -328,6 +336,11 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     b.add_regular_chain(TABLE, "refuse");
     for r in refuse_rules() {
         b.add_rule(TABLE, "refuse", &r);
+    }
+    // The addresses nsrun's resolver answers for each allowed name, before the rules
+    // that look them up.
+    for (_, set) in crate::egress::name_sets(p.allow.as_deref().unwrap_or_default()) {
+        b.add_address_set(TABLE, &set, crate::egress::SET_SIZE);
     }
     b.add_regular_chain(TABLE, CABLE);
     b.add_regular_chain(TABLE, "host");
@@ -920,6 +933,8 @@ mod tests {
             Match::SAddrNot(a) => *a != p.saddr,
             Match::DAddr(n) => n.contains(p.daddr),
             Match::DAddrNot(n) => !n.contains(p.daddr),
+            // The sets start empty: only nsrun's resolver fills them.
+            Match::DAddrInSet(_) => false,
             Match::CtState(mask) => {
                 (mask & CT_NEW != 0 && p.ct_new) || (mask & CT_ESTABLISHED != 0 && p.ct_established)
             }

@@ -275,6 +275,15 @@ fn egress_plan(allow: &[String], files: &[std::path::PathBuf], deny: &[String]) 
         .iter()
         .map(|spec| parse_dest(spec, "--deny"))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(d) = denied
+        .iter()
+        .find(|d| !matches!(d.target, crate::egress::Target::Net(_)))
+    {
+        bail!(
+            "--deny {:?}: --deny takes addresses and prefixes; a name that is not allowed is refused already once --allow is given, e.g. '--deny 198.51.100.0/24'",
+            d.target
+        );
+    }
     if allowed.len() + denied.len() > MAX_DESTS {
         bail!(
             "--allow/--deny: {} destinations is more than {MAX_DESTS}; give prefixes that cover several, e.g. '--allow 203.0.113.0/24'",

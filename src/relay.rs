@@ -5,7 +5,12 @@
 //! nsrun listens on 127.0.0.53:53 *inside the sandbox* (UDP and TCP; on 127.0.0.1 when
 //! the host has no resolv.conf, as the resolver library then asks there), and forwards each
 //! query from the host's namespace to the host's resolver. It relays bytes: nothing read
-//! is parsed or trusted. Memory is bounded: at most [`MAX_QUERIES`] UDP queries and
+//! is trusted. With `--allow NAME` it is also the sandbox's only resolver and reads each
+//! UDP query: a name not allowed is answered NXDOMAIN at once and never asked
+//! upstream; for one that is allowed, the A records of the upstream's answer for it
+//! (CNAMEs followed) go into that name's set in the sandbox's table before the answer
+//! goes back, for their TTL but at least [`MIN_ALLOWED`]. DNS over TCP is closed then.
+//! Memory is bounded: at most [`MAX_QUERIES`] UDP queries and
 //! [`MAX_CONNS`] TCP connections in flight (one still connecting to the upstream counts),
 //! each with a deadline and at most one buffer of bytes per direction. Nothing blocks:
 //! upstream connections are made without waiting, so a resolver that drops TCP delays
@@ -35,6 +40,8 @@ struct Query {
     upstream: UdpSocket,
     client: SocketAddr,
     started: Instant,
+    /// With a filter: the question asked and the sets of its name.
+    allowed: Option<(crate::egress::Question, Vec<String>)>,
 }
 
 struct Conn {
@@ -201,6 +208,56 @@ pub struct Relay {
     upstream: SocketAddr,
     queries: Vec<Query>,
     conns: Vec<Conn>,
+    filter: Option<Filter>,
+}
+
+/// `--allow NAME`: the names the relay answers, and where their addresses go.
+pub struct Filter {
+    /// Each allowed name (or `*.DOMAIN`) and its set in the sandbox's table.
+    pub names: Vec<(crate::egress::Target, String)>,
+    /// A socket of the sandbox's nf_tables (made by its init, in its namespace).
+    pub nft: crate::netlink::Socket,
+}
+
+/// The least time an answered address stays allowed, whatever its TTL: a program may
+/// connect some time after it resolved (TTLs of 0 and 1 s are common behind CDNs).
+/// Connections made meanwhile outlive it (conntrack), so only new ones need it.
+pub const MIN_ALLOWED: Duration = Duration::from_secs(60);
+/// The most time an answered address stays allowed without a new answer.
+const MAX_ALLOWED: Duration = Duration::from_secs(86_400);
+
+impl Filter {
+    /// The sets of the names that cover `name`; empty: refused.
+    fn sets_for(&self, name: &str) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|(target, _)| target.covers(name))
+            .map(|(_, set)| set.clone())
+            .collect()
+    }
+
+    /// Puts the answer's addresses for `q` into `sets`, before the answer goes back (so
+    /// the program's connect that follows finds them).
+    fn allow(&mut self, answer: &[u8], q: &crate::egress::Question, sets: &[String]) {
+        let addrs: Vec<(Ipv4Addr, u64)> = crate::egress::answer_addresses(answer, q)
+            .into_iter()
+            .map(|(a, ttl)| {
+                let keep = Duration::from_secs(ttl.into()).clamp(MIN_ALLOWED, MAX_ALLOWED);
+                (a, keep.as_millis() as u64)
+            })
+            .collect();
+        if addrs.is_empty() {
+            return;
+        }
+        let mut batch = crate::netlink::nft::Batch::new(crate::netlink::nft::NFPROTO_INET);
+        for set in sets {
+            batch.add_addresses(crate::firewall::TABLE, set, &addrs);
+        }
+        let (msg, acked) = batch.finish();
+        let _ = self
+            .nft
+            .transact(msg, &acked, "allow a resolved name's addresses");
+    }
 }
 
 fn listener(ty: SockType, addr: Ipv4Addr) -> Result<OwnedFd> {
@@ -238,13 +295,14 @@ pub fn listeners(listen: Ipv4Addr) -> Result<(OwnedFd, OwnedFd)> {
 impl Relay {
     /// The relay over the listeners the init made; queries go to `upstream` from the
     /// host's namespace, where nsrun is.
-    pub fn new(udp: OwnedFd, tcp: OwnedFd, upstream: SocketAddr) -> Relay {
+    pub fn new(udp: OwnedFd, tcp: OwnedFd, upstream: SocketAddr, filter: Option<Filter>) -> Relay {
         Relay {
             udp: UdpSocket::from(udp),
             tcp: TcpListener::from(tcp),
             upstream,
             queries: Vec::new(),
             conns: Vec::new(),
+            filter,
         }
     }
 
@@ -292,6 +350,9 @@ impl Relay {
         for (i, q) in self.queries.iter().enumerate() {
             if is(2 + i) {
                 if let Ok(n) = q.upstream.recv(&mut buf) {
+                    if let (Some(filter), Some((question, sets))) = (&mut self.filter, &q.allowed) {
+                        filter.allow(&buf[..n], question, sets);
+                    }
                     let _ = self.udp.send_to(&buf[..n], q.client);
                 }
                 done[i] = true;
@@ -324,6 +385,22 @@ impl Relay {
                 if self.queries.len() >= MAX_QUERIES {
                     continue; // dropped: the client retries
                 }
+                // --allow NAME: a name not allowed is refused at once (NXDOMAIN), and
+                // never asked upstream; one that is allowed is remembered with its sets.
+                let mut allowed = None;
+                if let Some(filter) = &self.filter {
+                    let Some(question) = crate::egress::parse_question(&buf[..n]) else {
+                        continue; // not a query: dropped
+                    };
+                    let sets = filter.sets_for(&question.name);
+                    if sets.is_empty() {
+                        let _ = self
+                            .udp
+                            .send_to(&crate::egress::refusal(&buf[..n], &question), client);
+                        continue;
+                    }
+                    allowed = Some((question, sets));
+                }
                 let bind_addr: SocketAddr = if self.upstream.is_ipv4() {
                     "0.0.0.0:0"
                 } else {
@@ -340,13 +417,16 @@ impl Relay {
                         upstream,
                         client,
                         started: Instant::now(),
+                        allowed,
                     });
                 }
             }
         }
         if is(1) {
             while let Ok((client, _)) = self.tcp.accept() {
-                if self.conns.len() >= MAX_CONNS {
+                // Under --allow NAME, queries are read one datagram at a time: DNS over
+                // TCP is closed at once.
+                if self.conns.len() >= MAX_CONNS || self.filter.is_some() {
                     continue; // closed at once
                 }
                 let Some(server) = connect_nonblocking(self.upstream) else {

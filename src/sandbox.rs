@@ -390,9 +390,11 @@ pub fn run(plan: Plan) -> Result<i32> {
     // 5. The host side of the network, then "go": the init's operations, the sandbox's
     // filters among them.
     let mut relay_upstream = None;
+    let mut name_sets = Vec::new();
     let ops = match (prep, &setup.net) {
         (Some(prep), Some(net)) => {
             relay_upstream = net.relay_upstream();
+            name_sets = net.name_sets();
             // Files nsrun writes for the user (--pcap) belong to whoever ran it.
             let owner = sudo
                 .as_ref()
@@ -425,7 +427,7 @@ pub fn run(plan: Plan) -> Result<i32> {
     // delay only DNS, never the forwarding of signals in the loop below. It ends with
     // nsrun.
     if let Some(upstream) = relay_upstream {
-        if let Some(relay) = receive_relay(&control, upstream)? {
+        if let Some(relay) = receive_relay(&control, upstream, name_sets)? {
             std::thread::Builder::new()
                 .name("dns-relay".into())
                 .spawn(move || relay.run())
@@ -599,16 +601,27 @@ fn teardown_and_wait(mut sandbox: Sandbox) {
 }
 
 /// Receives the DNS relay's listeners, made inside the sandbox by the init.
-fn receive_relay(control: &OwnedFd, upstream: std::net::SocketAddr) -> Result<Option<Relay>> {
+/// With `names` (--allow NAME), it answers only those names, and puts the addresses it
+/// answers into their sets, through the sandbox's nf_tables socket the init passed.
+fn receive_relay(
+    control: &OwnedFd,
+    upstream: std::net::SocketAddr,
+    names: Vec<(crate::egress::Target, String)>,
+) -> Result<Option<Relay>> {
     let (_, _, mut fds) = crate::control::recv_with_fds::<1>(control, MsgFlags::empty())
         .context("receive the DNS relay's sockets")?;
-    if fds.len() != 2 {
+    if fds.len() != 3 {
         // The init failed before it could make them; its report says why.
         return Ok(None);
     }
-    let tcp = fds.pop().expect("two fds");
-    let udp = fds.pop().expect("two fds");
-    Ok(Some(Relay::new(udp, tcp, upstream)))
+    let nft = fds.pop().expect("three fds");
+    let tcp = fds.pop().expect("three fds");
+    let udp = fds.pop().expect("three fds");
+    let filter = (!names.is_empty()).then(|| crate::relay::Filter {
+        names,
+        nft: Socket::from_owned(nft),
+    });
+    Ok(Some(Relay::new(udp, tcp, upstream, filter)))
 }
 
 /// The host's address changes (subscribed before the host is read, so no address

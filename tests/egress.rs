@@ -37,13 +37,50 @@ except OSError as e:
         expect_code 0 $NSRUN --allow 0.0.0.0/0 --user nobody -- sh -c 'curl -s --max-time 2 -o /dev/null http://198.51.100.2/; echo "host $?"'
         expect_eq "$OUT" "host 7" "the host stays closed"
         # Mistakes are named, with an example, and nothing starts.
-        expect_code 125 $NSRUN --allow registry.example.org:443 -- true
-        expect_contains "$ERR" "host names are not taken yet" "a name"
+        expect_code 125 $NSRUN --deny registry.example.org -- true
+        expect_contains "$ERR" "--deny takes addresses and prefixes" "a name to --deny"
+        expect_code 125 $NSRUN --allow 'bad..name' -- true
+        expect_contains "$ERR" "not a host name" "a bad name"
         expect_code 125 $NSRUN --deny 203.0.113.1:0 -- true
         expect_contains "$ERR" "e.g. '--deny 203.0.113.0/24'" "a bad port"
         expect_code 125 $NSRUN --allow-file "$WORK/none.txt" -- true
         expect_contains "$ERR" "--allow-file $WORK/none.txt: no such file" "a missing file"
         expect_code 125 $NSRUN --no-net --allow 203.0.113.1 -- true
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
+
+/// --allow NAME: nsrun's resolver answers only allowed names (NXDOMAIN at once for the
+/// rest), and the addresses it answered, and only those, become reachable, for any
+/// program; no other nameserver is reachable.
+#[test]
+fn allowed_names_resolve_and_only_their_addresses_open() {
+    world(
+        r#"
+        start_upstream_http
+        start_dns up 198.51.100.1
+        snapshot
+        probe='curl -s --max-time 2 -o /dev/null http://upstream.test/; echo "name $?"
+          getent ahostsv4 www.corp.test >/dev/null; echo "other-name $?"
+          curl -s --max-time 2 -o /dev/null http://203.0.113.7/; echo "literal $?"
+          python3 -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+q = bytes.fromhex(\"abcd01000001000000000000\") + b\"\\x03www\\x04corp\\x04test\\x00\\x00\\x01\\x00\\x01\"
+try:
+    s.sendto(q, (\"198.51.100.1\", 53)); s.recv(512); print(\"other-dns answered\")
+except OSError:
+    print(\"other-dns refused\")"'
+        expect_code 0 $NSRUN --allow upstream.test:80 --user nobody -- sh -c "$probe"
+        expect_eq "$(echo $OUT)" "name 0 other-name 2 literal 7 other-dns refused" "one name"
+        # A domain: every name under it, and nothing else.
+        expect_code 0 $NSRUN --allow '*.corp.test' --user nobody -- sh -c 'curl -s --max-time 2 -o /dev/null http://www.corp.test/; echo "under $?"; curl -s --max-time 2 -o /dev/null http://upstream.test/; echo "outside $?"'
+        expect_eq "$(echo $OUT)" "under 0 outside 6" "*.corp.test"
+        # The address of an allowed name is reachable only as the rule says (port 80).
+        expect_code 0 $NSRUN --allow upstream.test:80 --user nobody -- sh -c 'getent ahostsv4 upstream.test >/dev/null; curl -s --max-time 2 -o /dev/null http://198.51.100.1:8080/; echo "other-port $?"'
+        expect_eq "$OUT" "other-port 7" "another port of its address"
         wait_holder_gone
         expect_clean
         "#,

@@ -17,6 +17,27 @@ const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+/// nf_tables' set attributes (uapi nf_tables.h, enum nft_set_attributes).
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_TYPE: u16 = 4;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_DESC: u16 = 9;
+/// A set's id within its batch: the kernel requires one (nf_tables_newset).
+const NFTA_SET_ID: u16 = 10;
+const NFTA_SET_DESC_SIZE: u16 = 1;
+/// The set's elements expire (each with its own timeout).
+const NFT_SET_TIMEOUT: u32 = 0x10;
+/// nft's type `ipv4_addr`, for `nft list` (the kernel only stores it).
+const TYPE_IPADDR: u32 = 7;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_GETRULE: u16 = 7;
 
@@ -131,6 +152,8 @@ pub enum Match {
     DAddr(Ipv4Net),
     /// `ip daddr != NET`
     DAddrNot(Ipv4Net),
+    /// `ip daddr @SET`: one of the set's addresses
+    DAddrInSet(String),
     /// `ct state established,related` (any bit of the mask)
     CtState(u32),
     /// `ct status & MASK == 0`, e.g. not `dnat`
@@ -156,7 +179,11 @@ impl Match {
     fn is_ipv4_payload(&self) -> bool {
         matches!(
             self,
-            Match::SAddr(_) | Match::SAddrNot(_) | Match::DAddr(_) | Match::DAddrNot(_)
+            Match::SAddr(_)
+                | Match::SAddrNot(_)
+                | Match::DAddr(_)
+                | Match::DAddrNot(_)
+                | Match::DAddrInSet(_)
         )
     }
 }
@@ -278,6 +305,39 @@ impl Batch {
         let at = self.object(NFT_MSG_NEWCHAIN, NLM_F_CREATE);
         self.msg.attr_str(NFTA_CHAIN_TABLE, table);
         self.msg.attr_str(NFTA_CHAIN_NAME, name);
+        self.msg.end(at);
+    }
+
+    /// `add set TABLE NAME { type ipv4_addr; flags timeout; size SIZE; }`: addresses
+    /// that each expire on their own.
+    pub fn add_address_set(&mut self, table: &str, name: &str, size: u32) {
+        let at = self.object(NFT_MSG_NEWSET, NLM_F_CREATE);
+        self.msg.attr_str(NFTA_SET_TABLE, table);
+        self.msg.attr_str(NFTA_SET_NAME, name);
+        self.msg.attr(NFTA_SET_FLAGS, &be32(NFT_SET_TIMEOUT));
+        self.msg.attr(NFTA_SET_KEY_TYPE, &be32(TYPE_IPADDR));
+        self.msg.attr(NFTA_SET_KEY_LEN, &be32(4));
+        self.msg.attr(NFTA_SET_ID, &be32(self.count as u32));
+        let desc = self.msg.nest(NFTA_SET_DESC);
+        self.msg.attr(NFTA_SET_DESC_SIZE, &be32(size));
+        self.msg.nest_end(desc);
+        self.msg.end(at);
+    }
+
+    /// `add element TABLE SET { ADDR timeout MS, ... }`.
+    pub fn add_addresses(&mut self, table: &str, set: &str, elements: &[(Ipv4Addr, u64)]) {
+        let at = self.object(NFT_MSG_NEWSETELEM, NLM_F_CREATE);
+        self.msg.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+        self.msg.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+        let list = self.msg.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+        for (addr, timeout_ms) in elements {
+            let elem = self.msg.nest(NFTA_LIST_ELEM);
+            data_value(&mut self.msg, NFTA_SET_ELEM_KEY, &addr.octets());
+            self.msg
+                .attr(NFTA_SET_ELEM_TIMEOUT, &timeout_ms.to_be_bytes());
+            self.msg.nest_end(elem);
+        }
+        self.msg.nest_end(list);
         self.msg.end(at);
     }
 
@@ -733,6 +793,13 @@ fn encode_match(m: &mut Msg, what: &Match) {
         }
         Match::SAddr(net) => addr_match(m, 12, net),
         Match::DAddr(net) => addr_match(m, 16, net),
+        Match::DAddrInSet(set) => {
+            payload(m, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
+            let e = expr(m, "lookup");
+            m.attr_str(1, set); // SET
+            m.attr(2, &be32(NFT_REG_1)); // SREG
+            expr_end(m, e);
+        }
         Match::DAddrNot(net) => {
             payload(m, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
             if net.prefix < 32 {
