@@ -1,6 +1,7 @@
 complete -c nsrun -l allow -d 'Let the sandbox reach only these destinations (repeatable)' -r -f
 complete -c nsrun -l allow-file -d 'Read --allow destinations from FILE, one per line (`#` comments)' -r -F
 complete -c nsrun -l deny -d 'Refuse these destinations, even if allowed (repeatable)' -r -f
+complete -c nsrun -l refusals -d 'Write each refused destination to FILE, one JSON object per line' -r -F
 complete -c nsrun -l dns -d 'Nameserver for the sandbox, instead of the host\'s (up to 3 times)' -r -f
 complete -c nsrun -l pool -d 'IPv4 pool the sandbox\'s subnet is taken from' -r -f
 complete -c nsrun -l user -d 'Run the command as USER (and GROUP), by name or number' -r -f -a "(__fish_complete_users)"
@@ -22,6 +23,7 @@ complete -c nsrun -l reconnect -d 'Give a sandbox taken offline with --disconnec
 complete -c nsrun -l no-net -d 'No network: the sandbox has only `lo`, up; works without root'
 complete -c nsrun -l allow-host -d 'Let the sandbox connect to the host\'s own addresses'
 complete -c nsrun -l block-lan -d 'Also block the LAN: the private ranges'
+complete -c nsrun -l audit -d 'Report what --allow and --deny would refuse, and refuse none of it'
 complete -c nsrun -l clearenv -d 'Start from an empty environment but for PATH, HOME and a few others'
 complete -c nsrun -s t -l tty -d 'Give the command a pseudo-terminal of its own'
 complete -c nsrun -l wait-teardown -d 'Return only once nothing of the sandbox is left on the host'

@@ -55,6 +55,9 @@ pub const MSG_RECONNECT: u8 = b'C';
 /// with the descriptors of its network, mount, PID and UTS namespaces, in that order.
 pub const MSG_NAMESPACES: u8 = b'N';
 pub const ACK: u8 = b'k';
+/// init to nsrun, during setup: the DNS relay's sockets; the refusals' socket.
+pub const RELAY: u8 = b'L';
+pub const REFUSALS: u8 = b'R';
 pub const NACK: u8 = b'e';
 pub const NAMESPACES: u8 = b'n';
 /// The namespaces `--join` enters, in the order of [`MSG_NAMESPACES`]'s answer.
@@ -338,7 +341,7 @@ fn run_op(cfg: &ChildConfig, op: &InitOp, done: &mut Progress) -> Result<(), Ste
                 nft.as_fd().as_raw_fd(),
             ];
             let cmsg = [ControlMessage::ScmRights(&fds)];
-            let iov = [std::io::IoSlice::new(b"L")];
+            let iov = [std::io::IoSlice::new(&[RELAY])];
             sendmsg::<()>(
                 cfg.control.as_raw_fd(),
                 &iov,
@@ -357,6 +360,22 @@ fn run_op(cfg: &ChildConfig, op: &InitOp, done: &mut Progress) -> Result<(), Ste
             done.rtnl = None;
             done.files = private_files(resolv_conf.as_ref(), hosts.as_ref())?;
             Ok(())
+        }
+        InitOp::Refusals => {
+            let log =
+                crate::refusals::listen().step(|| "listen for refusals (nfnetlink_log)".into())?;
+            let fds = [log.as_fd().as_raw_fd()];
+            let cmsg = [ControlMessage::ScmRights(&fds)];
+            let iov = [std::io::IoSlice::new(&[REFUSALS])];
+            sendmsg::<()>(
+                cfg.control.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::empty(),
+                None,
+            )
+            .step(|| "pass the refusals' socket to nsrun".into())
+            .map(|_| ())
         }
         InitOp::AllowPing => allow_ping(),
         InitOp::LockProcSys => lock_proc_and_sys(),

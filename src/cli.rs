@@ -110,6 +110,24 @@ pub struct Cli {
     #[arg(long, value_name = "DEST", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::Other)]
     pub deny: Vec<String>,
 
+    /// Report what --allow and --deny would refuse, and refuse none of it
+    ///
+    /// To build a list by running the command once: every destination the lists would
+    /// refuse (and every name nsrun's resolver would not answer) is reported as with -v
+    /// or --refusals, and let through. The default refusals (host, metadata, other
+    /// sandboxes) still refuse.
+    #[arg(long, help_heading = NETWORK)]
+    pub audit: bool,
+
+    /// Write each refused destination to FILE, one JSON object per line
+    ///
+    /// Also what the default policy refuses (the host, metadata services, the LAN with
+    /// --block-lan); each destination once: {"time", "verdict" ("refused" or, with
+    /// --audit, "would refuse"), "proto", "address", "port", "name"}. FILE belongs to the
+    /// invoking user.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::FilePath)]
+    pub refusals: Option<std::path::PathBuf>,
+
     /// Nameserver for the sandbox, instead of the host's (up to 3 times)
     ///
     /// An IPv4 address for the sandbox's /etc/resolv.conf, e.g. `--dns 192.0.2.53`. The

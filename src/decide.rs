@@ -50,6 +50,10 @@ pub struct NetSetup {
     /// --allow (None: not given) and --deny.
     pub allow: Option<Vec<crate::egress::Dest>>,
     pub deny: Vec<crate::egress::Dest>,
+    /// --audit: report what the lists would refuse, refuse nothing of it.
+    pub audit: bool,
+    /// -v, --refusals or --audit: refusals are read and reported.
+    pub report_refusals: bool,
     /// What the host's `local` table delivers to itself when the sandbox starts.
     pub host_nets: Vec<Ipv4Net>,
     /// The host's addresses when the sandbox starts (new ones are followed).
@@ -108,6 +112,7 @@ impl NetSetup {
                 .collect(),
             allow: self.allow.clone(),
             deny: self.deny.clone(),
+            audit: self.audit,
         }
     }
 
@@ -237,6 +242,8 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
         block_lan: np.block_lan,
         allow: np.allow.clone(),
         deny: np.deny.clone(),
+        audit: np.audit,
+        report_refusals: plan.verbose || plan.refusals.is_some() || np.audit,
         host_nets: net.local_nets.clone(),
         host_addrs: net.addrs.clone(),
         uplink: uplink.map(|l| l.name.clone()),
@@ -298,6 +305,10 @@ pub fn init_ops(setup: &Setup, link: Option<(&NetSetup, &SandboxNet)>) -> Vec<In
     if let Some((net, sandbox)) = link {
         let (batch, _) = firewall::sandbox_batch(&net.policy(sandbox)).finish();
         ops.push(InitOp::Firewall(batch.buf));
+        // Before the link is up: no refusal goes unreported.
+        if net.report_refusals {
+            ops.push(InitOp::Refusals);
+        }
         ops.push(InitOp::NetworkSysctls);
         ops.push(InitOp::Address {
             addr: sandbox.sandbox_addr,

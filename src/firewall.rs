@@ -160,6 +160,21 @@ pub struct Policy {
     pub allow: Option<Vec<crate::egress::Dest>>,
     /// --deny: refused, even if allowed.
     pub deny: Vec<crate::egress::Dest>,
+    /// --audit: what --allow and --deny would refuse is reported, not refused.
+    pub audit: bool,
+}
+
+/// The nfnetlink_log group of refused packets (the `refuse` chain), and of those
+/// `--audit` lets through that the lists would have refused.
+pub const REFUSED_GROUP: u16 = 1;
+pub const AUDIT_GROUP: u16 = 2;
+/// At most this many reports a second leave the kernel, whatever a command floods.
+const REPORTS_PER_SECOND: u64 = 200;
+
+/// `limit rate 200/second log group GROUP`: a report, then on to the next rule.
+fn report(mut matches: Vec<Match>, group: u16) -> Rule {
+    matches.push(Match::Limit(REPORTS_PER_SECOND, REPORTS_PER_SECOND as u32));
+    rule(matches, Verdict::Log(group))
 }
 
 fn rule(matches: Vec<Match>, verdict: Verdict) -> Rule {
@@ -220,8 +235,12 @@ pub fn output_rules(p: &Policy) -> Vec<Rule> {
     }
     // --deny, then --allow and nothing else: after the default refusals, which hold
     // whatever the lists say.
+    // With --audit, what they would refuse is reported and goes on.
     for d in &p.deny {
-        out.extend(d.matches(None).into_iter().map(|m| rule(m, REFUSE)));
+        out.extend(d.matches(None).into_iter().map(|m| match p.audit {
+            false => rule(m, REFUSE),
+            true => report(m, AUDIT_GROUP),
+        }));
     }
     if let Some(allow) = &p.allow {
         for (i, d) in allow.iter().enumerate() {
@@ -232,7 +251,10 @@ pub fn output_rules(p: &Policy) -> Vec<Rule> {
                     .map(|m| rule(m, Verdict::Accept)),
             );
         }
-        out.push(rule(vec![], REFUSE));
+        out.push(match p.audit {
+            false => rule(vec![], REFUSE),
+            true => report(vec![], AUDIT_GROUP),
+        });
     }
     out
 }
@@ -334,6 +356,9 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     let mut b = Batch::new(NFPROTO_INET);
     b.add_table(TABLE, 0, true);
     b.add_regular_chain(TABLE, "refuse");
+    // Every refusal is reported to whoever listens in the namespace (nsrun, with -v or
+    // --refusals); without a listener the kernel discards it.
+    b.add_rule(TABLE, "refuse", &report(vec![], REFUSED_GROUP));
     for r in refuse_rules() {
         b.add_rule(TABLE, "refuse", &r);
     }
@@ -781,6 +806,7 @@ mod tests {
             published: vec![],
             allow: None,
             deny: vec![],
+            audit: false,
         }
     }
 
@@ -935,6 +961,7 @@ mod tests {
             Match::DAddrNot(n) => !n.contains(p.daddr),
             // The sets start empty: only nsrun's resolver fills them.
             Match::DAddrInSet(_) => false,
+            Match::Limit(..) => true,
             Match::CtState(mask) => {
                 (mask & CT_NEW != 0 && p.ct_new) || (mask & CT_ESTABLISHED != 0 && p.ct_established)
             }
@@ -1295,11 +1322,14 @@ mod tests {
     fn host_chain_covers_the_link_and_every_host_address_once() {
         let b = sandbox_batch(&policy(false, false));
         let (msg, acked) = b.finish();
-        // table, refuse chain + 2 rules, host chain + the pool + 198.51.100.2 (the gateway
+        // table, refuse chain + its report + 2 rules, host chain + the pool + 198.51.100.2 (the gateway
         // is in the pool), output + its rules, from_host + the gateway and 198.51.100.2,
         // input + 5, the cable chain.
         let out = output_rules(&policy(false, false)).len();
-        assert_eq!(acked.len(), 1 + 1 + 2 + 1 + 1 + 2 + 1 + out + 1 + 2 + 1 + 5);
+        assert_eq!(
+            acked.len(),
+            1 + 1 + 1 + 2 + 1 + 1 + 2 + 1 + out + 1 + 2 + 1 + 5
+        );
         assert!(msg.buf.windows(4).any(|w| w == [198, 51, 100, 2]));
         assert!(msg.buf.windows(4).any(|w| w == [255, 255, 0, 0])); // the pool's mask
     }

@@ -22,6 +22,7 @@ mod netlink;
 mod pcap;
 mod plan;
 mod proto;
+mod refusals;
 mod relay;
 #[cfg(test)]
 mod robustness;

@@ -31,6 +31,8 @@ pub struct Plan {
     pub workdir: Option<CString>,
     pub name: Option<String>,
     pub info_file: Option<std::path::PathBuf>,
+    /// --refusals FILE: what was refused, as JSON lines.
+    pub refusals: Option<std::path::PathBuf>,
     /// --pcap FILE and its bound.
     pub pcap: Option<(std::path::PathBuf, u64)>,
     pub tty: bool,
@@ -122,6 +124,8 @@ pub struct NetPlan {
     pub allow: Option<Vec<crate::egress::Dest>>,
     /// --deny.
     pub deny: Vec<crate::egress::Dest>,
+    /// --audit.
+    pub audit: bool,
 }
 
 /// What a user of a file-capability install may take: addresses of nsrun's own pool
@@ -192,6 +196,11 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
             );
         }
         let (allow, deny) = egress_plan(&cli.allow, &cli.allow_file, &cli.deny)?;
+        if cli.audit && allow.is_none() && deny.is_empty() {
+            bail!(
+                "--audit reports what --allow and --deny would refuse: give them, e.g. '--audit --allow-file policy.txt'"
+            );
+        }
         Some(NetPlan {
             publish,
             pool: parse_pool(&cli.pool)?,
@@ -200,6 +209,7 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
             block_lan: cli.block_lan,
             allow,
             deny,
+            audit: cli.audit,
         })
     };
     let dns = cli
@@ -240,6 +250,7 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
         tty: cli.tty,
         info_file: cli.info_file.clone(),
         pcap: cli.pcap.clone().map(|p| (p, cli.pcap_size)),
+        refusals: cli.refusals.clone(),
         env: env_plan(&cli.env, &cli.env_file, cli.clearenv, |k| {
             std::env::var(k).ok()
         })?,
@@ -791,6 +802,7 @@ mod tests {
             block_lan: false,
             allow: None,
             deny: vec![],
+            audit: false,
         };
         let user = Privilege::FileCaps;
         assert!(check_user_addresses(user, &net(None, "10.200.0.0/16")).is_ok());

@@ -217,6 +217,12 @@ pub struct Filter {
     pub names: Vec<(crate::egress::Target, String)>,
     /// A socket of the sandbox's nf_tables (made by its init, in its namespace).
     pub nft: crate::netlink::Socket,
+    /// --audit: names not allowed are answered too, and reported.
+    pub audit: bool,
+    /// Where refused names are reported (-v, --refusals), and what each answered
+    /// address was called.
+    pub report: Option<std::sync::mpsc::Sender<crate::refusals::Refused>>,
+    pub answered: crate::refusals::Names,
 }
 
 /// The least time an answered address stays allowed, whatever its TTL: a program may
@@ -247,6 +253,17 @@ impl Filter {
             })
             .collect();
         if addrs.is_empty() {
+            return;
+        }
+        if let Ok(mut names) = self.answered.lock() {
+            // Bounded: a wildcard's names cannot grow it without end.
+            if names.len() < 65_536 {
+                for (a, _) in &addrs {
+                    names.insert(*a, q.name.clone());
+                }
+            }
+        }
+        if sets.is_empty() {
             return;
         }
         let mut batch = crate::netlink::nft::Batch::new(crate::netlink::nft::NFPROTO_INET);
@@ -394,11 +411,24 @@ impl Relay {
                     };
                     let sets = filter.sets_for(&question.name);
                     if sets.is_empty() {
-                        let _ = self
-                            .udp
-                            .send_to(&crate::egress::refusal(&buf[..n], &question), client);
-                        continue;
+                        if let Some(report) = &filter.report {
+                            let _ = report.send(crate::refusals::Refused {
+                                audit: filter.audit,
+                                proto: "dns".into(),
+                                address: None,
+                                port: None,
+                                name: Some(question.name.clone()),
+                            });
+                        }
+                        if !filter.audit {
+                            let _ = self
+                                .udp
+                                .send_to(&crate::egress::refusal(&buf[..n], &question), client);
+                            continue;
+                        }
                     }
+                    // With --audit, a name not allowed is asked too; its answer only
+                    // names its addresses in the reports.
                     allowed = Some((question, sets));
                 }
                 let bind_addr: SocketAddr = if self.upstream.is_ipv4() {

@@ -390,15 +390,15 @@ pub fn run(plan: Plan) -> Result<i32> {
     // 5. The host side of the network, then "go": the init's operations, the sandbox's
     // filters among them.
     let mut relay_upstream = None;
+    // Files nsrun writes for the user (--pcap, --refusals) belong to whoever ran it.
+    let owner = sudo
+        .as_ref()
+        .map_or((creds.ruid, creds.rgid), |s| (s.uid, s.gid));
     let mut name_sets = Vec::new();
     let ops = match (prep, &setup.net) {
         (Some(prep), Some(net)) => {
             relay_upstream = net.relay_upstream();
             name_sets = net.name_sets();
-            // Files nsrun writes for the user (--pcap) belong to whoever ran it.
-            let owner = sudo
-                .as_ref()
-                .map_or((creds.ruid, creds.rgid), |s| (s.uid, s.gid));
             let (network, link) = setup_network(prep, net, pid, &plan, owner)?;
             sandbox.network = Some(network);
             decide::init_ops(&setup, Some((net, &link)))
@@ -426,13 +426,45 @@ pub fn run(plan: Plan) -> Result<i32> {
     // The relay runs in a thread of its own: a slow or silent upstream resolver can
     // delay only DNS, never the forwarding of signals in the loop below. It ends with
     // nsrun.
-    if let Some(upstream) = relay_upstream {
-        if let Some(relay) = receive_relay(&control, upstream, name_sets)? {
-            std::thread::Builder::new()
-                .name("dns-relay".into())
-                .spawn(move || relay.run())
-                .context("start the DNS relay")?;
-        }
+    // The sockets the init made in the sandbox's namespace for them come first.
+    let mut reporting = None;
+    let report = setup.net.as_ref().is_some_and(|n| n.report_refusals);
+    let (relay_fds, log) = receive_sockets(&control, relay_upstream.is_some(), report)?;
+    let names: crate::refusals::Names = Default::default();
+    let (report_names, names_refused) = crate::refusals::channel();
+    if let (Some(upstream), Some([udp, tcp, nft])) = (relay_upstream, relay_fds) {
+        let filter = (!name_sets.is_empty()).then(|| crate::relay::Filter {
+            names: name_sets,
+            nft: Socket::from_owned(nft),
+            audit: setup.net.as_ref().is_some_and(|n| n.audit),
+            report: report.then(|| report_names.clone()),
+            answered: names.clone(),
+        });
+        let relay = Relay::new(udp, tcp, upstream, filter);
+        std::thread::Builder::new()
+            .name("dns-relay".into())
+            .spawn(move || relay.run())
+            .context("start the DNS relay")?;
+    }
+    if report {
+        let file = match &plan.refusals {
+            Some(path) => Some(create_user_file(path, owner, "--refusals")?),
+            None => None,
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reporter = crate::refusals::Reporter {
+            log: log.map(crate::refusals::from_init),
+            names_refused,
+            names,
+            verbose: plan.verbose,
+            file,
+            stop: stop.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("refusals".into())
+            .spawn(move || reporter.run())
+            .context("start reporting refusals")?;
+        reporting = Some((stop, thread));
     }
 
     // 6. Supervise until the command's status arrives.
@@ -485,6 +517,11 @@ pub fn run(plan: Plan) -> Result<i32> {
     )?;
     if let Some(t) = terminal {
         t.finish();
+    }
+    // The last refusals, reported before nsrun returns.
+    if let Some((stop, thread)) = reporting {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = thread.join();
     }
     if plan.wait_teardown {
         teardown_and_wait(sandbox);
@@ -600,28 +637,54 @@ fn teardown_and_wait(mut sandbox: Sandbox) {
     }
 }
 
-/// Receives the DNS relay's listeners, made inside the sandbox by the init.
-/// With `names` (--allow NAME), it answers only those names, and puts the addresses it
-/// answers into their sets, through the sandbox's nf_tables socket the init passed.
-fn receive_relay(
+/// Receives what the init made in the sandbox's namespace for nsrun: the DNS relay's
+/// listeners and an nf_tables socket (when `relay`), the refusals' socket (when
+/// `refusals`), in the order the init's operations made them. What the init did not
+/// send (it failed first, and its report says why) is None.
+#[allow(clippy::type_complexity)]
+fn receive_sockets(
     control: &OwnedFd,
-    upstream: std::net::SocketAddr,
-    names: Vec<(crate::egress::Target, String)>,
-) -> Result<Option<Relay>> {
-    let (_, _, mut fds) = crate::control::recv_with_fds::<1>(control, MsgFlags::empty())
-        .context("receive the DNS relay's sockets")?;
-    if fds.len() != 3 {
-        // The init failed before it could make them; its report says why.
-        return Ok(None);
+    relay: bool,
+    refusals: bool,
+) -> Result<(Option<[OwnedFd; 3]>, Option<OwnedFd>)> {
+    let (mut relay_fds, mut log) = (None, None);
+    for _ in 0..(usize::from(relay) + usize::from(refusals)) {
+        let (tag, n, mut fds) = crate::control::recv_with_fds::<1>(control, MsgFlags::empty())
+            .context("receive the sandbox's sockets")?;
+        match (n, tag[0], fds.len()) {
+            (1, crate::child::RELAY, 3) => {
+                let nft = fds.pop().expect("three fds");
+                let tcp = fds.pop().expect("three fds");
+                let udp = fds.pop().expect("three fds");
+                relay_fds = Some([udp, tcp, nft]);
+            }
+            (1, crate::child::REFUSALS, 1) => log = fds.pop(),
+            _ => break,
+        }
     }
-    let nft = fds.pop().expect("three fds");
-    let tcp = fds.pop().expect("three fds");
-    let udp = fds.pop().expect("three fds");
-    let filter = (!names.is_empty()).then(|| crate::relay::Filter {
-        names,
-        nft: Socket::from_owned(nft),
-    });
-    Ok(Some(Relay::new(udp, tcp, upstream, filter)))
+    Ok((relay_fds, log))
+}
+
+/// A file nsrun writes for the user (--refusals), created anew, never through a
+/// symlink, and given to the invoking user.
+fn create_user_file(
+    path: &std::path::Path,
+    owner: (u32, u32),
+    option: &str,
+) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("{option} {shown}: create the file"))?;
+    std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))
+        .with_context(|| format!("{option} {shown}: give the file to uid {}", owner.0))?;
+    Ok(file)
 }
 
 /// The host's address changes (subscribed before the host is read, so no address

@@ -86,3 +86,57 @@ except OSError:
         "#,
     );
 }
+
+/// -v and --refusals say what was refused, each destination once, with the name nsrun's
+/// resolver gave it, for the default policy too; --audit refuses nothing of the lists
+/// but reports what they would refuse; a flood of refused packets is reported once.
+#[test]
+fn refusals_are_reported_once_and_audit_refuses_nothing() {
+    world(
+        r#"
+        start_upstream_http
+        start_dns up 198.51.100.1
+        snapshot
+        probe='curl -s --max-time 2 -o /dev/null http://upstream.test/; echo "name $?"
+          getent ahostsv4 www.corp.test >/dev/null; echo "other-name $?"
+          curl -s --max-time 2 -o /dev/null http://www.corp.test/; curl -s --max-time 2 -o /dev/null http://203.0.113.7/; echo "literal $?"
+          curl -s --max-time 2 -o /dev/null http://198.51.100.1:8080/; echo "port $?"
+          curl -s --max-time 2 -o /dev/null http://169.254.169.254/; echo "metadata $?"
+          python3 -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(20000):
+    try:
+        s.sendto(b\"x\", (\"203.0.113.9\", 9))
+    except OSError:
+        pass"'
+        expect_code 0 $NSRUN -v --refusals "$WORK/tmp/r.json" --allow upstream.test:80 --user nobody -- sh -c "$probe"
+        expect_eq "$(echo $OUT)" "name 0 other-name 2 literal 7 port 7 metadata 7" "the outcomes"
+        expect_contains "$ERR" "nsrun: refused the name www.corp.test" "-v: the refused name"
+        expect_contains "$ERR" "nsrun: refused tcp 203.0.113.7:80" "-v: the literal address"
+        expect_contains "$ERR" "nsrun: refused tcp 198.51.100.1:8080 (upstream.test)" "-v: an allowed name's other port, named"
+        expect_contains "$ERR" "nsrun: refused tcp 169.254.169.254:80" "-v: the default policy too"
+        expect_eq "$(echo "$ERR" | grep -c 'refused udp 203.0.113.9:9')" 1 "a flood is reported once"
+        lines=$(python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(len(rows), sorted({(r["verdict"], r["proto"], r["address"] or "-", r["port"] or 0, r["name"] or "-") for r in rows}))' "$WORK/tmp/r.json")
+        expect_contains "$lines" "('refused', 'tcp', '198.51.100.1', 8080, 'upstream.test')" "--refusals: JSON lines"
+        expect_contains "$lines" "('refused', 'dns', '-', 0, 'www.corp.test')" "--refusals: the name"
+        expect_contains "$lines" "('refused', 'udp', '203.0.113.9', 9, '-')" "--refusals: the flood, once"
+        [ "${lines%% *}" -lt 20 ] || fail "too many lines: $lines"
+        expect_eq "$(stat -c %U "$WORK/tmp/r.json")" root "the invoking user's"
+        # --audit: the lists refuse nothing and report what they would; the default
+        # refusals stay.
+        expect_code 0 $NSRUN --audit --refusals "$WORK/tmp/a.json" --allow upstream.test:80 --user nobody -- sh -c 'getent ahostsv4 www.corp.test >/dev/null; echo "other-name $?"; curl -s --max-time 2 -o /dev/null http://www.corp.test/; echo "literal $?"; curl -s --max-time 2 -o /dev/null http://169.254.169.254/; echo "metadata $?"'
+        expect_eq "$(echo $OUT)" "other-name 0 literal 0 metadata 7" "--audit"
+        expect_contains "$(cat "$WORK/tmp/a.json")" '"verdict": "would refuse", "proto": "tcp", "address": "203.0.113.7", "port": 80, "name": "www.corp.test"' "--audit reports it, named"
+        expect_contains "$(cat "$WORK/tmp/a.json")" '"verdict": "refused", "proto": "tcp", "address": "169.254.169.254"' "the metadata service stays refused"
+        expect_code 125 $NSRUN --audit -- true
+        expect_contains "$ERR" "give them, e.g. '--audit --allow-file policy.txt'" "--audit alone"
+        rm -f "$WORK/tmp/r.json" "$WORK/tmp/a.json"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}

@@ -154,6 +154,8 @@ pub enum Match {
     DAddrNot(Ipv4Net),
     /// `ip daddr @SET`: one of the set's addresses
     DAddrInSet(String),
+    /// `limit rate PER/second burst BURST packets`: over it, the rule does not match
+    Limit(u64, u32),
     /// `ct state established,related` (any bit of the mask)
     CtState(u32),
     /// `ct status & MASK == 0`, e.g. not `dnat`
@@ -207,7 +209,14 @@ pub enum Verdict {
     Reject(Reject),
     /// `jump CHAIN`
     Jump(&'static str),
+    /// `log group GROUP snaplen SNAPLEN`: a copy of the packet's first bytes to the
+    /// namespace's nfnetlink_log listener of that group; the packet goes on to the next
+    /// rule.
+    Log(u16),
 }
+
+/// How much of a logged packet the listener gets: the IP and transport headers.
+pub const LOG_SNAPLEN: u32 = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -417,6 +426,12 @@ impl Batch {
             Verdict::Accept => verdict(&mut self.msg, NF_ACCEPT as i32, None),
             Verdict::Drop => verdict(&mut self.msg, NF_DROP as i32, None),
             Verdict::Jump(chain) => verdict(&mut self.msg, NFT_JUMP, Some(chain)),
+            Verdict::Log(group) => {
+                let e = expr(&mut self.msg, "log");
+                self.msg.attr(1, &group.to_be_bytes()); // GROUP
+                self.msg.attr(3, &be32(LOG_SNAPLEN)); // SNAPLEN
+                expr_end(&mut self.msg, e);
+            }
             Verdict::Masquerade => {
                 let e = expr(&mut self.msg, "masq");
                 expr_end(&mut self.msg, e);
@@ -793,6 +808,14 @@ fn encode_match(m: &mut Msg, what: &Match) {
         }
         Match::SAddr(net) => addr_match(m, 12, net),
         Match::DAddr(net) => addr_match(m, 16, net),
+        Match::Limit(per_second, burst) => {
+            let e = expr(m, "limit");
+            m.attr(1, &per_second.to_be_bytes()); // RATE
+            m.attr(2, &1u64.to_be_bytes()); // UNIT: seconds
+            m.attr(3, &be32(*burst)); // BURST
+            m.attr(4, &be32(0)); // TYPE: packets
+            expr_end(m, e);
+        }
         Match::DAddrInSet(set) => {
             payload(m, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
             let e = expr(m, "lookup");

@@ -45,6 +45,9 @@ pub enum InitOp {
     NoFilePrivileges,
     /// Fork the command, which drops every privilege and execs. Always last.
     Exec,
+    /// Listen for the table's reports of refused packets (nfnetlink_log), and pass the
+    /// socket to nsrun.
+    Refusals,
 }
 
 const TAG: u8 = b'G';
@@ -66,6 +69,7 @@ impl InitOp {
             InitOp::LockProcSys => 12,
             InitOp::NoFilePrivileges => 13,
             InitOp::Exec => 14,
+            InitOp::Refusals => 15,
         }
     }
 
@@ -143,6 +147,7 @@ impl InitOp {
             12 => empty(InitOp::LockProcSys),
             13 => empty(InitOp::NoFilePrivileges),
             14 => empty(InitOp::Exec),
+            15 => empty(InitOp::Refusals),
             _ => None,
         }
     }
