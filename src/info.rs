@@ -78,6 +78,27 @@ pub fn render(info: &Info) -> String {
     )
 }
 
+/// A file nsrun writes for the user (--pcap, --refusals), created anew, never through a
+/// symlink, and given to the invoking user.
+pub fn create_user_file(
+    path: &std::path::Path,
+    owner: (u32, u32),
+    option: &str,
+) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("{option} {shown}: create the file"))?;
+    std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))
+        .with_context(|| format!("{option} {shown}: give the file to uid {}", owner.0))?;
+    Ok(file)
+}
 /// The written file; dropping it removes the file if it is still the one written.
 pub struct InfoFile {
     pub path: PathBuf,

@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,16 +52,7 @@ impl Capture {
     /// starts writing. Nothing of the sandbox passes the link before this returns.
     pub fn start(path: &Path, limit: u64, ifindex: i32, owner: (u32, u32)) -> Result<Capture> {
         let shown = path.display().to_string();
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .with_context(|| format!("--pcap {shown}: create the file"))?;
-        std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))
-            .with_context(|| format!("--pcap {shown}: give the file to uid {}", owner.0))?;
+        let mut file = crate::info::create_user_file(path, owner, "--pcap")?;
         file.write_all(&file_header())
             .with_context(|| format!("--pcap {shown}: write"))?;
         let sock = crate::sys::packet_socket(ifindex)

@@ -448,7 +448,7 @@ pub fn run(plan: Plan) -> Result<i32> {
     }
     if report {
         let file = match &plan.refusals {
-            Some(path) => Some(create_user_file(path, owner, "--refusals")?),
+            Some(path) => Some(crate::info::create_user_file(path, owner, "--refusals")?),
             None => None,
         };
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -663,28 +663,6 @@ fn receive_sockets(
         }
     }
     Ok((relay_fds, log))
-}
-
-/// A file nsrun writes for the user (--refusals), created anew, never through a
-/// symlink, and given to the invoking user.
-fn create_user_file(
-    path: &std::path::Path,
-    owner: (u32, u32),
-    option: &str,
-) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let shown = path.display();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .with_context(|| format!("{option} {shown}: create the file"))?;
-    std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))
-        .with_context(|| format!("{option} {shown}: give the file to uid {}", owner.0))?;
-    Ok(file)
 }
 
 /// The host's address changes (subscribed before the host is read, so no address
