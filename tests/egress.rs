@@ -140,3 +140,96 @@ print(len(rows), sorted({(r["verdict"], r["proto"], r["address"] or "-", r["port
         "#,
     );
 }
+
+/// An answered address stays allowed for its TTL (at least a minute): after that a new
+/// connection without a new lookup is refused, while one opened before keeps working.
+#[test]
+fn an_answered_address_expires_but_open_connections_keep_working() {
+    world(
+        r#"
+        start_dns up 198.51.100.1
+        cat >"$WORK/echo.py" <<'PY'
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7000)); s.listen()
+def serve(c):
+    while True:
+        b = c.recv(64)
+        if not b:
+            return
+        c.sendall(b)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+        in_up python3 "$WORK/echo.py" &
+        wait_port up 198.51.100.1 7000
+        snapshot
+        expect_code 0 $NSRUN --allow upstream.test --user nobody -- python3 -c '
+import socket, time
+a = socket.getaddrinfo("upstream.test", 7000, socket.AF_INET)[0][4][0]
+s = socket.create_connection((a, 7000), timeout=3)
+s.sendall(b"1"); print("first", s.recv(1) == b"1")
+time.sleep(63)
+s.sendall(b"2"); print("open", s.recv(1) == b"2")
+try:
+    socket.create_connection((a, 7000), timeout=3); print("new allowed")
+except OSError:
+    print("new refused")'
+        expect_eq "$(echo $OUT)" "first True open True new refused" "after its TTL (and the minute's floor)"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
+
+/// A CNAME chain is followed to its addresses; an answer that also carries records for
+/// other names (as a forged or out-of-bailiwick answer would) allows only the asked
+/// name's chain.
+#[test]
+fn a_cname_chain_is_followed_and_extra_records_allow_nothing() {
+    world(
+        r#"
+        start_upstream_http
+        cat >"$WORK/dns.py" <<'PY'
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.51.100.1", 53))
+def name(n):
+    return b"".join(bytes([len(l)]) + l.encode() for l in n.split(".")) + b"\0"
+def rr(owner, rtype, rdata):
+    return name(owner) + struct.pack(">HHIH", rtype, 1, 0, len(rdata)) + rdata
+while True:
+    q, peer = s.recvfrom(512)
+    qid, = struct.unpack(">H", q[:2])
+    end = 12
+    while q[end]:
+        end += q[end] + 1
+    question = q[12:end + 5]
+    labels, i = [], 12
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode()); i += q[i] + 1
+    asked = ".".join(labels).lower()
+    answers = []
+    if asked == "www.chain.test":
+        answers = [rr("www.chain.test", 5, name("edge.cdn.test")),
+                   rr("edge.cdn.test", 1, bytes([198, 51, 100, 1]))]
+    elif asked == "forged.test":
+        # Its own address, and records for a name nobody asked about.
+        answers = [rr("forged.test", 1, bytes([198, 51, 100, 1])),
+                   rr("evil.test", 1, bytes([203, 0, 113, 7]))]
+    flags = 0x8180 if answers else 0x8183
+    s.sendto(struct.pack(">HHHHHH", qid, flags, 1, len(answers), 0, 0) + question + b"".join(answers), peer)
+PY
+        in_up python3 "$WORK/dns.py" &
+        sleep 0.3
+        snapshot
+        expect_code 0 $NSRUN --allow www.chain.test:80 --user nobody -- sh -c 'curl -s --max-time 2 -o /dev/null http://www.chain.test/; echo "chain $?"'
+        expect_eq "$OUT" "chain 0" "the CNAME's target address is allowed"
+        expect_code 0 $NSRUN --allow forged.test:80 --user nobody -- sh -c 'getent ahostsv4 forged.test >/dev/null; curl -s --max-time 2 -o /dev/null http://forged.test/; echo "asked $?"; curl -s --max-time 2 -o /dev/null http://203.0.113.7/; echo "extra $?"'
+        expect_eq "$(echo $OUT)" "asked 0 extra 7" "the extra record allows nothing"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
