@@ -60,8 +60,60 @@ pub fn name_sets(allow: &[Dest]) -> Vec<(usize, String)> {
         .collect()
 }
 
+/// One set of single addresses that share their ports and protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressSet {
+    pub name: String,
+    pub ports: Option<(u16, u16)>,
+    pub proto: Option<u8>,
+    pub addrs: Vec<Ipv4Addr>,
+}
+
+/// Whether an allowed destination is one address, kept in an [`AddressSet`] (one
+/// lookup per packet, however many there are) rather than a rule of its own.
+pub fn in_address_set(d: &Dest) -> bool {
+    matches!(d.target, Target::Net(net) if net.prefix == 32)
+}
+
+/// The allowed single addresses, grouped by ports and protocol, in order.
+pub fn address_sets(allow: &[Dest]) -> Vec<AddressSet> {
+    let mut sets: Vec<AddressSet> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for d in allow.iter().filter(|d| in_address_set(d)) {
+        let Target::Net(net) = d.target else { continue };
+        if !seen.insert((net.addr, d.ports, d.proto)) {
+            continue;
+        }
+        match sets
+            .iter_mut()
+            .find(|s| s.ports == d.ports && s.proto == d.proto)
+        {
+            Some(s) => s.addrs.push(net.addr),
+            None => sets.push(AddressSet {
+                name: format!("addrs_{}", sets.len()),
+                ports: d.ports,
+                proto: d.proto,
+                addrs: vec![net.addr],
+            }),
+        }
+    }
+    sets
+}
+
+impl AddressSet {
+    /// The rules' matches: the set, then the ports.
+    pub fn matches(&self) -> Vec<Vec<Match>> {
+        Dest {
+            target: Target::Name(String::new()),
+            ports: self.ports,
+            proto: self.proto,
+        }
+        .matches(Some(&self.name))
+    }
+}
+
 /// The most destinations one sandbox takes (each becomes a rule or two).
-pub const MAX_DESTS: usize = 4096;
+pub const MAX_DESTS: usize = 65_536;
 
 fn example(option: &str) -> String {
     format!(
@@ -254,6 +306,29 @@ mod tests {
             let e = parse_dest(bad, "--allow").unwrap_err().to_string();
             assert!(e.contains("e.g. '--allow 203.0.113.0/24'"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn single_addresses_go_into_sets_by_port() {
+        let allow: Vec<Dest> = [
+            "203.0.113.1",
+            "203.0.113.2:443",
+            "203.0.113.3",
+            "203.0.113.0/24",
+            "203.0.113.4:443",
+            "203.0.113.1",
+        ]
+        .iter()
+        .map(|s| dest(s))
+        .collect();
+        let sets = address_sets(&allow);
+        assert_eq!(sets.len(), 2);
+        assert_eq!(sets[0].name, "addrs_0");
+        assert_eq!(sets[0].addrs.len(), 2, "203.0.113.1 once, and .3");
+        assert_eq!(sets[1].ports, Some((443, 443)));
+        assert_eq!(sets[1].addrs.len(), 2);
+        assert!(!in_address_set(&allow[3]), "a prefix stays a rule");
+        assert_eq!(sets[1].matches().len(), 2, "TCP and UDP");
     }
 
     #[test]

@@ -243,7 +243,15 @@ pub fn output_rules(p: &Policy) -> Vec<Rule> {
         }));
     }
     if let Some(allow) = &p.allow {
+        // Single addresses in sets (one lookup, however many), prefixes and names by
+        // rule (names through their own sets).
+        for set in crate::egress::address_sets(allow) {
+            out.extend(set.matches().into_iter().map(|m| rule(m, Verdict::Accept)));
+        }
         for (i, d) in allow.iter().enumerate() {
+            if crate::egress::in_address_set(d) {
+                continue;
+            }
             let set = crate::egress::set_name(i);
             out.extend(
                 d.matches(Some(&set))
@@ -364,8 +372,16 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     }
     // The addresses nsrun's resolver answers for each allowed name, before the rules
     // that look them up.
-    for (_, set) in crate::egress::name_sets(p.allow.as_deref().unwrap_or_default()) {
-        b.add_address_set(TABLE, &set, crate::egress::SET_SIZE);
+    let allow = p.allow.as_deref().unwrap_or_default();
+    for (_, set) in crate::egress::name_sets(allow) {
+        b.add_address_set(TABLE, &set, crate::egress::SET_SIZE, true);
+    }
+    for set in crate::egress::address_sets(allow) {
+        b.add_address_set(TABLE, &set.name, set.addrs.len() as u32, false);
+        let forever: Vec<(Ipv4Addr, u64)> = set.addrs.iter().map(|a| (*a, 0)).collect();
+        for chunk in forever.chunks(1024) {
+            b.add_addresses(TABLE, &set.name, chunk);
+        }
     }
     b.add_regular_chain(TABLE, CABLE);
     b.add_regular_chain(TABLE, "host");
@@ -923,6 +939,8 @@ mod tests {
         ct_dnat: bool,
         reply_direction: bool,
         daddr_local: bool,
+        /// The sets the destination is in.
+        sets: Vec<String>,
     }
 
     impl Default for Packet {
@@ -941,6 +959,7 @@ mod tests {
                 ct_dnat: false,
                 reply_direction: false,
                 daddr_local: false,
+                sets: Vec::new(),
             }
         }
     }
@@ -959,8 +978,7 @@ mod tests {
             Match::SAddrNot(a) => *a != p.saddr,
             Match::DAddr(n) => n.contains(p.daddr),
             Match::DAddrNot(n) => !n.contains(p.daddr),
-            // The sets start empty: only nsrun's resolver fills them.
-            Match::DAddrInSet(_) => false,
+            Match::DAddrInSet(set) => p.sets.contains(set),
             Match::Limit(..) => true,
             Match::CtState(mask) => {
                 (mask & CT_NEW != 0 && p.ct_new) || (mask & CT_ESTABLISHED != 0 && p.ct_established)
@@ -1066,11 +1084,17 @@ mod tests {
             ("refuse", &refuse),
             (CABLE, &vec![]),
         ];
+        // 198.51.100.7 is the single address of the list: in its set.
         let to = |daddr: &str, proto: u8, dport: u16| Packet {
             saddr: p.sandbox_addr,
             daddr: daddr.parse().unwrap(),
             proto,
             dport,
+            sets: if daddr == "198.51.100.7" {
+                vec!["addrs_0".into()]
+            } else {
+                vec![]
+            },
             ..Packet::default()
         };
         let tcp = IPPROTO_TCP;

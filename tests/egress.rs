@@ -233,3 +233,23 @@ PY
         "#,
     );
 }
+
+/// A long list of addresses (10,000 lines) is one set lookup: it loads, and only its
+/// addresses open.
+#[test]
+fn ten_thousand_allowed_addresses_load_as_a_set() {
+    world(
+        r#"
+        start_upstream_http
+        python3 -c '
+for i in range(9999):
+    print("10.%d.%d.%d" % (i // 62500 + 1, i // 250 % 250, i % 250 + 1))
+print("198.51.100.1:80  # the one this command needs")' >"$WORK/big.txt"
+        snapshot
+        expect_code 0 $NSRUN --allow-file "$WORK/big.txt" --user nobody -- sh -c 'curl -s --max-time 2 -o /dev/null http://198.51.100.1/; echo "listed $?"; curl -s --max-time 2 -o /dev/null http://203.0.113.1/; echo "unlisted $?"'
+        expect_eq "$(echo $OUT)" "listed 0 unlisted 7" "the list's address, and not another"
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}

@@ -317,13 +317,15 @@ impl Batch {
         self.msg.end(at);
     }
 
-    /// `add set TABLE NAME { type ipv4_addr; flags timeout; size SIZE; }`: addresses
-    /// that each expire on their own.
-    pub fn add_address_set(&mut self, table: &str, name: &str, size: u32) {
+    /// `add set TABLE NAME { type ipv4_addr; [flags timeout;] size SIZE; }`: addresses,
+    /// with `expiring` each expiring on its own.
+    pub fn add_address_set(&mut self, table: &str, name: &str, size: u32, expiring: bool) {
         let at = self.object(NFT_MSG_NEWSET, NLM_F_CREATE);
         self.msg.attr_str(NFTA_SET_TABLE, table);
         self.msg.attr_str(NFTA_SET_NAME, name);
-        self.msg.attr(NFTA_SET_FLAGS, &be32(NFT_SET_TIMEOUT));
+        if expiring {
+            self.msg.attr(NFTA_SET_FLAGS, &be32(NFT_SET_TIMEOUT));
+        }
         self.msg.attr(NFTA_SET_KEY_TYPE, &be32(TYPE_IPADDR));
         self.msg.attr(NFTA_SET_KEY_LEN, &be32(4));
         self.msg.attr(NFTA_SET_ID, &be32(self.count as u32));
@@ -333,7 +335,7 @@ impl Batch {
         self.msg.end(at);
     }
 
-    /// `add element TABLE SET { ADDR timeout MS, ... }`.
+    /// `add element TABLE SET { ADDR timeout MS, ... }`; a timeout of 0: for good.
     pub fn add_addresses(&mut self, table: &str, set: &str, elements: &[(Ipv4Addr, u64)]) {
         let at = self.object(NFT_MSG_NEWSETELEM, NLM_F_CREATE);
         self.msg.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
@@ -342,8 +344,10 @@ impl Batch {
         for (addr, timeout_ms) in elements {
             let elem = self.msg.nest(NFTA_LIST_ELEM);
             data_value(&mut self.msg, NFTA_SET_ELEM_KEY, &addr.octets());
-            self.msg
-                .attr(NFTA_SET_ELEM_TIMEOUT, &timeout_ms.to_be_bytes());
+            if *timeout_ms > 0 {
+                self.msg
+                    .attr(NFTA_SET_ELEM_TIMEOUT, &timeout_ms.to_be_bytes());
+            }
             self.msg.nest_end(elem);
         }
         self.msg.nest_end(list);
