@@ -13,7 +13,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{ControlMessage, MsgFlags, SockProtocol, sendmsg};
+use nix::sys::socket::{MsgFlags, SockProtocol};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid, setsid};
 
@@ -340,17 +340,8 @@ fn run_op(cfg: &ChildConfig, op: &InitOp, done: &mut Progress) -> Result<(), Ste
                 sockets.1.as_raw_fd(),
                 nft.as_fd().as_raw_fd(),
             ];
-            let cmsg = [ControlMessage::ScmRights(&fds)];
-            let iov = [std::io::IoSlice::new(&[RELAY])];
-            sendmsg::<()>(
-                cfg.control.as_raw_fd(),
-                &iov,
-                &cmsg,
-                MsgFlags::empty(),
-                None,
-            )
-            .step(|| "pass the DNS relay's sockets to nsrun".into())
-            .map(|_| ())
+            crate::sys::send_with_fds(&cfg.control, &[RELAY], &fds)
+                .step(|| "pass the DNS relay's sockets to nsrun".into())
         }
         InitOp::Hostname(name) => {
             nix::unistd::sethostname(name).step(|| "set the host name".into())
@@ -364,18 +355,8 @@ fn run_op(cfg: &ChildConfig, op: &InitOp, done: &mut Progress) -> Result<(), Ste
         InitOp::Refusals => {
             let log =
                 crate::refusals::listen().step(|| "listen for refusals (nfnetlink_log)".into())?;
-            let fds = [log.as_fd().as_raw_fd()];
-            let cmsg = [ControlMessage::ScmRights(&fds)];
-            let iov = [std::io::IoSlice::new(&[REFUSALS])];
-            sendmsg::<()>(
-                cfg.control.as_raw_fd(),
-                &iov,
-                &cmsg,
-                MsgFlags::empty(),
-                None,
-            )
-            .step(|| "pass the refusals' socket to nsrun".into())
-            .map(|_| ())
+            crate::sys::send_with_fds(&cfg.control, &[REFUSALS], &[log.as_fd().as_raw_fd()])
+                .step(|| "pass the refusals' socket to nsrun".into())
         }
         InitOp::AllowPing => allow_ping(),
         InitOp::LockProcSys => lock_proc_and_sys(),
@@ -843,15 +824,7 @@ fn read_control(cfg: &ChildConfig, firewall: &mut Option<Socket>) -> bool {
                 answer(false);
             } else {
                 let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
-                let cmsg = [ControlMessage::ScmRights(&fds)];
-                let iov = [std::io::IoSlice::new(&[NAMESPACES])];
-                let _ = sendmsg::<()>(
-                    cfg.control.as_raw_fd(),
-                    &iov,
-                    &cmsg,
-                    MsgFlags::MSG_NOSIGNAL,
-                    None,
-                );
+                let _ = crate::sys::send_with_fds(&cfg.control, &[NAMESPACES], &fds);
             }
         }
         _ => {}

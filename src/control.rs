@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    UnixAddr, accept4, bind, getsockopt, listen, recv, recvmsg, send, sendmsg, socket, sockopt,
+    AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr, accept4, bind, getsockopt,
+    listen, recv, send, socket, sockopt,
 };
 
 use crate::child::{ACK, JOINED, MSG_DISCONNECT, MSG_NAMESPACES, MSG_RECONNECT, NAMESPACES};
@@ -137,15 +137,7 @@ impl Control {
                     }
                     .encode();
                     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-                    let cmsg = [ControlMessage::ScmRights(&raw)];
-                    let iov = [std::io::IoSlice::new(&message)];
-                    let _ = sendmsg::<()>(
-                        client.as_raw_fd(),
-                        &iov,
-                        &cmsg,
-                        MsgFlags::MSG_NOSIGNAL,
-                        None,
-                    );
+                    let _ = crate::sys::send_with_fds(&client, &message, &raw);
                 }
                 Err(e) => reply(Reply::Error(e)),
             },
@@ -189,30 +181,6 @@ fn ask_init(init: &OwnedFd, message: &[u8], what: &str) -> Reply {
     }
 }
 
-/// One message of up to four descriptors and `N` bytes: (the bytes, the descriptors).
-pub fn recv_with_fds<const N: usize>(
-    fd: &OwnedFd,
-    flags: MsgFlags,
-) -> nix::Result<([u8; N], usize, Vec<OwnedFd>)> {
-    let mut bytes = [0u8; N];
-    let mut iov = [std::io::IoSliceMut::new(&mut bytes)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let msg = recvmsg::<()>(
-        fd.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC | flags,
-    )?;
-    let n = msg.bytes;
-    let mut fds = Vec::new();
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(received) = c {
-            fds.extend(received.into_iter().map(crate::sys::own_fd));
-        }
-    }
-    Ok((bytes, n, fds))
-}
-
 /// The sandbox's namespaces, from its init (which alone may open them when nsrun runs
 /// with file capabilities).
 fn namespaces(init: &OwnedFd) -> Result<Vec<OwnedFd>, String> {
@@ -222,7 +190,8 @@ fn namespaces(init: &OwnedFd) -> Result<Vec<OwnedFd>, String> {
     {
         return Err(failed());
     }
-    let (byte, _, fds) = recv_with_fds::<1>(init, MsgFlags::MSG_DONTWAIT).map_err(|_| failed())?;
+    let (byte, _, fds) =
+        crate::sys::recv_with_fds::<1>(init, MsgFlags::MSG_DONTWAIT).map_err(|_| failed())?;
     if byte[0] != NAMESPACES || fds.len() != JOINED.len() {
         return Err(failed());
     }

@@ -649,7 +649,7 @@ fn receive_sockets(
 ) -> Result<(Option<[OwnedFd; 3]>, Option<OwnedFd>)> {
     let (mut relay_fds, mut log) = (None, None);
     for _ in 0..(usize::from(relay) + usize::from(refusals)) {
-        let (tag, n, mut fds) = crate::control::recv_with_fds::<1>(control, MsgFlags::empty())
+        let (tag, n, mut fds) = crate::sys::recv_with_fds::<1>(control, MsgFlags::empty())
             .context("receive the sandbox's sockets")?;
         match (n, tag[0], fds.len()) {
             (1, crate::child::RELAY, 3) => {

@@ -113,6 +113,44 @@ pub fn packet_stats(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
     Ok((stats[0], stats[1]))
 }
 
+/// Sends `bytes` with the descriptors `fds` attached (SCM_RIGHTS), in one message.
+pub fn send_with_fds(fd: &OwnedFd, bytes: &[u8], fds: &[std::os::fd::RawFd]) -> nix::Result<()> {
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(fds)];
+    let iov = [std::io::IoSlice::new(bytes)];
+    nix::sys::socket::sendmsg::<()>(
+        fd.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map(drop)
+}
+
+/// One message of up to four descriptors and `N` bytes: (the bytes, the descriptors).
+pub fn recv_with_fds<const N: usize>(
+    fd: &OwnedFd,
+    flags: nix::sys::socket::MsgFlags,
+) -> nix::Result<([u8; N], usize, Vec<OwnedFd>)> {
+    let mut bytes = [0u8; N];
+    let mut iov = [std::io::IoSliceMut::new(&mut bytes)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC | flags,
+    )?;
+    let n = msg.bytes;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(received) = c {
+            fds.extend(received.into_iter().map(own_fd));
+        }
+    }
+    Ok((bytes, n, fds))
+}
+
 /// Whether this process has one thread: /proc/self/task lists one entry per thread.
 /// Without a readable /proc nsrun could not run at all; it then counts as one.
 fn single_threaded() -> bool {
