@@ -68,6 +68,50 @@ with \fBip netns exec web\fR:
 .RS
 sudo nsrun \-\-ip 10.77.0.2 \-p 8080:80 \-\-name web \-\-user www\-data \-\- ./server
 .RE
+.SH "RUNNING SANDBOXES"
+Each running nsrun answers on an abstract unix socket, \fB@nsrun\-ctl\-\fR\fIPID\fR, that the
+kernel removes the instant nsrun is gone, so what follows is right after any
+\fBkill \-9\fR, with no daemon and nothing on disk. nsrun answers root and the user that
+started it only; a listener of that name that is not the process it names, or runs as
+another user, is not trusted. A sandbox is named by its \fB\-\-name\fR, by nsrun's PID or
+by its init's.
+.TP
+\fB\-\-list\fR [\fB\-\-json\fR]
+NAME PID INIT ADDRESS NETWORK PORTS USER UPTIME COMMAND of every sandbox you may act
+on: all of them for root, your own with a file\-capability install.
+.TP
+\fB\-\-join\fR \fINAME|PID\fR [\fB\-\-\fR \fICOMMAND\fR]
+runs COMMAND (default: the user's shell) in the sandbox's network, mount, PID and UTS
+namespaces, as its user, after the same privilege drop as its command; it ends with the
+sandbox. Joining needs CAP_SYS_CHROOT for the mounts, which a file\-capability install
+does not grant: there only root joins.
+.TP
+\fB\-\-stop\fR \fINAME|PID\fR
+SIGTERM to the command, SIGKILL to the sandbox after \fB\-\-stop\-timeout\fR; returns with
+the command's status once nothing of it is left.
+.TP
+\fB\-\-disconnect\fR \fINAME|PID\fR [\fB\-\-drop\fR], \fB\-\-reconnect\fR \fINAME|PID\fR
+every packet to or from the sandbox but loopback's is refused at once (or, with
+\fB\-\-drop\fR, lost), until \fB\-\-reconnect\fR; its address and routes stay.
+.TP
+\fB\-\-pcap\fR \fIFILE\fR
+every packet of the sandbox, both directions, captured on the host's end of its link
+from before the link carries anything, in pcap format, owned by the invoking user and
+bounded by \fB\-\-pcap\-size\fR (the oldest packets kept). At high rates the kernel drops
+what the capture cannot keep up with, and nsrun says how many.
+.SH "ONLY THE DESTINATIONS A COMMAND NEEDS"
+\fB\-\-allow\fR takes an address or prefix, a host name or \fB*.\fR\fIDOMAIN\fR, with an
+optional \fB:\fR\fIPORT\fR, \fB:\fR\fIPORT\-PORT\fR, \fB/tcp\fR or \fB/udp\fR. Once any is given the
+sandbox reaches only those destinations; everything else is refused at once. The rules
+live in the sandbox's own table, so they hold for every program and protocol and under
+\fBkill \-9\fR. With a name in the list, nsrun's resolver is the sandbox's only one: it
+answers names not allowed with NXDOMAIN, and puts the addresses it answers for an
+allowed name (CNAMEs followed, nothing of other names) into a set of the table for their
+TTL, at least a minute. An allowed address serves every name it hosts (a CDN's): a name
+allow\-list narrows where a command can go, it does not guarantee which service it
+reaches there. \fB\-v\fR and \fB\-\-refusals\fR say each refused destination once;
+\fB\-\-audit\fR refuses nothing the lists would refuse and reports it; the default
+refusals (the host, metadata services, other sandboxes) hold whatever the lists say.
 .SH SECURITY
 The command runs as the invoking user (the caller of sudo), in a new session, with every
 capability set empty and no_new_privs set, and only file descriptors 0, 1 and 2 open.
@@ -367,6 +411,8 @@ fn man_page_is_fresh() {
 fn man_page_has_every_section_and_flag() {
     let man = man_page();
     for section in [
+        "\"RUNNING SANDBOXES\"",
+        "\"ONLY THE DESTINATIONS A COMMAND NEEDS\"",
         "NAME",
         "SYNOPSIS",
         "DESCRIPTION",
