@@ -238,3 +238,45 @@ PY
         "#,
     );
 }
+
+/// With a file-capability install, a user lists, disconnects and stops their own
+/// sandboxes, and sees none of root's; root sees theirs.
+#[test]
+fn a_file_capability_user_acts_on_their_own_sandboxes() {
+    if !common::require_tool("setcap") {
+        return;
+    }
+    world(
+        r#"
+        start_upstream_http
+        cp $NSRUN "$WORK/nsrun"
+        setcap cap_net_admin,cap_sys_admin,cap_setpcap+ep "$WORK/nsrun"
+        as_user() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+        snapshot
+        # (--name needs /run/netns, root's: the user names it by nsrun's PID.)
+        setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/nsrun" -- sleep 60 &
+        mine=$!
+        # Root's sandbox without a network: one holder serves one user at a time.
+        $NSRUN --no-net -- sleep 60 &
+        roots=$!
+        wait_sandbox_up $mine
+        for _ in $(seq 100); do $NSRUN --list --names | grep -qx $roots && break; sleep 0.05; done
+        expect_code 0 as_user "$WORK/nsrun" --list --names
+        expect_eq "$OUT" "$mine" "the user sees their own only"
+        # (Root asks another user's nsrun only if it runs the same binary as it does.)
+        expect_code 0 "$WORK/nsrun" --list --names
+        expect_contains "$OUT" "$roots" "root sees its own"
+        expect_contains "$OUT" "$mine" "and the user's"
+        expect_code 0 as_user "$WORK/nsrun" --disconnect $mine
+        expect_code 7 in_sandbox $mine curl -s --max-time 2 http://198.51.100.1/
+        expect_code 0 as_user "$WORK/nsrun" --reconnect $mine
+        expect_code 0 in_sandbox $mine curl -s --max-time 2 -o /dev/null http://198.51.100.1/
+        expect_code 125 as_user "$WORK/nsrun" --stop $roots
+        expect_code 143 as_user "$WORK/nsrun" --stop $mine
+        expect_code 143 wait $mine
+        kill $roots; wait $roots || true
+        wait_holder_gone
+        expect_clean
+        "#,
+    );
+}
