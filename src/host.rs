@@ -141,8 +141,8 @@ pub fn read_host_dns(dns_given: bool) -> Result<HostDns> {
 pub struct HostFacts {
     pub net: NetFacts,
     pub dns: HostDns,
-    /// The link the kernel routes each of the host's IPv4 nameservers through (loopback
-    /// for one of its own addresses); one without a route is absent.
+    /// The link the kernel routes the host's first nameserver through (loopback for one
+    /// of its own addresses): (nameserver, link); absent without a route.
     pub nameserver_links: Vec<(Ipv4Addr, u32)>,
     /// The host's /etc/hosts, copied into the sandbox's.
     pub hosts: String,
@@ -161,18 +161,13 @@ pub fn read_facts(rtnl: Option<&mut Socket>, dns_given: bool) -> Result<HostFact
     };
     let net = net_facts(rtnl)?;
     let dns = read_host_dns(dns_given)?;
-    let mut nameservers: Vec<Ipv4Addr> = dns
-        .resolv
-        .nameservers
-        .iter()
-        .chain(dns.resolved_upstream.iter().flat_map(|r| &r.nameservers))
-        .filter_map(|ip| match ip {
-            std::net::IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(*v4),
-            _ => None,
-        })
-        .collect();
-    nameservers.dedup();
-    let nameserver_links = nameservers
+    // Only the nameserver the sandbox would ask first matters (decide.rs relays it when
+    // the host reaches it off the internet's link): one lookup on the start-up path.
+    let first = match dns::decide(&[], &dns) {
+        dns::Decision::Direct(servers) => servers.first().copied(),
+        dns::Decision::Relay { .. } => None,
+    };
+    let nameserver_links = first
         .into_iter()
         .filter_map(|ns| {
             let reply = rtnl
