@@ -50,11 +50,7 @@ pub fn render(info: &Info) -> String {
         .ports
         .iter()
         .map(|p| {
-            let proto = if p.proto == crate::netlink::nft::IPPROTO_UDP {
-                "udp"
-            } else {
-                "tcp"
-            };
+            let proto = p.proto_name();
             format!(
                 "{{\"proto\": \"{proto}\", \"host_ip\": \"{}\", \"host_port\": {}, \"sandbox_port\": {}}}",
                 p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),

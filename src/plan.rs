@@ -57,6 +57,17 @@ pub struct Publish {
     pub proto: u8,
 }
 
+impl Publish {
+    /// "tcp" or "udp", as `-p` writes it.
+    pub fn proto_name(&self) -> &'static str {
+        if self.proto == IPPROTO_UDP {
+            "udp"
+        } else {
+            "tcp"
+        }
+    }
+}
+
 /// The most ports one sandbox may publish (ranges count each port).
 pub const MAX_PUBLISHED: usize = 1024;
 

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -235,11 +235,6 @@ impl Reporter {
             }
         }
     }
-}
-
-/// The socket the init passes, as nsrun's.
-pub fn from_init(fd: OwnedFd) -> Socket {
-    Socket::from_owned(fd)
 }
 
 #[cfg(test)]

@@ -12,8 +12,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
-    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, connect, recvmsg,
-    send, socket,
+    AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, connect, send, socket,
 };
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -154,27 +153,8 @@ fn ask(pid: u32, request: &Request, timeout: Option<Duration>) -> Result<(Reply,
     }
     send(sock.as_raw_fd(), &request.encode(), MsgFlags::MSG_NOSIGNAL)
         .with_context(|| format!("ask nsrun {pid}"))?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let msg = loop {
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => break r.with_context(|| format!("hear from nsrun {pid}"))?,
-        }
-    };
-    let mut fds = Vec::new();
-    for c in msg.cmsgs().into_iter().flatten() {
-        if let ControlMessageOwned::ScmRights(received) = c {
-            fds.extend(received.into_iter().map(crate::sys::own_fd));
-        }
-    }
-    let n = msg.bytes;
+    let (buf, n, fds) = crate::sys::recv_with_fds::<{ 1 << 16 }>(&sock, MsgFlags::empty())
+        .with_context(|| format!("hear from nsrun {pid}"))?;
     // A closed connection: another user's sandbox, or one that just ended.
     if n == 0 {
         bail!("nsrun {pid} closed the connection");

@@ -453,7 +453,7 @@ pub fn run(plan: Plan) -> Result<i32> {
         };
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reporter = crate::refusals::Reporter {
-            log: log.map(crate::refusals::from_init),
+            log: log.map(Socket::from_owned),
             names_refused,
             names,
             verbose: plan.verbose,
@@ -969,12 +969,7 @@ fn describe_policy(setup: &decide::Setup) -> String {
 /// A published port as `-p` takes it: "[HOST_IP:]HOST_PORT:SANDBOX_PORT/PROTO".
 fn describe_port(p: &plan::Publish) -> String {
     let ip = p.host_ip.map(|ip| format!("{ip}:")).unwrap_or_default();
-    let proto = if p.proto == crate::netlink::nft::IPPROTO_UDP {
-        "udp"
-    } else {
-        "tcp"
-    };
-    format!("{ip}{}:{}/{proto}", p.host_port, p.sandbox_port)
+    format!("{ip}{}:{}/{}", p.host_port, p.sandbox_port, p.proto_name())
 }
 
 fn describe_privilege(p: Privilege) -> &'static str {
@@ -1178,7 +1173,7 @@ fn reserve_ports(
                 p.host_port,
             ));
             let taken = |e: std::io::Error| {
-                let proto = if p.proto == 6 { "tcp" } else { "udp" };
+                let proto = p.proto_name();
                 anyhow::anyhow!(
                     "--publish: port {}/{proto} on {} is taken on the host ({e}: a service or another sandbox has it); choose another host port, e.g. '-p {}:{}'",
                     p.host_port,
