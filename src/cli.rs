@@ -128,6 +128,25 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::FilePath)]
     pub refusals: Option<std::path::PathBuf>,
 
+    /// Join the private network NAME (made on first use) with other sandboxes
+    ///
+    /// Members of one network share one bridge and one subnet, and reach each other by
+    /// address on every port and protocol (ARP and broadcast too) and by name: each
+    /// member's --name and --hostname resolve for the others, as NAME and as
+    /// NAME.NETWORK.nsrun.internal. Everything else holds as for a lone sandbox: NAT,
+    /// -p, the refusals of the host, metadata services, other networks and sandboxes.
+    /// The network ends with its last member. Needs root.
+    #[arg(long, value_name = "NAME", help_heading = NETWORK, value_hint = ValueHint::Other)]
+    pub network: Option<String>,
+
+    /// The subnet of the --network this run makes, e.g. `--subnet 10.10.0.0/24`
+    ///
+    /// Only when the network is not running yet; a member that joins a running network
+    /// may give its subnet, and must give the same. Default: the first /24 of 10.201.0.0/16
+    /// (or of --pool) that the host does not route.
+    #[arg(long, value_name = "CIDR", requires = "network", help_heading = NETWORK, value_hint = ValueHint::Other)]
+    pub subnet: Option<String>,
+
     /// Nameserver for the sandbox, instead of the host's (up to 3 times)
     ///
     /// An IPv4 address for the sandbox's /etc/resolv.conf, e.g. `--dns 192.0.2.53`. The

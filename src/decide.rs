@@ -70,6 +70,26 @@ pub enum Addressing {
     /// The first /30 of `pool` that nothing in `used` overlaps and no running sandbox
     /// holds, tried from a start that spreads concurrent runs.
     Pool { pool: Ipv4Net, used: Vec<Ipv4Net> },
+    /// `--network`: a member of that network (networks.rs), joined or made there.
+    Member(Membership),
+}
+
+/// How a sandbox joins its network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub network: String,
+    /// `--subnet`.
+    pub subnet: Option<Ipv4Net>,
+    /// `--ip`.
+    pub ip: Option<Ipv4Addr>,
+    /// The subnets to make it on, if nobody runs it: free ones of the networks' pool.
+    pub candidates: Vec<Ipv4Net>,
+    /// The sandboxes' own pool: other sandboxes, refused.
+    pub sandbox_pool: Ipv4Net,
+    /// The networks' pool: other networks, refused.
+    pub network_pool: Ipv4Net,
+    /// The names the member answers to (--name, --hostname).
+    pub names: Vec<String>,
 }
 
 /// How many subnets of the pool to try when other nsrun instances take them first.
@@ -83,6 +103,7 @@ impl NetSetup {
             Addressing::Pool { pool, used } => free_subnets(*pool, used, start)
                 .take(MAX_ATTEMPTS)
                 .collect(),
+            Addressing::Member(_) => Vec::new(),
         }
     }
 
@@ -92,14 +113,30 @@ impl NetSetup {
         match &self.addressing {
             Addressing::Fixed(_) => net.subnet,
             Addressing::Pool { pool, .. } => *pool,
+            Addressing::Member(m) => m.network_pool,
+        }
+    }
+
+    /// The network this sandbox is a member of.
+    pub fn membership(&self) -> Option<&Membership> {
+        match &self.addressing {
+            Addressing::Member(m) => Some(m),
+            _ => None,
         }
     }
 
     /// The sandbox's filters, once its link is known.
     pub fn policy(&self, net: &SandboxNet) -> Policy {
+        let member = self.membership();
         Policy {
             sandbox_addr: net.sandbox_addr,
             pool: self.pool(net),
+            peers: member.map(|_| net.subnet),
+            other_pools: member
+                .map(|m| m.sandbox_pool)
+                .filter(|p| !p.overlaps(&net.subnet))
+                .into_iter()
+                .collect(),
             gateway: net.host_addr,
             host_nets: self.host_nets.clone(),
             nameservers: dns::direct_nameservers(&self.dns).to_vec(),
@@ -151,10 +188,14 @@ pub fn decide(plan: &Plan, facts: &HostFacts) -> Result<Setup> {
         Some(np) => Some(network(plan, np, facts)?),
         None => None,
     };
-    let resolv_conf = net
-        .as_ref()
-        .filter(|_| !facts.dns.resolv_missing)
-        .map(|n| dns::render_resolv_conf(&dns::sandbox_nameservers(&n.dns), &facts.dns));
+    let resolv_conf = net.as_ref().filter(|_| !facts.dns.resolv_missing).map(|n| {
+        let search = n.membership().map(|m| crate::networks::domain(&m.network));
+        dns::render_resolv_conf(
+            &dns::sandbox_nameservers(&n.dns),
+            &facts.dns,
+            search.as_deref(),
+        )
+    });
     Ok(Setup {
         net,
         resolv_conf,
@@ -187,8 +228,17 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
             }
         }
     }
-    let addressing = match np.ip {
-        Some(ip) => {
+    let addressing = match (&np.network, np.ip) {
+        (Some(n), ip) => Addressing::Member(Membership {
+            network: n.name.clone(),
+            subnet: n.subnet,
+            ip,
+            candidates: crate::networks::free_subnets(n.pool, &net.used),
+            sandbox_pool: np.pool,
+            network_pool: n.pool,
+            names: member_names(plan),
+        }),
+        (None, Some(ip)) => {
             let fixed = SandboxNet::for_address(ip);
             if let Some(i) = net.used.iter().position(|u| u.overlaps(&fixed.subnet)) {
                 bail!(
@@ -200,7 +250,7 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
             }
             Addressing::Fixed(fixed)
         }
-        None => Addressing::Pool {
+        (None, None) => Addressing::Pool {
             pool: np.pool,
             used: net.used.clone(),
         },
@@ -222,6 +272,8 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
         .allow
         .as_deref()
         .is_some_and(|a| !crate::egress::name_sets(a).is_empty());
+    // A member's resolver is nsrun's too: it answers the network's names.
+    let names = names || np.network.is_some();
     let dns = match dns {
         Decision::Direct(servers) if names => match servers.first() {
             Some(first) => Decision::Relay {
@@ -248,6 +300,21 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
         host_addrs: net.addrs.clone(),
         uplink: uplink.map(|l| l.name.clone()),
     })
+}
+
+/// A member's names on its network: --name (when it is a host name) and --hostname.
+fn member_names(plan: &Plan) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for n in [plan.name.as_deref(), plan.hostname.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        let n = n.to_ascii_lowercase();
+        if crate::plan::validate_hostname(&n).is_ok() && !n.contains('.') && !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
 }
 
 /// ", e.g. '--ip ADDR'" with a free address, for the refusal of `--ip ip`.

@@ -446,6 +446,29 @@ pub fn refusal(query: &[u8], q: &Question) -> Vec<u8> {
     m
 }
 
+/// The answer nsrun gives itself for a name it knows (a network's member): `addr` for
+/// an A question, no records (NODATA) for any other type, with the query's id and
+/// question, authoritative.
+pub fn local_answer(query: &[u8], q: &Question, addr: Ipv4Addr, ttl: u32) -> Vec<u8> {
+    let rd = query.get(2).copied().unwrap_or(0) & 0x01;
+    let a = q.qtype == TYPE_A;
+    let mut m = Vec::with_capacity(q.end + 16);
+    m.extend_from_slice(&q.id.to_be_bytes());
+    m.push(0x80 | 0x04 | rd); // QR, AA, RD as asked
+    m.push(0x80); // RA, NOERROR
+    m.extend_from_slice(&[0, 1, 0, u8::from(a), 0, 0, 0, 0]);
+    m.extend_from_slice(&query[DNS_HEADER..q.end]);
+    if a {
+        m.extend_from_slice(&[0xc0, DNS_HEADER as u8]); // the question's name
+        m.extend_from_slice(&TYPE_A.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes()); // IN
+        m.extend_from_slice(&ttl.to_be_bytes());
+        m.extend_from_slice(&4u16.to_be_bytes());
+        m.extend_from_slice(&addr.octets());
+    }
+    m
+}
+
 /// The IPv4 addresses an answer gives for the question's name, following its CNAMEs
 /// (in the answer section only; records for other names, in any section, give
 /// nothing), each with its TTL in seconds. Nothing unless the answer is to `q`.

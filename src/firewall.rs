@@ -145,6 +145,12 @@ pub struct Policy {
     /// The pool the sandbox's link came from: its other addresses are the host's (other
     /// sandboxes' host ends, and this one's) or other sandboxes'.
     pub pool: Ipv4Net,
+    /// A member's network (--network): its subnet, open both ways (the gateway, the
+    /// host's, excepted).
+    pub peers: Option<Ipv4Net>,
+    /// Other sandboxes' ranges, refused as the pool is (a member's: the lone sandboxes'
+    /// pool).
+    pub other_pools: Vec<Ipv4Net>,
     pub gateway: Ipv4Addr,
     /// The host's own addresses when the sandbox starts.
     /// What the host's `local` routing table delivers to the host itself: its
@@ -218,6 +224,14 @@ pub fn output_rules(p: &Policy) -> Vec<Rule> {
     // Azure's resolver answers wherever the host is on Azure; an allow-list has its own.
     if p.allow.is_none() {
         out.extend(dns_accepts(AZURE_DNS));
+    }
+    // A member's network: its peers, on every port and protocol, broadcast included;
+    // not the gateway (the host's), which the host chain decides.
+    if let Some(peers) = p.peers {
+        if !p.allow_host {
+            out.push(rule(vec![to(host(p.gateway))], Verdict::Jump("host")));
+        }
+        out.push(rule(vec![to(peers)], Verdict::Accept));
     }
     if !p.allow_host {
         out.push(rule(vec![], Verdict::Jump("host")));
@@ -301,6 +315,10 @@ pub fn input_rules(p: &Policy) -> Vec<Rule> {
         ),
         rule(vec![], Verdict::Jump(FROM_HOST)),
     ];
+    // A member's peers connect in, on every port.
+    if let Some(peers) = p.peers {
+        input.push(rule(vec![Match::SAddr(peers)], Verdict::Accept));
+    }
     for (proto, port) in &p.published {
         input.push(rule(
             vec![
@@ -388,6 +406,9 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     // The whole pool in one rule: every other sandbox's host end (a host address) and
     // every sandbox, however many start later, without a rule each.
     b.add_rule(TABLE, "host", &rule(vec![to(p.pool)], REFUSE));
+    for other in &p.other_pools {
+        b.add_rule(TABLE, "host", &rule(vec![to(*other)], REFUSE));
+    }
     let loopback = LOOPBACK;
     for net in aggregate(&p.host_nets).iter().filter(|n| {
         // Loopback never leaves the sandbox; the pool is one rule already.
@@ -610,21 +631,32 @@ pub fn host_input_rules() -> Vec<Rule> {
 pub const HOST_EXCEPTIONS: &str = "sandbox_to_host";
 
 /// The rules of one sandbox (host end `link`) in [`HOST_EXCEPTIONS`].
-pub fn host_exceptions(link: u32, allow_host: bool, nameservers: &[Ipv4Addr]) -> Vec<Rule> {
+pub fn host_exceptions(
+    link: u32,
+    source: Option<Ipv4Addr>,
+    allow_host: bool,
+    nameservers: &[Ipv4Addr],
+) -> Vec<Rule> {
+    let from = |mut m: Vec<Match>| {
+        if let Some(s) = source {
+            m.insert(1, Match::SAddr(host(s)));
+        }
+        m
+    };
     if allow_host {
-        return vec![rule(vec![Match::Iif(link)], Verdict::Accept)];
+        return vec![rule(from(vec![Match::Iif(link)]), Verdict::Accept)];
     }
     nameservers
         .iter()
         .flat_map(|ns| {
             [IPPROTO_UDP, IPPROTO_TCP].map(|proto| {
                 rule(
-                    vec![
+                    from(vec![
                         Match::Iif(link),
                         to(host(*ns)),
                         Match::L4Proto(proto),
                         Match::DPort(53),
-                    ],
+                    ]),
                     Verdict::Accept,
                 )
             })
@@ -811,6 +843,8 @@ mod tests {
         Policy {
             sandbox_addr: "10.200.0.6".parse().unwrap(),
             pool: "10.200.0.0/16".parse().unwrap(),
+            peers: None,
+            other_pools: Vec::new(),
             gateway: "10.200.0.5".parse().unwrap(),
             host_nets: vec![
                 "198.51.100.2/32".parse().unwrap(),
@@ -1209,8 +1243,8 @@ mod tests {
     #[test]
     fn the_host_refuses_sandboxes_but_its_exceptions() {
         let input = host_input_rules();
-        let open = host_exceptions(7, false, &["198.51.100.2".parse().unwrap()]);
-        let all = host_exceptions(8, true, &[]);
+        let open = host_exceptions(7, None, false, &["198.51.100.2".parse().unwrap()]);
+        let all = host_exceptions(8, None, true, &[]);
         let exceptions: Vec<Rule> = open.into_iter().chain(all).collect();
         let chains = [("input", &input), (HOST_EXCEPTIONS, &exceptions)];
         let to_host = |iif: u32, dport: u16, proto: u8| Packet {

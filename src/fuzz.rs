@@ -27,6 +27,8 @@ fn payload(p: &[u8]) {
         let _ = crate::proto::events::decode_netconf(ty, p);
     }
     let _ = route::parse_link(p);
+    let _ = route::parse_link_alias(p);
+    let _ = crate::networks::parse_port(p);
     let _ = route::parse_addr(p);
     let _ = route::parse_route(p);
     let _ = nft::parse_chain(p);
@@ -58,6 +60,10 @@ pub fn holder(bytes: &[u8]) {
         assert_eq!(request.encode(), bytes, "{request:?}");
     }
     let _ = crate::proto::control::Reply::decode(bytes);
+    // And what a member of a network offers a sandbox that joins it.
+    if let Some(offer) = crate::proto::network::Offer::decode(bytes) {
+        assert_eq!(offer.encode(), bytes, "{offer:?}");
+    }
 }
 
 /// /etc/resolv.conf, and /etc/hosts as nsrun copies it into the sandbox.

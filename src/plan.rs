@@ -137,6 +137,18 @@ pub struct NetPlan {
     pub deny: Vec<crate::egress::Dest>,
     /// --audit.
     pub audit: bool,
+    /// --network and --subnet.
+    pub network: Option<NetworkPlan>,
+}
+
+/// `--network NAME [--subnet CIDR]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkPlan {
+    pub name: String,
+    pub subnet: Option<Ipv4Net>,
+    /// Where a new network's subnet comes from: --pool when given, else
+    /// networks::DEFAULT_POOL.
+    pub pool: Ipv4Net,
 }
 
 /// What a user of a file-capability install may take: addresses of nsrun's own pool
@@ -193,6 +205,11 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
             "COMMAND is empty: give the program to run after '--', e.g. 'nsrun -- sh -c \"echo hi\"'"
         );
     }
+    if let (true, Some(name)) = (cli.no_net, &cli.network) {
+        bail!(
+            "--network {name} with --no-net: a member of a network has a network; drop --no-net, e.g. 'nsrun --network {name} -- CMD'"
+        );
+    }
     let network = if cli.no_net {
         None
     } else {
@@ -221,6 +238,7 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
             allow,
             deny,
             audit: cli.audit,
+            network: network_plan(&cli)?,
         })
     };
     let dns = cli
@@ -480,6 +498,69 @@ pub fn parse_dns(s: &str) -> Result<Ipv4Addr> {
 }
 
 /// A name `ip netns` accepts: letters, digits, '.', '_', '-', not "." or "..".
+/// --network NAME (a DNS label: the members' names live under NAME.nsrun.internal) and
+/// --subnet CIDR.
+fn network_plan(cli: &Cli) -> Result<Option<NetworkPlan>> {
+    let Some(name) = &cli.network else {
+        return Ok(None);
+    };
+    let label_ok = !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !label_ok {
+        bail!(
+            "--network {name:?}: not a network name (letters, digits and inner '-', at most 32); e.g. '--network lab'"
+        );
+    }
+    let subnet = match &cli.subnet {
+        None => None,
+        Some(s) => {
+            let subnet: Ipv4Net = s.parse().map_err(|e| {
+                anyhow!("--subnet {s:?}: {e}; give an IPv4 prefix, e.g. '--subnet 10.10.0.0/24'")
+            })?;
+            if !(16..=29).contains(&subnet.prefix) {
+                bail!(
+                    "--subnet {subnet}: a network's subnet is a /16 to a /29; e.g. '--subnet {}/24'",
+                    subnet.network()
+                );
+            }
+            if subnet.addr != subnet.network() {
+                bail!(
+                    "--subnet {subnet}: host bits are set; did you mean '--subnet {}/{}'?",
+                    subnet.network(),
+                    subnet.prefix
+                );
+            }
+            if let Some(ip) = cli.ip.as_deref().and_then(|i| i.parse::<Ipv4Addr>().ok()) {
+                let range = crate::networks::member_range(subnet);
+                if !range.contains(&u32::from(ip)) {
+                    bail!(
+                        "--ip {ip}: not a member's address in --subnet {subnet} (from {} to {}); e.g. '--ip {}'",
+                        Ipv4Addr::from(*range.start()),
+                        Ipv4Addr::from(*range.end()),
+                        Ipv4Addr::from(*range.start() + 3)
+                    );
+                }
+            }
+            Some(subnet)
+        }
+    };
+    let pool = if cli.pool == crate::cli::DEFAULT_POOL {
+        crate::networks::DEFAULT_POOL
+            .parse()
+            .map_err(|e| anyhow!("{e}"))?
+    } else {
+        parse_pool(&cli.pool)?
+    };
+    Ok(Some(NetworkPlan {
+        name: name.clone(),
+        subnet,
+        pool,
+    }))
+}
+
 pub fn validate_netns_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -814,6 +895,7 @@ mod tests {
             allow: None,
             deny: vec![],
             audit: false,
+            network: None,
         };
         let user = Privilege::FileCaps;
         assert!(check_user_addresses(user, &net(None, "10.200.0.0/16")).is_ok());

@@ -209,7 +209,12 @@ pub struct Relay {
     queries: Vec<Query>,
     conns: Vec<Conn>,
     filter: Option<Filter>,
+    /// `--network`: the network's names, answered here.
+    directory: Option<crate::networks::Directory>,
 }
+
+/// The time a member's name may be cached: members come and go.
+const MEMBER_TTL: u32 = 1;
 
 /// `--allow NAME`: the names the relay answers, and where their addresses go.
 pub struct Filter {
@@ -312,7 +317,13 @@ pub fn listeners(listen: Ipv4Addr) -> Result<(OwnedFd, OwnedFd)> {
 impl Relay {
     /// The relay over the listeners the init made; queries go to `upstream` from the
     /// host's namespace, where nsrun is.
-    pub fn new(udp: OwnedFd, tcp: OwnedFd, upstream: SocketAddr, filter: Option<Filter>) -> Relay {
+    pub fn new(
+        udp: OwnedFd,
+        tcp: OwnedFd,
+        upstream: SocketAddr,
+        filter: Option<Filter>,
+        directory: Option<crate::networks::Directory>,
+    ) -> Relay {
         Relay {
             udp: UdpSocket::from(udp),
             tcp: TcpListener::from(tcp),
@@ -320,6 +331,20 @@ impl Relay {
             queries: Vec::new(),
             conns: Vec::new(),
             filter,
+            directory,
+        }
+    }
+
+    /// A member's own network's names: answered here, at once, never asked upstream.
+    fn answer_locally(&mut self, query: &[u8]) -> Option<Vec<u8>> {
+        let directory = self.directory.as_mut()?;
+        let question = crate::egress::parse_question(query)?;
+        match directory.lookup(&question.name) {
+            crate::networks::Lookup::NotOurs => None,
+            crate::networks::Lookup::Absent => Some(crate::egress::refusal(query, &question)),
+            crate::networks::Lookup::Member(addr) => Some(crate::egress::local_answer(
+                query, &question, addr, MEMBER_TTL,
+            )),
         }
     }
 
@@ -401,6 +426,10 @@ impl Relay {
             while let Ok((n, client)) = self.udp.recv_from(&mut buf) {
                 if self.queries.len() >= MAX_QUERIES {
                     continue; // dropped: the client retries
+                }
+                if let Some(answer) = self.answer_locally(&buf[..n]) {
+                    let _ = self.udp.send_to(&answer, client);
+                    continue;
                 }
                 // --allow NAME: a name not allowed is refused at once (NXDOMAIN), and
                 // never asked upstream; one that is allowed is remembered with its sets.

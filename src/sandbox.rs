@@ -173,8 +173,13 @@ struct Network {
     inert: bool,
     /// --pcap, finished when the sandbox has ended.
     capture: Option<crate::pcap::Capture>,
-    /// The lock on the subnet and the link's name, held while nsrun lives.
-    _link_lock: OwnedFd,
+    /// The lock on the subnet and the link's name, held while nsrun lives (a member's
+    /// is its network's, in its membership).
+    _link_lock: Option<OwnedFd>,
+    /// `--network`: this sandbox's part of its network, and its port there.
+    membership: Option<(crate::networks::Membership, i32)>,
+    /// -v: members joining and leaving.
+    watcher: Option<crate::networks::Watcher>,
     /// --info-file, removed when the sandbox ends.
     info_file: Option<info::InfoFile>,
 }
@@ -228,6 +233,9 @@ impl Network {
         if std::mem::replace(&mut self.inert, true) {
             return; // done already (the drop after a normal end)
         }
+        if self.membership.is_some() {
+            return; // the network's link is its other members' too
+        }
         let _ = self.rtnl.request(
             route::del_addr(self.host_index, self.host_addr, self.link.prefix),
             "delete the host end's address",
@@ -245,6 +253,12 @@ pub fn run(plan: Plan) -> Result<i32> {
     let privilege = plan::privilege(&creds, plan.network.is_some())?;
     if let Some(net) = &plan.network {
         plan::check_user_addresses(privilege, net)?;
+        if let (Some(n), false) = (&net.network, privilege == Privilege::Root) {
+            bail!(
+                "--network {}: networks are made and joined by root only (each member's nsrun holds the network's namespace); run nsrun with sudo",
+                n.name
+            );
+        }
     }
     let sudo = match privilege {
         // With file capabilities the environment is the caller's to forge: ignore it.
@@ -440,7 +454,12 @@ pub fn run(plan: Plan) -> Result<i32> {
             report: report.then(|| report_names.clone()),
             answered: names.clone(),
         });
-        let relay = Relay::new(udp, tcp, upstream, filter);
+        // A member's resolver answers its network's names first.
+        let directory = match sandbox.network.as_ref().and_then(|n| n.membership.as_ref()) {
+            Some((m, _)) => Some(m.directory()?),
+            None => None,
+        };
+        let relay = Relay::new(udp, tcp, upstream, filter, directory);
         std::thread::Builder::new()
             .name("dns-relay".into())
             .spawn(move || relay.run())
@@ -478,12 +497,13 @@ pub fn run(plan: Plan) -> Result<i32> {
         init_pid: pid.as_raw() as u32,
         name: plan.name.clone(),
         address: sandbox.network.as_ref().map(|n| n.sandbox_addr),
-        network: if sandbox.network.is_some() {
-            "nat"
-        } else {
-            "none"
-        }
-        .into(),
+        network: match &sandbox.network {
+            Some(n) => match &n.membership {
+                Some((m, _)) => m.name.clone(),
+                None => "nat".into(),
+            },
+            None => "none".into(),
+        },
         ports: plan
             .network
             .as_ref()
@@ -619,7 +639,7 @@ impl Drop for Terminal {
 /// `--wait-teardown`: deletes the host end, reaps the init, and lets the holder go if
 /// this was its last sandbox, waiting for each.
 fn teardown_and_wait(mut sandbox: Sandbox) {
-    if let Some(n) = &mut sandbox.network {
+    if let Some(n) = sandbox.network.as_mut().filter(|n| n.membership.is_none()) {
         let _ = n
             .rtnl
             .request(route::del_link(n.host_index), "delete the host end");
@@ -696,31 +716,14 @@ fn create_veth(
             decide::example_address(fixed.sandbox_addr, &[prep.used.as_slice(), &[fixed.subnet]].concat()),
             ip = fixed.sandbox_addr,
         ),
+        (None, decide::Addressing::Member(m)) => anyhow::anyhow!(
+            "network {}: no link to make (a member joins through its network)",
+            m.network
+        ),
         (None, decide::Addressing::Pool { pool, .. }) => anyhow::anyhow!(
             "address pool {pool} is exhausted: every /30 in it is in use on this host; give a larger or other range, e.g. '--pool 10.201.0.0/16'"
         ),
     })
-}
-
-/// The lock on a sandbox's subnet (and its link's name): an abstract unix socket named
-/// after the link, bound while nsrun lives. The kernel frees it the instant nsrun is gone,
-/// however it ends, with nothing on disk (a file-capability install cannot write /run),
-/// so a link of that name whose lock is free is a leftover of a dead nsrun.
-fn lock_link(name: &str) -> Result<Option<OwnedFd>> {
-    let sock = nix::sys::socket::socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .context("unix socket for a link's lock")?;
-    let addr = nix::sys::socket::UnixAddr::new_abstract(format!("nsrun-link-{name}").as_bytes())
-        .context("a link's lock name")?;
-    match nix::sys::socket::bind(sock.as_raw_fd(), &addr) {
-        Ok(()) => Ok(Some(sock)),
-        Err(Errno::EADDRINUSE) => Ok(None),
-        Err(e) => Err(e).context(format!("bind @nsrun-link-{name}")),
-    }
 }
 
 /// Creates the veth of the first candidate whose lock is free; `Err(None)` when every
@@ -735,7 +738,7 @@ fn create_first_free(
 ) -> std::result::Result<(SandboxNet, OwnedFd), Option<anyhow::Error>> {
     for candidate in candidates {
         let name = candidate.host_end.as_str();
-        let Some(lock) = lock_link(name).map_err(Some)? else {
+        let Some(lock) = crate::locks::lock_link(name).map_err(Some)? else {
             continue; // a running sandbox has it
         };
         let deadline = Instant::now() + LEFTOVER_LINK_WAIT;
@@ -767,6 +770,63 @@ fn create_first_free(
     Err(None)
 }
 
+/// `--network`: joins the network (or makes it), then puts the sandbox on it.
+fn join_network(
+    prep: &mut NetPrep,
+    m: &decide::Membership,
+    mtu: u32,
+    pid: Pid,
+    plan: &Plan,
+) -> Result<(SandboxNet, crate::networks::Membership, i32)> {
+    let mut membership =
+        crate::networks::join(&m.network, m.subnet, &m.candidates, mtu, &mut prep.rtnl)?;
+    membership.nonblocking();
+    let subnet = membership.offer.subnet;
+    if membership.created {
+        verbose!(
+            plan,
+            "network {}: made, subnet {subnet}, gateway {} (the host's link {}); its bridge {} is in a namespace of its own",
+            m.network,
+            membership.gateway(),
+            membership.offer.host_end,
+            crate::networks::BRIDGE
+        );
+    } else if plan.verbose {
+        let members: Vec<String> = membership
+            .members()?
+            .iter()
+            .filter(|p| p.nsrun_pid.is_some())
+            .map(|p| p.describe())
+            .collect();
+        verbose!(
+            plan,
+            "network {}: joined, subnet {subnet}, gateway {}; members: {}",
+            m.network,
+            membership.gateway(),
+            members.join(", ")
+        );
+    }
+    let start = std::process::id().wrapping_mul(2654435761);
+    let (net, port) = membership.add_member(pid, m.ip, &m.names, start)?;
+    verbose!(
+        plan,
+        "on network {}: address {}/{}, mac {}, port {}; capture the network: sudo nsenter --net=/proc/{}/fd/{} tcpdump -ni {}",
+        m.network,
+        net.sandbox_addr,
+        subnet.prefix,
+        crate::networks::mac(&m.network, net.sandbox_addr)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+        crate::networks::port_name(net.sandbox_addr),
+        std::process::id(),
+        membership.netns.as_raw_fd(),
+        crate::networks::BRIDGE
+    );
+    Ok((net, membership, port))
+}
+
 /// veth, addresses, host end up, NAT through the holder, forwarding, as `setup` says;
 /// returns the sandbox's link, which its filters and the init's operations name.
 fn setup_network(
@@ -777,15 +837,24 @@ fn setup_network(
     owner: (u32, u32),
 ) -> Result<(Network, SandboxNet)> {
     let mtu = setup.mtu;
-    let (net, link_lock) = create_veth(&mut prep, setup, pid)?;
-    verbose!(
-        plan,
-        "veth {}/eth0, mtu {mtu}, subnet {} (host {}, sandbox {})",
-        net.host_end,
-        net.subnet,
-        net.host_addr,
-        net.sandbox_addr
-    );
+    let (net, link_lock, mut membership) = match setup.membership() {
+        Some(m) => {
+            let (net, membership, port) = join_network(&mut prep, m, mtu, pid, plan)?;
+            (net, None, Some((membership, port)))
+        }
+        None => {
+            let (net, lock) = create_veth(&mut prep, setup, pid)?;
+            verbose!(
+                plan,
+                "veth {}/eth0, mtu {mtu}, subnet {} (host {}, sandbox {})",
+                net.host_end,
+                net.subnet,
+                net.host_addr,
+                net.sandbox_addr
+            );
+            (net, Some(lock), None)
+        }
+    };
 
     let reply = prep.rtnl.get(
         route::get_link(net.host_end.as_str()),
@@ -795,12 +864,24 @@ fn setup_network(
     let host_index = route::parse_link(&reply)
         .map(|l| l.index)
         .context("parse RTM_NEWLINK reply")?;
-    // Before the link carries anything: every packet of the sandbox is in the file.
-    let capture = match &plan.pcap {
-        Some((path, limit)) => Some(crate::pcap::Capture::start(
+    // Before the link carries anything: every packet of the sandbox is in the file. A
+    // member's is its port on the network's bridge.
+    let capture = match (&plan.pcap, &membership) {
+        (Some((path, limit)), None) => Some(crate::pcap::Capture::start(
             path, *limit, host_index, owner,
         )?),
-        None => None,
+        (Some((path, limit)), Some((m, port))) => {
+            Some(m.within(|| crate::pcap::Capture::start(path, *limit, *port, owner))??)
+        }
+        (None, _) => None,
+    };
+    let watcher = match membership.as_mut() {
+        Some((m, _)) if plan.verbose => {
+            let mut w = m.watcher()?;
+            w.know(&m.members()?);
+            Some(w)
+        }
+        _ => None,
     };
     let mut network = Network {
         capture,
@@ -814,22 +895,27 @@ fn setup_network(
         known_addrs: [setup.host_addrs.as_slice(), &[net.host_addr]].concat(),
         keeper: None,
         _link_lock: link_lock,
+        membership,
+        watcher,
         info_file: None,
         named: None,
         inert: false,
     };
-    host::disable_ipv6(net.host_end.as_str());
-    network.rtnl.request(
-        route::add_addr(host_index, net.host_addr, net.subnet.prefix),
-        &format!(
-            "add {}/{} to {}",
-            net.host_addr, net.subnet.prefix, net.host_end
-        ),
-    )?;
-    network.rtnl.request(
-        route::set_up(host_index),
-        &format!("bring {} up", net.host_end),
-    )?;
+    // A member's gateway is its network's, set up with the network.
+    if network.membership.is_none() {
+        host::disable_ipv6(net.host_end.as_str());
+        network.rtnl.request(
+            route::add_addr(host_index, net.host_addr, net.subnet.prefix),
+            &format!(
+                "add {}/{} to {}",
+                net.host_addr, net.subnet.prefix, net.host_end
+            ),
+        )?;
+        network.rtnl.request(
+            route::set_up(host_index),
+            &format!("bring {} up", net.host_end),
+        )?;
+    }
     failpoint::hit("after-address")?;
     // Named before the holder hears the name: it removes only what nsrun made.
     if let Some(name) = &plan.name {
@@ -1036,6 +1122,20 @@ fn supervise(
         if let Some(n) = &sandbox.network {
             fds.push(PollFd::new(n.addr_events.as_fd(), PollFlags::POLLIN));
         }
+        // A member answers sandboxes that join its network, and with -v says who comes
+        // and goes.
+        let member_at = fds.len();
+        let mut member_fds = 0;
+        if let Some(n) = &sandbox.network {
+            if let Some((m, _)) = &n.membership {
+                fds.push(PollFd::new(m.anchor(), PollFlags::POLLIN));
+                member_fds += 1;
+            }
+            if let Some(w) = &n.watcher {
+                fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+                member_fds += 1;
+            }
+        }
         let runtime_at = fds.len();
         if let Some(r) = &runtime {
             fds.extend(
@@ -1059,6 +1159,9 @@ fn supervise(
         }
         let events_ready =
             sandbox.network.is_some() && fds[events_at].revents().is_some_and(|r| !r.is_empty());
+        let member_ready = fds[member_at..member_at + member_fds]
+            .iter()
+            .any(|f| f.revents().is_some_and(|r| !r.is_empty()));
         let runtime_ready: Vec<bool> = fds[runtime_at..]
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
@@ -1081,6 +1184,18 @@ fn supervise(
         if events_ready {
             if let Some(n) = &mut sandbox.network {
                 close_new_host_addrs(n, control);
+            }
+        }
+        if member_ready {
+            if let Some(n) = &mut sandbox.network {
+                if let Some((m, _)) = &n.membership {
+                    m.serve();
+                }
+                if let Some(w) = &mut n.watcher {
+                    for line in w.changes() {
+                        crate::say(&format!("nsrun: {line}"));
+                    }
+                }
             }
         }
         let mut init_ended = false;

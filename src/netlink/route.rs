@@ -14,6 +14,8 @@ pub const RTM_NEWADDR: u16 = 20;
 pub const RTM_DELADDR: u16 = 21;
 /// The multicast group of IPv4 address changes, as a bind mask.
 pub const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+/// The multicast group of link changes, as a bind mask.
+pub const RTMGRP_LINK: u32 = 0x1;
 pub const RTM_GETADDR: u16 = 22;
 pub const RTM_NEWROUTE: u16 = 24;
 pub const RTM_GETROUTE: u16 = 26;
@@ -21,10 +23,14 @@ pub const RTM_GETROUTE: u16 = 26;
 const AF_INET: u8 = 2;
 const IFF_UP: u32 = 0x1;
 
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_PID: u16 = 19;
+const IFLA_IFALIAS: u16 = 20;
+const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_NUM_TX_QUEUES: u16 = 31;
 const IFLA_NUM_RX_QUEUES: u16 = 32;
 const IFLA_INFO_KIND: u16 = 1;
@@ -82,6 +88,105 @@ pub fn new_veth(host: &str, peer: &str, peer_pid: u32, mtu: u32) -> Msg {
     m.nest_end(info);
     m.end(at);
     m
+}
+
+/// Where a new link goes: the network namespace of a process, or of a namespace fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Netns {
+    Pid(u32),
+    Fd(i32),
+}
+
+impl Netns {
+    fn attr(self, m: &mut Msg) {
+        match self {
+            Netns::Pid(pid) => m.attr(IFLA_NET_NS_PID, &pid.to_ne_bytes()),
+            Netns::Fd(fd) => m.attr(IFLA_NET_NS_FD, &(fd as u32).to_ne_bytes()),
+        }
+    }
+}
+
+/// A bridge, up (`ip link add NAME mtu MTU up type bridge`): STP off, so a port
+/// forwards from the moment it is up.
+pub fn new_bridge(name: &str, mtu: u32) -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(RTM_NEWLINK, CREATE);
+    ifinfomsg(&mut m, 0, IFF_UP, IFF_UP);
+    m.attr_str(IFLA_IFNAME, name);
+    m.attr(IFLA_MTU, &mtu.to_ne_bytes());
+    let info = m.nest(IFLA_LINKINFO);
+    m.attr_str(IFLA_INFO_KIND, "bridge");
+    m.nest_end(info);
+    m.end(at);
+    m
+}
+
+/// A veth pair whose end `port` is made here, a port of bridge `master`, and up; its
+/// `peer` is made directly in `peer_ns` (with `peer_mac` when given), so the pair dies
+/// with either namespace.
+pub fn new_port(
+    port: &str,
+    master: i32,
+    peer: &str,
+    peer_ns: Netns,
+    peer_mac: Option<[u8; 6]>,
+    mtu: u32,
+) -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(RTM_NEWLINK, CREATE);
+    ifinfomsg(&mut m, 0, IFF_UP, IFF_UP);
+    m.attr_str(IFLA_IFNAME, port);
+    m.attr(IFLA_MTU, &mtu.to_ne_bytes());
+    m.attr(IFLA_MASTER, &(master as u32).to_ne_bytes());
+    m.attr(IFLA_NUM_TX_QUEUES, &1u32.to_ne_bytes());
+    m.attr(IFLA_NUM_RX_QUEUES, &1u32.to_ne_bytes());
+    let info = m.nest(IFLA_LINKINFO);
+    m.attr_str(IFLA_INFO_KIND, "veth");
+    let data = m.nest(IFLA_INFO_DATA);
+    let peer_at = m.nest(VETH_INFO_PEER);
+    ifinfomsg(&mut m, 0, 0, 0);
+    m.attr_str(IFLA_IFNAME, peer);
+    peer_ns.attr(&mut m);
+    if let Some(mac) = peer_mac {
+        m.attr(IFLA_ADDRESS, &mac);
+    }
+    m.attr(IFLA_MTU, &mtu.to_ne_bytes());
+    m.attr(IFLA_NUM_TX_QUEUES, &1u32.to_ne_bytes());
+    m.attr(IFLA_NUM_RX_QUEUES, &1u32.to_ne_bytes());
+    m.nest_end(peer_at);
+    m.nest_end(data);
+    m.nest_end(info);
+    m.end(at);
+    m
+}
+
+/// Sets link `index`'s alias (`ip link set ... alias TEXT`).
+pub fn set_alias(index: i32, alias: &str) -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
+    ifinfomsg(&mut m, index, 0, 0);
+    m.attr_str(IFLA_IFALIAS, alias);
+    m.end(at);
+    m
+}
+
+/// Every link of the namespace.
+pub fn dump_links() -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
+    ifinfomsg(&mut m, 0, 0, 0);
+    m.end(at);
+    m
+}
+
+/// A link's alias (IFLA_IFALIAS), if it has one.
+pub fn parse_link_alias(payload: &[u8]) -> Option<String> {
+    attrs(payload.get(16..)?)
+        .find(|(ty, _)| *ty == IFLA_IFALIAS)
+        .map(|(_, v)| {
+            String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(v)).into_owned()
+        })
+        .filter(|a| !a.is_empty())
 }
 
 /// Brings link `index` up.

@@ -9,5 +9,6 @@ pub mod control;
 pub mod events;
 pub mod holder;
 pub mod init;
+pub mod network;
 
 pub use holder::{Reply, Request};

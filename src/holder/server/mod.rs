@@ -182,6 +182,8 @@ struct Client {
     /// The sandbox's --name, whose /run/netns entry a killed nsrun leaves behind.
     name: Option<String>,
     ifindex: Option<u32>,
+    /// Its link is a network's, which other members share: it is never removed here.
+    shared: bool,
     handle: Option<u64>,
     last_wish: bool,
     /// Its published ports, with their rules' (chain, handle).
@@ -312,6 +314,7 @@ impl Holder {
                         published: Vec::new(),
                         name: None,
                         ifindex: None,
+                        shared: false,
                         handle: None,
                         last_wish: false,
                         info_file: None,
@@ -501,20 +504,31 @@ impl Holder {
                 "nsrun's holder (uid {me}) serves only nsrun run by root or by uid {me}, with CAP_NET_ADMIN"
             );
         }
-        let is_sandbox_link = self
+        let reply = self
             .rtnl
             .get(route::get_link_by_index(ifindex as i32), "RTM_GETLINK")
-            .ok()
-            .and_then(|r| route::parse_link(&r))
+            .ok();
+        let is_sandbox_link = reply
+            .as_deref()
+            .and_then(route::parse_link)
             .is_some_and(|l| crate::addr::is_sandbox_link(&l.name));
         if !is_sandbox_link {
             bail!("link {ifindex} is not a sandbox's");
         }
+        // A network's link (its alias says so) carries every member's traffic: each
+        // member registers its own address on it, and the link goes with the network.
+        let shared = reply
+            .as_deref()
+            .and_then(route::parse_link_alias)
+            .is_some_and(|a| a.starts_with(crate::networks::HOST_LINK_ALIAS));
         if self.clients[i].ifindex.is_some() {
             bail!("already registered");
         }
-        if self.clients.iter().any(|c| c.ifindex == Some(ifindex)) {
+        if !shared && self.clients.iter().any(|c| c.ifindex == Some(ifindex)) {
             bail!("link {ifindex} is registered by another nsrun");
+        }
+        if shared && self.clients.iter().any(|c| c.addr == Some(sandbox)) {
+            bail!("{sandbox} is registered by another nsrun");
         }
         // The address must be the sandbox's end of that link's subnet: a client cannot
         // have the host masquerade (or publish into) any other address. The kernel's own
@@ -560,6 +574,7 @@ impl Holder {
         );
         self.clients[i].ifindex = Some(ifindex);
         self.clients[i].addr = Some(sandbox);
+        self.clients[i].shared = shared;
         self.forward_through(links)
     }
 }

@@ -15,7 +15,9 @@ impl Holder {
         let Some(link) = self.clients[i].ifindex else {
             bail!("host access before registration");
         };
-        let rules = firewall::host_exceptions(link, allow_host, nameservers);
+        // On a network's link, only this member's own address.
+        let source = self.clients[i].addr.filter(|_| self.clients[i].shared);
+        let rules = firewall::host_exceptions(link, source, allow_host, nameservers);
         if rules.is_empty() {
             return Ok(());
         }
@@ -175,7 +177,7 @@ impl Holder {
             let (msg, acked) = batch.finish();
             let _ = self.nft.transact(msg, &acked, "delete a masquerade rule");
         }
-        if let Some(index) = client.ifindex {
+        if let (Some(index), false) = (client.ifindex, client.shared) {
             self.links.push((index, Instant::now() + LINK_GRACE));
         }
         if let Some(name) = &client.name {
