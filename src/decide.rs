@@ -80,6 +80,12 @@ pub struct Membership {
     pub network: String,
     /// `--subnet`.
     pub subnet: Option<Ipv4Net>,
+    /// The subnet to make the network on, if nobody runs it: `--subnet`, else the /24
+    /// around `--ip`, else the first free one of `candidates`.
+    pub make_subnet: Option<Ipv4Net>,
+    /// What of the host's overlaps `make_subnet` (a route, an address): refused when
+    /// this run makes the network (a running network's own link is one such route).
+    pub subnet_conflict: Option<String>,
     /// `--ip`.
     pub ip: Option<Ipv4Addr>,
     /// The subnets to make it on, if nobody runs it: free ones of the networks' pool.
@@ -229,15 +235,28 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
         }
     }
     let addressing = match (&np.network, np.ip) {
-        (Some(n), ip) => Addressing::Member(Membership {
-            network: n.name.clone(),
-            subnet: n.subnet,
-            ip,
-            candidates: crate::networks::free_subnets(n.pool, &net.used),
-            sandbox_pool: np.pool,
-            network_pool: n.pool,
-            names: member_names(plan),
-        }),
+        (Some(n), ip) => {
+            let make_subnet = n.subnet.or(ip.map(|ip| {
+                let s = Ipv4Net::new(ip, crate::networks::SUBNET_PREFIX);
+                Ipv4Net::new(s.network(), s.prefix)
+            }));
+            Addressing::Member(Membership {
+                network: n.name.clone(),
+                subnet: n.subnet,
+                make_subnet,
+                subnet_conflict: make_subnet.and_then(|s| {
+                    net.used
+                        .iter()
+                        .position(|u| u.overlaps(&s))
+                        .map(|i| net.used_by[i].clone())
+                }),
+                ip,
+                candidates: crate::networks::free_subnets(n.pool, &net.used),
+                sandbox_pool: np.pool,
+                network_pool: n.pool,
+                names: member_names(plan),
+            })
+        }
         (None, Some(ip)) => {
             let fixed = SandboxNet::for_address(ip);
             if let Some(i) = net.used.iter().position(|u| u.overlaps(&fixed.subnet)) {

@@ -212,6 +212,8 @@ fn seqpacket() -> Result<OwnedFd> {
 pub fn join(
     name: &str,
     want: Option<Ipv4Net>,
+    make: Option<Ipv4Net>,
+    conflict: Option<&str>,
     candidates: &[Ipv4Net],
     mtu: u32,
     host_rtnl: &mut Socket,
@@ -222,7 +224,22 @@ pub fn join(
     loop {
         let anchor = seqpacket()?;
         match bind(anchor.as_raw_fd(), &addr) {
-            Ok(()) => return create(name, anchor, want, candidates, mtu, host_rtnl),
+            Ok(()) => {
+                if let (Some(make), Some(conflict)) = (make, conflict) {
+                    let what = match want {
+                        Some(_) => "--subnet",
+                        None => "the subnet of --ip,",
+                    };
+                    bail!(
+                        "{what} {make}: the host uses addresses there ({conflict}); choose another subnet{}",
+                        candidates
+                            .first()
+                            .map(|c| format!(", e.g. '--subnet {}/{}'", c.addr, c.prefix))
+                            .unwrap_or_default()
+                    );
+                }
+                return create(name, anchor, make, candidates, mtu, host_rtnl);
+            }
             Err(Errno::EADDRINUSE) => {}
             Err(e) => return Err(e).with_context(|| format!("bind @{}", socket_name(name))),
         }
@@ -454,24 +471,29 @@ impl Membership {
         let subnet = self.offer.subnet;
         let network = self.name.clone();
         let range = member_range(subnet);
+        let present = self.members()?;
+        let free_example = range
+            .clone()
+            .map(Ipv4Addr::from)
+            .find(|a| !present.iter().any(|m| m.addr == *a) && Some(*a) != ip)
+            .map(|a| format!(", e.g. '--ip {a}'"))
+            .unwrap_or_default();
         if let Some(ip) = ip {
             if !range.contains(&u32::from(ip)) {
                 bail!(
-                    "--ip {ip}: network {network} has subnet {subnet}, whose members have {} to {}; choose one there, e.g. '--ip {}'",
+                    "--ip {ip}: network {network} has subnet {subnet}, whose members have {} to {}; choose one there{free_example}",
                     Ipv4Addr::from(*range.start()),
                     Ipv4Addr::from(*range.end()),
-                    Ipv4Addr::from(*range.start() + 3),
                 );
             }
         }
-        let present = self.members()?;
         for n in names {
             if let Some(m) = present
                 .iter()
                 .find(|m| m.names.iter().any(|x| x.eq_ignore_ascii_case(n)))
             {
                 bail!(
-                    "--name {n}: member {} of network {network} (nsrun pid {}) has this name; choose another, e.g. '--name {n}-2'",
+                    "--name/--hostname {n}: member {} of network {network} (nsrun pid {}) has this name; choose another, e.g. '--name {n}-2'",
                     m.addr,
                     m.nsrun_pid.map_or("?".into(), |p| p.to_string())
                 );
@@ -534,7 +556,7 @@ impl Membership {
                 }
                 if live || Instant::now() > deadline {
                     bail!(
-                        "--ip {addr}: {} of network {network} has this address (nsrun pid {}); choose another address",
+                        "--ip {addr}: {} of network {network} has this address (nsrun pid {}); choose another address{free_example}",
                         if holder.names.is_empty() {
                             "a member".to_string()
                         } else {

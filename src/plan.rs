@@ -533,6 +533,15 @@ fn network_plan(cli: &Cli) -> Result<Option<NetworkPlan>> {
                     subnet.prefix
                 );
             }
+            // Members would not reach the real destinations of a public range.
+            if !PRIVATE_RANGES
+                .iter()
+                .any(|r| r.prefix <= subnet.prefix && r.overlaps(&subnet))
+            {
+                bail!(
+                    "--subnet {subnet}: not a private range, so it could hold real destinations; give one inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10, e.g. '--subnet 10.10.0.0/24'"
+                );
+            }
             if let Some(ip) = cli.ip.as_deref().and_then(|i| i.parse::<Ipv4Addr>().ok()) {
                 let range = crate::networks::member_range(subnet);
                 if !range.contains(&u32::from(ip)) {

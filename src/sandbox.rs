@@ -778,8 +778,15 @@ fn join_network(
     pid: Pid,
     plan: &Plan,
 ) -> Result<(SandboxNet, crate::networks::Membership, i32)> {
-    let mut membership =
-        crate::networks::join(&m.network, m.subnet, &m.candidates, mtu, &mut prep.rtnl)?;
+    let mut membership = crate::networks::join(
+        &m.network,
+        m.subnet,
+        m.make_subnet,
+        m.subnet_conflict.as_deref(),
+        &m.candidates,
+        mtu,
+        &mut prep.rtnl,
+    )?;
     membership.nonblocking();
     let subnet = membership.offer.subnet;
     if membership.created {
