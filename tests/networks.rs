@@ -201,3 +201,30 @@ fn on_a_docker_like_host_members_still_talk() {
         expect_clean
         "#);
 }
+
+/// A hundred members started at once: each gets its own address, all reach each other
+/// (a ring of pings, each member to the next, through their own tables) and every name
+/// resolves; then nothing is left.
+#[test]
+fn a_hundred_members_start_at_once_and_reach_each_other() {
+    lab(r#"
+        snapshot
+        pids=()
+        for i in $(seq 100); do
+          $NSRUN --network big --name m$i -- sleep 120 >/dev/null 2>"$WORK/m$i.err" &
+          pids+=($!)
+        done
+        addrs=()
+        for p in "${pids[@]}"; do wait_sandbox_up $p; addrs+=($(sandbox_addr $p)); done
+        expect_eq "$(printf '%s\n' "${addrs[@]}" | sort -u | wc -l)" 100 "a hundred distinct addresses"
+        for i in $(seq 0 99); do
+          next=${addrs[$(( (i + 1) % 100 ))]}
+          in_sandbox ${pids[$i]} ping -c1 -W2 $next >/dev/null || fail "member $i cannot reach $next"
+        done
+        expect_code 0 $NSRUN --network big -- sh -c 'for i in $(seq 100); do getent hosts m$i >/dev/null || echo m$i; done; echo done'
+        expect_eq "$OUT" done "every member's name resolves"
+        kill "${pids[@]}"; wait "${pids[@]}" || true
+        wait_holder_gone
+        expect_clean
+        "#);
+}
