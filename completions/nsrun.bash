@@ -23,7 +23,7 @@ _nsrun() {
 
     case "${cmd}" in
         nsrun)
-            opts="-e -w -p -t -v -h -V --no-net --allow-host --block-lan --allow --allow-file --deny --audit --refusals --dns --pool --user --env --env-file --clearenv --workdir --hostname --ip --publish --name --info-file --pcap --pcap-size --stop-timeout --tty --wait-teardown --verbose --list --json --names --join --stop --disconnect --drop --reconnect --help --version"
+            opts="-e -w -p -t -v -h -V --no-net --allow-host --block-lan --allow --allow-file --deny --audit --refusals --network --subnet --dns --pool --user --env --env-file --clearenv --workdir --hostname --ip --publish --name --info-file --pcap --pcap-size --stop-timeout --tty --wait-teardown --verbose --list --json --names --join --stop --disconnect --drop --reconnect --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -70,6 +70,20 @@ _nsrun() {
                     fi
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --network)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --subnet)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
                     fi
                     return 0
                     ;;

@@ -2,6 +2,8 @@ complete -c nsrun -l allow -d 'Let the sandbox reach only these destinations (re
 complete -c nsrun -l allow-file -d 'Read --allow destinations from FILE, one per line (`#` comments)' -r -F
 complete -c nsrun -l deny -d 'Refuse these destinations, even if allowed (repeatable)' -r -f
 complete -c nsrun -l refusals -d 'Write each refused destination to FILE, one JSON object per line' -r -F
+complete -c nsrun -l network -d 'Join the private network NAME (made on first use) with other sandboxes' -r -f
+complete -c nsrun -l subnet -d 'The subnet of the --network this run makes, e.g. `--subnet 10.10.0.0/24`' -r -f
 complete -c nsrun -l dns -d 'Nameserver for the sandbox, instead of the host\'s (up to 3 times)' -r -f
 complete -c nsrun -l pool -d 'IPv4 pool the sandbox\'s subnet is taken from' -r -f
 complete -c nsrun -l user -d 'Run the command as USER (and GROUP), by name or number' -r -f -a "(__fish_complete_users)"

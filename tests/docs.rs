@@ -99,6 +99,40 @@ every packet of the sandbox, both directions, captured on the host's end of its 
 from before the link carries anything, in pcap format, owned by the invoking user and
 bounded by \fB\-\-pcap\-size\fR (the oldest packets kept). At high rates the kernel drops
 what the capture cannot keep up with, and nsrun says how many.
+.SH NETWORKS
+\fB\-\-network\fR \fINAME\fR puts the sandbox on a private network with other sandboxes,
+made by the first member and gone with the last (however members end: the kernel frees
+it, as nothing but the members' nsrun processes refers to it). Members share one
+bridge and one subnet (\fB\-\-subnet\fR when the network is made; else the /24 around
+\fB\-\-ip\fR, else the first /24 of 10.201.0.0/16, or of \fB\-\-pool\fR, that the host does
+not route), reach each other by address on every port and protocol, broadcast and ARP
+included, without NAT, and by name: each member's \fB\-\-name\fR and \fB\-\-hostname\fR
+resolve for the others, as \fINAME\fR and as \fINAME\fR.\fINETWORK\fR.nsrun.internal,
+within a second of joining and no longer once it leaves (nsrun's resolver answers them
+from the kernel's list of the network's ports). A member's MAC address is 02: followed
+by a byte of the network's name and its IPv4 address, the same after a restart.
+Everything else holds per member, in its own table, as for a lone sandbox: NAT to the
+internet, \fB\-p\fR, and the refusals of the host (its gateway included; unless
+\fB\-\-allow\-host\fR), metadata services, other networks and lone sandboxes (both ways),
+and the LAN with \fB\-\-block\-lan\fR. The bridge lives in a network namespace of the
+network's own, so the host's firewall (Docker's br_netfilter and FORWARD policy DROP)
+never sees what members send each other; its link to the host is \fBnsr\fR... with the
+alias "nsrun network \fINAME\fR". Networks are root's only.
+.PP
+.RS
+.nf
+sudo nsrun \-\-network lab \-\-name db \-\- postgres \-D /srv/pg &
+sudo nsrun \-\-network lab \-\-name api \-\- ./api \-\-db db:5432 &
+sudo nsrun \-\-network lab \-\- curl http://api:8080/
+sudo nsrun \-\-list                 # the NETWORK column says each member's network
+sudo nsrun \-v \-\-network lab \-\- sleep 1d   # prints the members as they come and go
+.fi
+.RE
+.PP
+To capture the whole network's traffic, \fB\-v\fR prints the command:
+\fBnsenter \-\-net=/proc/\fR\fIPID\fR\fB/fd/\fR\fIFD\fR \fBtcpdump \-ni br0\fR (the
+network's namespace as one of the member's nsrun holds it); \fB\-\-pcap\fR of a member
+captures that member's port.
 .SH "ONLY THE DESTINATIONS A COMMAND NEEDS"
 \fB\-\-allow\fR takes an address or prefix, a host name or \fB*.\fR\fIDOMAIN\fR, with an
 optional \fB:\fR\fIPORT\fR, \fB:\fR\fIPORT\-PORT\fR, \fB/tcp\fR or \fB/udp\fR. Once any is given the
@@ -412,6 +446,7 @@ fn man_page_has_every_section_and_flag() {
     let man = man_page();
     for section in [
         "\"RUNNING SANDBOXES\"",
+        "NETWORKS",
         "\"ONLY THE DESTINATIONS A COMMAND NEEDS\"",
         "NAME",
         "SYNOPSIS",
