@@ -25,6 +25,17 @@ pub const PRIVATE_RANGES: [Ipv4Net; 4] = [
     Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10),
 ];
 
+/// Where networks' (`--network`) subnets come from without `--pool`: beside the
+/// sandboxes' own pool, so a lone sandbox and a network never race for one range.
+pub const NETWORK_POOL: &str = "10.201.0.0/16";
+
+/// The addresses a member of a network on `subnet` may have: all of it but its network
+/// address, the gateway (the first) and the broadcast address.
+pub fn member_range(subnet: Ipv4Net) -> std::ops::RangeInclusive<u32> {
+    let network = u32::from(subnet.network());
+    network + 2..=(network | !subnet.mask()) - 1
+}
+
 /// The loopback interface's index, the same in every network namespace.
 pub const LOOPBACK_INDEX: u32 = 1;
 

@@ -32,7 +32,7 @@ use nix::sys::socket::{
 };
 use nix::unistd::Pid;
 
-use crate::addr::{Ipv4Net, LinkName, SandboxNet};
+use crate::addr::{Ipv4Net, LinkName, SandboxNet, member_range};
 use crate::netlink::{self, Socket, route};
 use crate::proto::network::{Offer, socket_name};
 
@@ -46,9 +46,6 @@ const PORT_PREFIX: &str = "nsrp";
 pub const HOST_LINK_ALIAS: &str = "nsrun network ";
 /// The size of a subnet taken from the pool.
 pub const SUBNET_PREFIX: u8 = 24;
-/// Where networks' subnets come from without `--pool` (beside the sandboxes' own pool,
-/// so a lone sandbox and a network never race for one range).
-pub const DEFAULT_POOL: &str = "10.201.0.0/16";
 /// How long a joining sandbox waits for a member to answer (one that is still making
 /// the network answers once it has).
 const JOIN_WAIT: Duration = Duration::from_secs(10);
@@ -63,16 +60,6 @@ pub fn domain(network: &str) -> String {
 /// The members' gateway: the host's end of the network's link.
 pub fn gateway(subnet: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(subnet.network()) + 1)
-}
-
-fn broadcast(subnet: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(subnet.network()) | !subnet.mask())
-}
-
-/// The addresses a member may have: all of the subnet but its network, the gateway and
-/// the broadcast address.
-pub fn member_range(subnet: Ipv4Net) -> std::ops::RangeInclusive<u32> {
-    u32::from(subnet.network()) + 2..=u32::from(broadcast(subnet)) - 1
 }
 
 /// The host link's name: that of a lone sandbox's /30 at the subnet's start, so the two

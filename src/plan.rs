@@ -147,7 +147,7 @@ pub struct NetworkPlan {
     pub name: String,
     pub subnet: Option<Ipv4Net>,
     /// Where a new network's subnet comes from: --pool when given, else
-    /// networks::DEFAULT_POOL.
+    /// addr::NETWORK_POOL.
     pub pool: Ipv4Net,
 }
 
@@ -543,7 +543,7 @@ fn network_plan(cli: &Cli) -> Result<Option<NetworkPlan>> {
                 );
             }
             if let Some(ip) = cli.ip.as_deref().and_then(|i| i.parse::<Ipv4Addr>().ok()) {
-                let range = crate::networks::member_range(subnet);
+                let range = crate::addr::member_range(subnet);
                 if !range.contains(&u32::from(ip)) {
                     bail!(
                         "--ip {ip}: not a member's address in --subnet {subnet} (from {} to {}); e.g. '--ip {}'",
@@ -557,7 +557,7 @@ fn network_plan(cli: &Cli) -> Result<Option<NetworkPlan>> {
         }
     };
     let pool = if cli.pool == crate::cli::DEFAULT_POOL {
-        crate::networks::DEFAULT_POOL
+        crate::addr::NETWORK_POOL
             .parse()
             .map_err(|e| anyhow!("{e}"))?
     } else {
