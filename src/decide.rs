@@ -746,4 +746,47 @@ mod tests {
         );
         assert!(hosts.as_deref().unwrap().contains("127.0.1.1\tbox"));
     }
+
+    #[test]
+    fn a_network_member_asks_through_its_relay_and_opens_its_peers_only() {
+        let mut f = plain();
+        f.net.used.push(net("10.55.0.0/16"));
+        f.net.used_by.push("route 10.55.0.0/16".into());
+        let setup = decide(&plan(&["--network", "lab", "--name", "db"]), &f).unwrap();
+        let n = setup.net.as_ref().unwrap();
+        // Its resolver is nsrun's, which answers the network's names.
+        assert_eq!(n.dns, relay("198.51.100.1"));
+        let m = n.membership().unwrap();
+        assert_eq!(m.names, ["db"]);
+        assert_eq!(m.candidates[0], net("10.201.0.0/24"));
+        assert_eq!((m.make_subnet, m.subnet_conflict.as_deref()), (None, None));
+        let resolv = setup.resolv_conf.as_deref().unwrap();
+        assert!(
+            resolv.contains("\nsearch lab.nsrun.internal corp.test\n"),
+            "{resolv}"
+        );
+        let subnet = net("10.201.0.0/24");
+        let link = SandboxNet {
+            subnet,
+            host_addr: ip("10.201.0.1"),
+            sandbox_addr: ip("10.201.0.7"),
+            host_end: crate::networks::host_end(subnet),
+        };
+        let p = n.policy(&link);
+        assert_eq!(p.peers, Some(subnet));
+        assert_eq!(p.pool, net("10.201.0.0/16"), "other networks refused");
+        assert_eq!(
+            p.other_pools,
+            [net("10.200.0.0/16")],
+            "lone sandboxes refused"
+        );
+        let ops = init_ops(&setup, Some((n, &link)));
+        assert_eq!(crate::proto::init::order_problem(&ops), None);
+        assert!(ops.contains(&InitOp::DefaultRoute(ip("10.201.0.1"))));
+        // --ip alone makes the network on its /24, which must be free on the host.
+        let n = net_setup(&plan(&["--network", "lab", "--ip", "10.55.7.7"]), &f);
+        let m = n.membership().unwrap();
+        assert_eq!(m.make_subnet, Some(net("10.55.7.0/24")));
+        assert_eq!(m.subnet_conflict.as_deref(), Some("route 10.55.0.0/16"));
+    }
 }

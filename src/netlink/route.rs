@@ -630,4 +630,53 @@ mod tests {
         assert_eq!(route.links().collect::<Vec<_>>(), [2, 3]);
         assert_eq!(route.dst.prefix, 0);
     }
+
+    #[test]
+    fn alias_and_port_bytes() {
+        let m = set_alias(7, "nsrun 42 db");
+        #[rustfmt::skip]
+        let golden: Vec<u8> = [
+            &[48u8, 0, 0, 0][..],             // length 48: header, ifinfomsg, alias
+            &RTM_NEWLINK.to_ne_bytes(), &5u16.to_ne_bytes(), // REQUEST|ACK
+            &[0; 8],                          // seq, pid (set on send)
+            &[0, 0, 0, 0], &7i32.to_ne_bytes(), &[0; 8], // ifinfomsg: index 7
+            &16u16.to_ne_bytes(), &IFLA_IFALIAS.to_ne_bytes(), b"nsrun 42 db\0",
+        ]
+        .concat();
+        assert_eq!(m.buf, golden);
+        // A member's port: up, a port of its bridge, its peer in the sandbox with its MAC.
+        let p = new_port(
+            "nsrp0ac90005",
+            3,
+            "eth0",
+            Netns::Pid(99),
+            Some([2, 1, 10, 201, 0, 5]),
+            1500,
+        );
+        let b = &p.buf;
+        assert_eq!(
+            &b[16 + 8..16 + 16],
+            &[1, 0, 0, 0, 1, 0, 0, 0],
+            "IFF_UP, change IFF_UP"
+        );
+        let has = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            has(&[8, 0, IFLA_MASTER as u8, 0, 3, 0, 0, 0]),
+            "IFLA_MASTER 3"
+        );
+        assert!(
+            has(&[10, 0, IFLA_ADDRESS as u8, 0, 2, 1, 10, 201, 0, 5]),
+            "IFLA_ADDRESS"
+        );
+        assert!(
+            has(&[8, 0, IFLA_NET_NS_PID as u8, 0, 99, 0, 0, 0]),
+            "peer in pid 99's netns"
+        );
+        let up = new_port("uplink", 3, "nsr0", Netns::Fd(5), None, 1500);
+        assert!(
+            up.buf
+                .windows(8)
+                .any(|w| w == [8, 0, IFLA_NET_NS_FD as u8, 0, 5, 0, 0, 0])
+        );
+    }
 }
