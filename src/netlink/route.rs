@@ -66,28 +66,7 @@ fn ifinfomsg(m: &mut Msg, index: i32, flags: u32, change: u32) {
 /// A veth pair: `host` here, `peer` created directly in the network namespace of process
 /// `peer_pid`, so the pair dies with that namespace. Both ends get `mtu` and one queue each.
 pub fn new_veth(host: &str, peer: &str, peer_pid: u32, mtu: u32) -> Msg {
-    let mut m = Msg::new();
-    let at = m.begin(RTM_NEWLINK, CREATE);
-    ifinfomsg(&mut m, 0, 0, 0);
-    m.attr_str(IFLA_IFNAME, host);
-    m.attr(IFLA_MTU, &mtu.to_ne_bytes());
-    m.attr(IFLA_NUM_TX_QUEUES, &1u32.to_ne_bytes());
-    m.attr(IFLA_NUM_RX_QUEUES, &1u32.to_ne_bytes());
-    let info = m.nest(IFLA_LINKINFO);
-    m.attr_str(IFLA_INFO_KIND, "veth");
-    let data = m.nest(IFLA_INFO_DATA);
-    let peer_at = m.nest(VETH_INFO_PEER);
-    ifinfomsg(&mut m, 0, 0, 0); // the peer's own header; IFF_UP here would be -ENOTCONN
-    m.attr_str(IFLA_IFNAME, peer);
-    m.attr(IFLA_NET_NS_PID, &peer_pid.to_ne_bytes());
-    m.attr(IFLA_MTU, &mtu.to_ne_bytes());
-    m.attr(IFLA_NUM_TX_QUEUES, &1u32.to_ne_bytes());
-    m.attr(IFLA_NUM_RX_QUEUES, &1u32.to_ne_bytes());
-    m.nest_end(peer_at);
-    m.nest_end(data);
-    m.nest_end(info);
-    m.end(at);
-    m
+    veth(host, None, peer, Netns::Pid(peer_pid), None, mtu)
 }
 
 /// Where a new link goes: the network namespace of a process, or of a namespace fd.
@@ -132,19 +111,35 @@ pub fn new_port(
     peer_mac: Option<[u8; 6]>,
     mtu: u32,
 ) -> Msg {
+    veth(port, Some(master), peer, peer_ns, peer_mac, mtu)
+}
+
+/// A veth pair, `name` here (up, as a port of `master`, when given), `peer` in
+/// `peer_ns`; both with `mtu` and one queue each.
+fn veth(
+    name: &str,
+    master: Option<i32>,
+    peer: &str,
+    peer_ns: Netns,
+    peer_mac: Option<[u8; 6]>,
+    mtu: u32,
+) -> Msg {
     let mut m = Msg::new();
     let at = m.begin(RTM_NEWLINK, CREATE);
-    ifinfomsg(&mut m, 0, IFF_UP, IFF_UP);
-    m.attr_str(IFLA_IFNAME, port);
+    let up = if master.is_some() { IFF_UP } else { 0 };
+    ifinfomsg(&mut m, 0, up, up);
+    m.attr_str(IFLA_IFNAME, name);
     m.attr(IFLA_MTU, &mtu.to_ne_bytes());
-    m.attr(IFLA_MASTER, &(master as u32).to_ne_bytes());
+    if let Some(master) = master {
+        m.attr(IFLA_MASTER, &(master as u32).to_ne_bytes());
+    }
     m.attr(IFLA_NUM_TX_QUEUES, &1u32.to_ne_bytes());
     m.attr(IFLA_NUM_RX_QUEUES, &1u32.to_ne_bytes());
     let info = m.nest(IFLA_LINKINFO);
     m.attr_str(IFLA_INFO_KIND, "veth");
     let data = m.nest(IFLA_INFO_DATA);
     let peer_at = m.nest(VETH_INFO_PEER);
-    ifinfomsg(&mut m, 0, 0, 0);
+    ifinfomsg(&mut m, 0, 0, 0); // the peer's own header; IFF_UP here would be -ENOTCONN
     m.attr_str(IFLA_IFNAME, peer);
     peer_ns.attr(&mut m);
     if let Some(mac) = peer_mac {
