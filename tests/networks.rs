@@ -228,3 +228,64 @@ fn a_hundred_members_start_at_once_and_reach_each_other() {
         expect_clean
         "#);
 }
+
+/// A member is a sandbox like any other: it publishes a port on the host, `--list`
+/// names its network, `--pcap` captures its port; and members hear each other's
+/// broadcasts on their segment.
+#[test]
+fn a_member_publishes_ports_is_listed_captured_and_hears_broadcasts() {
+    lab(r#"
+        snapshot
+        member lab web -p 8080:80 --pcap "$WORK/web.pcap"; WEB=$MEMBER; WEB_IP=$(sandbox_addr $WEB)
+        expect_code 0 in_up curl -s -m2 http://198.51.100.2:8080/
+        expect_eq "$OUT" 198.51.100.1 "a member's published port, from the internet"
+        expect_code 0 $NSRUN --list --json
+        expect_contains "$OUT" '"network": "lab"' "--list names the member's network"
+        $NSRUN --network lab --name ear --user nobody -- /usr/bin/python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9999)); s.settimeout(5)
+print(s.recvfrom(100)[0].decode())' >"$WORK/heard" 2>/dev/null &
+        EAR=$!
+        wait_sandbox_up $EAR
+        for _ in $(seq 100); do in_sandbox $EAR ss -lun | grep -q ':9999 ' && break; sleep 0.02; done
+        broadcast=${WEB_IP%.*}.255
+        expect_code 0 $NSRUN --network lab --user nobody -- /usr/bin/python3 -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.sendto(b'hello', ('$broadcast', 9999))"
+        wait $EAR
+        expect_eq "$(cat $WORK/heard)" hello "a broadcast on the network's subnet reaches a member"
+        kill $WEB; wait $WEB || true
+        expect_contains "$(tcpdump -nr $WORK/web.pcap 2>/dev/null)" "> $WEB_IP.80: Flags [S]" "the member's port, captured"
+        wait_holder_gone
+        expect_clean
+        "#);
+}
+
+/// The holder is expendable: killed while members run, they keep talking to each other
+/// and to the internet. And a network name someone else took first (another user's
+/// socket of that name) is never joined: an error says whose it is.
+#[test]
+fn members_outlive_the_holder_and_a_squatted_name_is_refused() {
+    lab(r#"
+        snapshot
+        member lab a; A=$MEMBER
+        member lab b; B=$MEMBER; B_IP=$(sandbox_addr $B)
+        kill -9 $(pgrep -x nsrun-holder)
+        expect_code 0 in_sandbox $A ping -c1 -W2 $B_IP
+        expect_code 0 in_sandbox $A curl -s -m3 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the internet, through the holder that came back"
+        setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c '
+import socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.bind(b"\0nsrun-net-taken"); s.listen(5)
+time.sleep(30)' &
+        SQUAT=$!
+        for _ in $(seq 100); do grep -q '@nsrun-net-taken' /proc/net/unix && break; sleep 0.02; done
+        expect_code 125 $NSRUN --network taken -- true
+        expect_contains "$ERR" "--network taken: @nsrun-net-taken belongs to uid 65534, not to root" "a squatted name"
+        kill $SQUAT; wait $SQUAT || true
+        kill $A $B; wait $A $B || true
+        wait_holder_gone
+        expect_clean
+        "#);
+}
