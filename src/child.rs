@@ -62,6 +62,27 @@ pub const NACK: u8 = b'e';
 pub const NAMESPACES: u8 = b'n';
 /// The namespaces `--join` enters, in the order of [`MSG_NAMESPACES`]'s answer.
 pub const JOINED: [&str; 4] = ["net", "mnt", "pid", "uts"];
+/// The files that follow them in that answer, when the sandbox has them.
+pub const JOINED_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
+
+/// `--join` where the joiner may not enter the sandbox's mount namespace (setns needs
+/// CAP_SYS_CHROOT, which a file-capability install does not have): a mount namespace of
+/// its own, made as the init made the sandbox's (a fresh /proc of the sandbox's PID
+/// namespace and /sys of its network, its resolv.conf and hosts, /proc/sys read-only,
+/// the kernel's files masked, every mount nosuid). Runs in the joined command's
+/// process, inside the sandbox's PID namespace, before it drops its privileges.
+pub fn mounts_like_the_sandbox(
+    resolv_conf: Option<&String>,
+    hosts: Option<&String>,
+) -> Result<(), StepError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .step(|| "a mount namespace of its own (unshare)".into())?;
+    private_mounts()?;
+    // The mounts stay when the tmpfs's descriptor closes.
+    let _files = private_files(resolv_conf, hosts)?;
+    lock_proc_and_sys()?;
+    no_file_privileges()
+}
 
 /// A failed step: its name and errno.
 pub struct StepError(pub String, pub i32);
@@ -816,13 +837,20 @@ fn read_control(cfg: &ChildConfig, firewall: &mut Option<Socket>) -> bool {
         }
         ([MSG_DISCONNECT, ..] | [MSG_RECONNECT], None) => answer(false),
         ([MSG_NAMESPACES], _) => {
-            let files: Vec<std::fs::File> = JOINED
+            let mut files: Vec<std::fs::File> = JOINED
                 .iter()
                 .filter_map(|ns| std::fs::File::open(format!("/proc/self/ns/{ns}")).ok())
                 .collect();
             if files.len() != JOINED.len() {
                 answer(false);
             } else {
+                // Then the sandbox's own resolv.conf and hosts, for a joiner that cannot
+                // enter the mount namespace (see mounts_like_the_sandbox).
+                files.extend(
+                    JOINED_FILES
+                        .iter()
+                        .filter_map(|f| std::fs::File::open(f).ok()),
+                );
                 let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
                 let _ = crate::sys::send_with_fds(&cfg.control, &[NAMESPACES], &fds);
             }

@@ -342,7 +342,7 @@ fn join(target: &str, cli: Cli) -> Result<i32> {
         Reply::Error(e) => bail!("--join {target}: {e}"),
         _ => bail!("--join {target}: an answer nsrun does not know"),
     };
-    if fds.len() != crate::child::JOINED.len() {
+    if fds.len() < crate::child::JOINED.len() {
         bail!("--join {target}: nsrun passed no namespaces");
     }
     let creds = crate::host::creds();
@@ -409,14 +409,37 @@ fn join(target: &str, cli: Cli) -> Result<i32> {
     let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
 
     // Into the namespaces: the network and UTS, the PID namespace for the child to come,
-    // the mounts last (they change what paths mean).
+    // the mounts last (they change what paths mean). Without CAP_SYS_CHROOT (a
+    // file-capability install) the mounts cannot be entered: the command gets a mount
+    // namespace made as the sandbox's, with the sandbox's resolv.conf and hosts.
     let kinds = [
         CloneFlags::CLONE_NEWNET,
         CloneFlags::CLONE_NEWNS,
         CloneFlags::CLONE_NEWPID,
         CloneFlags::CLONE_NEWUTS,
     ];
+    let enter_mounts = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_CHROOT,
+    )
+    .unwrap_or(false);
+    let sandbox_files: Vec<Option<String>> = (0..crate::child::JOINED_FILES.len())
+        .map(|i| {
+            let file = fds.get(crate::child::JOINED.len() + i)?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::fs::File::from(file.try_clone().ok()?),
+                &mut text,
+            )
+            .ok()?;
+            Some(text)
+        })
+        .collect();
     for i in [0, 3, 2, 1] {
+        if i == 1 && !enter_mounts {
+            continue;
+        }
         nix::sched::setns(fds[i].as_fd(), kinds[i]).with_context(|| {
             format!(
                 "--join {target}: enter its {} namespace (setns)",
@@ -430,14 +453,30 @@ fn join(target: &str, cli: Cli) -> Result<i32> {
         None => (None, None),
     };
     let child = match crate::sys::fork().context("--join: fork")? {
-        None => joined_command(
-            &command,
-            &env,
-            workdir.as_ref(),
-            slave.as_ref(),
-            &identity,
-            root,
-        ),
+        None => {
+            if !enter_mounts {
+                if let Err(crate::child::StepError(step, errno)) =
+                    crate::child::mounts_like_the_sandbox(
+                        sandbox_files[0].as_ref(),
+                        sandbox_files[1].as_ref(),
+                    )
+                {
+                    crate::say(&format!(
+                        "nsrun: --join: {step}: {}",
+                        nix::errno::Errno::from_raw(errno)
+                    ));
+                    crate::sys::exit_now(125);
+                }
+            }
+            joined_command(
+                &command,
+                &env,
+                workdir.as_ref(),
+                slave.as_ref(),
+                &identity,
+                root,
+            )
+        }
         Some(pid) => pid,
     };
     drop(slave);

@@ -134,7 +134,7 @@ pub fn recv_with_fds<const N: usize>(
 ) -> nix::Result<([u8; N], usize, Vec<OwnedFd>)> {
     let mut bytes = [0u8; N];
     let mut iov = [std::io::IoSliceMut::new(&mut bytes)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
     let msg = nix::sys::socket::recvmsg::<()>(
         fd.as_raw_fd(),
         &mut iov,

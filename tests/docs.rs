@@ -83,8 +83,9 @@ on: all of them for root, your own with a file\-capability install.
 \fB\-\-join\fR \fINAME|PID\fR [\fB\-\-\fR \fICOMMAND\fR]
 runs COMMAND (default: the user's shell) in the sandbox's network, mount, PID and UTS
 namespaces, as its user, after the same privilege drop as its command; it ends with the
-sandbox. Joining needs CAP_SYS_CHROOT for the mounts, which a file\-capability install
-does not grant: there only root joins.
+sandbox. A user of a file\-capability install, which lacks CAP_SYS_CHROOT to enter
+the mounts, joins in a mount namespace made as the sandbox's, with its resolv.conf and
+hosts.
 .TP
 \fB\-\-stop\fR \fINAME|PID\fR
 SIGTERM to the command, SIGKILL to the sandbox after \fB\-\-stop\-timeout\fR; returns with
