@@ -289,3 +289,34 @@ time.sleep(30)' &
         expect_clean
         "#);
 }
+
+/// Hosts whose firewall drops forwarded packets (iptables-legacy, an nftables filter):
+/// members reach the internet and each other as lone sandboxes do, and the host's
+/// rules are as before afterwards.
+#[test]
+fn on_hosts_that_drop_forwarding_members_still_reach_out() {
+    if !common::require_tool("iptables-legacy") {
+        return;
+    }
+    lab(r#"
+        for fw in legacy nft; do
+          case $fw in
+            legacy) iptables-legacy -P FORWARD DROP; echo 1 >/proc/sys/net/ipv4/ip_forward;;
+            nft) nft add table inet filter
+                 nft add chain inet filter forward '{ type filter hook forward priority 0; policy drop; }';;
+          esac
+          snapshot
+          member lab db; DB=$MEMBER
+          expect_code 0 $NSRUN --network lab -- sh -c 'curl -s -m2 http://198.51.100.1/; curl -s -m2 http://db/ >/dev/null && echo peer'
+          expect_eq "$OUT" "198.51.100.2
+peer" "the internet and a peer, with $fw dropping forwarded packets"
+          kill $DB; wait $DB || true
+          wait_holder_gone
+          expect_clean
+          case $fw in
+            legacy) iptables-legacy -P FORWARD ACCEPT; echo 0 >/proc/sys/net/ipv4/ip_forward;;
+            nft) nft delete table inet filter;;
+          esac
+        done
+        "#);
+}
