@@ -60,40 +60,43 @@ pub fn name_sets(allow: &[Dest]) -> Vec<(usize, String)> {
         .collect()
 }
 
-/// One set of single addresses that share their ports and protocol.
+/// One set of allowed addresses and prefixes that share their ports and protocol: one
+/// lookup per packet, however many there are (a hash of addresses; an interval set
+/// once a prefix is among them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddressSet {
     pub name: String,
     pub ports: Option<(u16, u16)>,
     pub proto: Option<u8>,
-    pub addrs: Vec<Ipv4Addr>,
+    pub nets: Vec<Ipv4Net>,
 }
 
-/// Whether an allowed destination is one address, kept in an [`AddressSet`] (one
-/// lookup per packet, however many there are) rather than a rule of its own.
+/// Whether an allowed destination is an address or prefix, kept in an [`AddressSet`]
+/// rather than a rule of its own.
 pub fn in_address_set(d: &Dest) -> bool {
-    matches!(d.target, Target::Net(net) if net.prefix == 32)
+    matches!(d.target, Target::Net(_))
 }
 
-/// The allowed single addresses, grouped by ports and protocol, in order.
+/// The allowed addresses and prefixes, grouped by ports and protocol, in order.
 pub fn address_sets(allow: &[Dest]) -> Vec<AddressSet> {
     let mut sets: Vec<AddressSet> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for d in allow.iter().filter(|d| in_address_set(d)) {
         let Target::Net(net) = d.target else { continue };
-        if !seen.insert((net.addr, d.ports, d.proto)) {
+        let net = Ipv4Net::new(net.network(), net.prefix);
+        if !seen.insert((net, d.ports, d.proto)) {
             continue;
         }
         match sets
             .iter_mut()
             .find(|s| s.ports == d.ports && s.proto == d.proto)
         {
-            Some(s) => s.addrs.push(net.addr),
+            Some(s) => s.nets.push(net),
             None => sets.push(AddressSet {
                 name: format!("addrs_{}", sets.len()),
                 ports: d.ports,
                 proto: d.proto,
-                addrs: vec![net.addr],
+                nets: vec![net],
             }),
         }
     }
@@ -101,6 +104,33 @@ pub fn address_sets(allow: &[Dest]) -> Vec<AddressSet> {
 }
 
 impl AddressSet {
+    /// Whether a prefix is among them: then the set holds ranges (an interval set).
+    pub fn interval(&self) -> bool {
+        self.nets.iter().any(|n| n.prefix < 32)
+    }
+
+    /// The set's addresses as ranges [start, end), overlapping and adjacent ones merged
+    /// (the kernel refuses overlapping intervals), in order.
+    pub fn ranges(&self) -> Vec<(u32, u64)> {
+        let mut ranges: Vec<(u32, u64)> = self
+            .nets
+            .iter()
+            .map(|n| {
+                let start = u32::from(n.network());
+                (start, u64::from(start) + n.size())
+            })
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u64)> = Vec::with_capacity(ranges.len());
+        for (start, end) in ranges {
+            match merged.last_mut() {
+                Some(last) if u64::from(start) <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        merged
+    }
+
     /// The rules' matches: the set, then the ports.
     pub fn matches(&self) -> Vec<Vec<Match>> {
         Dest {
@@ -324,11 +354,42 @@ mod tests {
         let sets = address_sets(&allow);
         assert_eq!(sets.len(), 2);
         assert_eq!(sets[0].name, "addrs_0");
-        assert_eq!(sets[0].addrs.len(), 2, "203.0.113.1 once, and .3");
+        assert_eq!(sets[0].nets.len(), 3, "203.0.113.1 once, .3 and the /24");
+        assert!(sets[0].interval(), "a prefix makes it an interval set");
+        assert_eq!(
+            sets[0].ranges(),
+            [(0xcb00_7100, 0xcb00_7200)],
+            "the /24 covers both addresses: one range"
+        );
         assert_eq!(sets[1].ports, Some((443, 443)));
-        assert_eq!(sets[1].addrs.len(), 2);
-        assert!(!in_address_set(&allow[3]), "a prefix stays a rule");
+        assert_eq!(sets[1].nets.len(), 2);
+        assert!(!sets[1].interval());
+        assert!(in_address_set(&allow[3]), "a prefix goes into a set too");
         assert_eq!(sets[1].matches().len(), 2, "TCP and UDP");
+        // Adjacent and overlapping prefixes merge; the top of the space has no end.
+        let set = AddressSet {
+            name: "s".into(),
+            ports: None,
+            proto: None,
+            nets: [
+                "10.0.1.0/24",
+                "10.0.0.0/24",
+                "10.0.0.128/25",
+                "255.255.255.0/24",
+                "10.0.3.7/32",
+            ]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect(),
+        };
+        assert_eq!(
+            set.ranges(),
+            [
+                (0x0a00_0000, 0x0a00_0200),
+                (0x0a00_0307, 0x0a00_0308),
+                (0xffff_ff00, 1 << 32)
+            ]
+        );
     }
 
     #[test]

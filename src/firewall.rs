@@ -395,8 +395,16 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
         b.add_address_set(TABLE, &set, crate::egress::SET_SIZE, true);
     }
     for set in crate::egress::address_sets(allow) {
-        b.add_address_set(TABLE, &set.name, set.addrs.len() as u32, false);
-        let forever: Vec<(Ipv4Addr, u64)> = set.addrs.iter().map(|a| (*a, 0)).collect();
+        if set.interval() {
+            let ranges = set.ranges();
+            b.add_range_set(TABLE, &set.name, 2 * ranges.len() as u32);
+            for chunk in ranges.chunks(512) {
+                b.add_ranges(TABLE, &set.name, chunk);
+            }
+            continue;
+        }
+        b.add_address_set(TABLE, &set.name, set.nets.len() as u32, false);
+        let forever: Vec<(Ipv4Addr, u64)> = set.nets.iter().map(|n| (n.addr, 0)).collect();
         for chunk in forever.chunks(1024) {
             b.add_addresses(TABLE, &set.name, chunk);
         }
@@ -1118,17 +1126,20 @@ mod tests {
             ("refuse", &refuse),
             (CABLE, &vec![]),
         ];
-        // 198.51.100.7 is the single address of the list: in its set.
+        // The list's addresses and prefixes are in sets: a packet is in those that hold
+        // its destination.
+        let sets = crate::egress::address_sets(p.allow.as_deref().unwrap());
+        assert_eq!(sets.len(), 2, "every port and protocol; 443/tcp");
         let to = |daddr: &str, proto: u8, dport: u16| Packet {
             saddr: p.sandbox_addr,
             daddr: daddr.parse().unwrap(),
             proto,
             dport,
-            sets: if daddr == "198.51.100.7" {
-                vec!["addrs_0".into()]
-            } else {
-                vec![]
-            },
+            sets: sets
+                .iter()
+                .filter(|s| s.nets.iter().any(|n| n.contains(daddr.parse().unwrap())))
+                .map(|s| s.name.clone())
+                .collect(),
             ..Packet::default()
         };
         let tcp = IPPROTO_TCP;

@@ -248,6 +248,20 @@ print("198.51.100.1:80  # the one this command needs")' >"$WORK/big.txt"
         snapshot
         expect_code 0 $NSRUN --allow-file "$WORK/big.txt" --user nobody -- sh -c 'curl -s --max-time 2 -o /dev/null http://198.51.100.1/; echo "listed $?"; curl -s --max-time 2 -o /dev/null http://203.0.113.1/; echo "unlisted $?"'
         expect_eq "$(echo $OUT)" "listed 0 unlisted 7" "the list's address, and not another"
+        # Prefixes too, thousands of them (overlapping and adjacent ones among them), in
+        # an interval set: a lookup per packet, not a rule each.
+        python3 -c '
+for i in range(5000):
+    print("10.%d.%d.0/24" % (i // 250 + 1, i % 250))
+print("10.1.0.0/16\n10.2.0.128/25\n198.51.100.0/30")' >"$WORK/nets.txt"
+        $NSRUN --allow-file "$WORK/nets.txt" --user nobody -- sh -c 'sleep 0.2; curl -s --max-time 2 -o /dev/null http://198.51.100.1/; echo "listed $?"; curl -s --max-time 2 -o /dev/null http://203.0.113.1/; echo "unlisted $?"; sleep 1' >"$WORK/nets.out" 2>&1 &
+        pid=$!
+        wait_sandbox_up $pid
+        rules=$(in_sandbox $pid nft -a list chain inet nsrun output | grep -c handle)
+        [ "$rules" -lt 40 ] || fail "the prefixes are rules ($rules in the output chain)"
+        expect_contains "$(in_sandbox $pid nft list set inet nsrun addrs_0)" "flags interval" "an interval set"
+        wait $pid
+        expect_eq "$(echo $(cat $WORK/nets.out))" "listed 0 unlisted 7" "a listed prefix, and nothing else"
         wait_holder_gone
         expect_clean
         "#,

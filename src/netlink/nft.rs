@@ -31,6 +31,9 @@ const NFTA_SET_ID: u16 = 10;
 const NFTA_SET_DESC_SIZE: u16 = 1;
 /// The set's elements expire (each with its own timeout).
 const NFT_SET_TIMEOUT: u32 = 0x10;
+const NFT_SET_INTERVAL: u32 = 0x4;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
 /// nft's type `ipv4_addr`, for `nft list` (the kernel only stores it).
 const TYPE_IPADDR: u32 = 7;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -320,11 +323,50 @@ impl Batch {
     /// `add set TABLE NAME { type ipv4_addr; [flags timeout;] size SIZE; }`: addresses,
     /// with `expiring` each expiring on its own.
     pub fn add_address_set(&mut self, table: &str, name: &str, size: u32, expiring: bool) {
+        self.address_set(
+            table,
+            name,
+            size,
+            if expiring { NFT_SET_TIMEOUT } else { 0 },
+        );
+    }
+
+    /// `add set TABLE NAME { type ipv4_addr; flags interval; }`: ranges of addresses,
+    /// filled with [`Batch::add_ranges`].
+    pub fn add_range_set(&mut self, table: &str, name: &str, size: u32) {
+        self.address_set(table, name, size, NFT_SET_INTERVAL);
+    }
+
+    /// `add element TABLE SET { START-END, ... }`, ranges [start, end) of addresses: a
+    /// start element each, and an end element (flag interval end, the first address past
+    /// it) unless it reaches the top of the address space.
+    pub fn add_ranges(&mut self, table: &str, set: &str, ranges: &[(u32, u64)]) {
+        let at = self.object(NFT_MSG_NEWSETELEM, NLM_F_CREATE);
+        self.msg.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+        self.msg.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+        let list = self.msg.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+        for (start, end) in ranges {
+            let elem = self.msg.nest(NFTA_LIST_ELEM);
+            data_value(&mut self.msg, NFTA_SET_ELEM_KEY, &start.to_be_bytes());
+            self.msg.nest_end(elem);
+            if let Ok(end) = u32::try_from(*end) {
+                let elem = self.msg.nest(NFTA_LIST_ELEM);
+                data_value(&mut self.msg, NFTA_SET_ELEM_KEY, &end.to_be_bytes());
+                self.msg
+                    .attr(NFTA_SET_ELEM_FLAGS, &be32(NFT_SET_ELEM_INTERVAL_END));
+                self.msg.nest_end(elem);
+            }
+        }
+        self.msg.nest_end(list);
+        self.msg.end(at);
+    }
+
+    fn address_set(&mut self, table: &str, name: &str, size: u32, flags: u32) {
         let at = self.object(NFT_MSG_NEWSET, NLM_F_CREATE);
         self.msg.attr_str(NFTA_SET_TABLE, table);
         self.msg.attr_str(NFTA_SET_NAME, name);
-        if expiring {
-            self.msg.attr(NFTA_SET_FLAGS, &be32(NFT_SET_TIMEOUT));
+        if flags != 0 {
+            self.msg.attr(NFTA_SET_FLAGS, &be32(flags));
         }
         self.msg.attr(NFTA_SET_KEY_TYPE, &be32(TYPE_IPADDR));
         self.msg.attr(NFTA_SET_KEY_LEN, &be32(4));
@@ -1347,5 +1389,33 @@ mod tests {
         });
         assert!(!accept.refuses_all() && !accept.names_sandboxes);
         assert_eq!(parse_rule(&[]), None);
+    }
+
+    #[test]
+    fn a_range_set_and_its_elements() {
+        let mut b = Batch::new(NFPROTO_INET);
+        b.add_range_set("nsrun", "addrs_0", 4);
+        b.add_ranges(
+            "nsrun",
+            "addrs_0",
+            &[(0x0a00_0000, 0x0a00_0100), (0xffff_ff00, 1 << 32)],
+        );
+        let (msg, _) = b.finish();
+        let has = |needle: &[u8]| msg.buf.windows(needle.len()).any(|w| w == needle);
+        // NFTA_SET_FLAGS: interval.
+        assert!(has(&[8, 0, 3, 0, 0, 0, 0, 4]), "flags interval");
+        // The first range: start 10.0.0.0, end 10.0.1.0 flagged interval end.
+        assert!(has(&[10, 0, 0, 0]) && has(&[10, 0, 1, 0]));
+        assert!(
+            has(&[8, 0, NFTA_SET_ELEM_FLAGS as u8, 0, 0, 0, 0, 1]),
+            "interval end"
+        );
+        // The second reaches the top: a start element only.
+        let ends = msg
+            .buf
+            .windows(8)
+            .filter(|w| *w == [8, 0, NFTA_SET_ELEM_FLAGS as u8, 0, 0, 0, 0, 1])
+            .count();
+        assert_eq!(ends, 1);
     }
 }
