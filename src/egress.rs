@@ -104,9 +104,12 @@ pub fn address_sets(allow: &[Dest]) -> Vec<AddressSet> {
 }
 
 impl AddressSet {
-    /// Whether a prefix is among them: then the set holds ranges (an interval set).
+    /// Whether the set holds ranges (an interval set): when a prefix is among them, or
+    /// when neighbouring addresses make ranges of fewer elements than the addresses
+    /// (each element is work for the kernel at start-up; a list of consecutive
+    /// addresses becomes a few ranges).
     pub fn interval(&self) -> bool {
-        self.nets.iter().any(|n| n.prefix < 32)
+        self.nets.iter().any(|n| n.prefix < 32) || 2 * self.ranges().len() < self.nets.len()
     }
 
     /// The set's addresses as ranges [start, end), overlapping and adjacent ones merged
