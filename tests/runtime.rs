@@ -256,7 +256,7 @@ fn a_file_capability_user_acts_on_their_own_sandboxes() {
         # (--name needs /run/netns, root's: the user names it by nsrun's PID.)
         setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/nsrun" -- sleep 60 &
         mine=$!
-        # Root's sandbox without a network: one holder serves one user at a time.
+        # Root's sandbox without a network (its networked one comes below).
         $NSRUN --no-net -- sleep 60 &
         roots=$!
         wait_sandbox_up $mine
@@ -280,6 +280,10 @@ CapBnd:	0000000000000000
 65534
 1" "no capabilities, the sandbox's user, /proc/sys read-only"
         expect_code 125 as_user "$WORK/nsrun" --join $roots -- true
+        # Root and the user share the host's holder, whichever of them started it.
+        expect_code 0 $NSRUN --user root -- curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "root's sandbox while the user's holder serves"
+        expect_eq "$(ps -o user= -C nsrun-holder)" nobody "(the holder is the user's)"
         expect_code 0 as_user "$WORK/nsrun" --disconnect $mine
         expect_code 7 in_sandbox $mine curl -s --max-time 2 http://198.51.100.1/
         expect_code 0 as_user "$WORK/nsrun" --reconnect $mine
@@ -287,6 +291,12 @@ CapBnd:	0000000000000000
         expect_code 125 as_user "$WORK/nsrun" --stop $roots
         expect_code 143 as_user "$WORK/nsrun" --stop $mine
         expect_code 143 wait $mine
+        $NSRUN --user root -- sleep 30 &
+        root_net=$!
+        wait_sandbox_up $root_net
+        expect_code 0 as_user "$WORK/nsrun" -- curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "a user's sandbox while root's holder serves"
+        kill $root_net; wait $root_net || true
         kill $roots; wait $roots || true
         wait_holder_gone
         expect_clean

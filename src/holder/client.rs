@@ -226,7 +226,7 @@ fn join(reg: &Registration) -> Result<Lease> {
         // The credentials the kernel recorded when the holder listened: a process that
         // gains privilege later (by exec of a set-user-ID program) does not pass.
         let me = nix::unistd::geteuid().as_raw();
-        if !(trusted_uid(peer.uid(), me) && has_net_admin(holder)) {
+        if !trusted_peer(peer.uid(), holder, me) {
             bail!(
                 "process {holder} (uid {}) listens on @nsrun-holder but is not nsrun's holder for uid {me}: stop it (kill {holder}) and run nsrun again",
                 peer.uid()

@@ -48,8 +48,12 @@
 //! (it may exec a file-capability nsrun after connecting), so what a request may do is
 //! bounded by what that uid could do with nsrun's command line. At most 256 connections wait to register,
 //! each for at most 5 s. An unprivileged process that binds the name first can only make
-//! nsrun fail, with a message naming it. With a file-capability install, one holder
-//! serves one user: another user's nsrun fails while it runs.
+//! nsrun fail, with a message naming it. Root and every user of a file-capability
+//! install share one holder, whichever of them started it: a peer of another uid is
+//! served (and trusted as a holder) when it has CAP_NET_ADMIN in the holder's own user
+//! namespace, so it could change the host's firewall itself; one of another uid without
+//! it is closed at once, as is one whose capabilities are those of a user namespace of
+//! its own.
 //!
 //! The parts: `client` (what nsrun does: register, keep the registration, start a
 //! holder), `server` (the holder process: its loop and the host table), and under it
@@ -123,6 +127,24 @@ fn seqpacket() -> Result<OwnedFd> {
 /// file-capability install used by one user).
 fn trusted_uid(peer: u32, me: u32) -> bool {
     peer == 0 || peer == me
+}
+
+/// Whether process `pid` (of uid `uid`) may be the holder's client, or a client's
+/// holder: one that administers this host's network already. Root or our own uid with
+/// CAP_NET_ADMIN, or any uid with CAP_NET_ADMIN in this user namespace (a
+/// file-capability install used by several users, and root beside them: whichever
+/// started the holder serves the others). Such a process can change the host's
+/// firewall itself; the holder gives it nothing more. A process with capabilities in a
+/// user namespace of its own has none here, and is not trusted.
+fn trusted_peer(uid: u32, pid: libc::pid_t, me: u32) -> bool {
+    has_net_admin(pid) && (trusted_uid(uid, me) || same_user_namespace(pid))
+}
+
+/// Whether process `pid` is in this process's user namespace (false when that cannot be
+/// read: another user's process, for a client without CAP_SYS_PTRACE).
+fn same_user_namespace(pid: libc::pid_t) -> bool {
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/user")).ok();
+    matches!((ns(&pid.to_string()), ns("self")), (Some(a), Some(b)) if a == b)
 }
 
 /// Whether process `pid` has CAP_NET_ADMIN in its effective set.

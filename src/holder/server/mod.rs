@@ -302,7 +302,7 @@ impl Holder {
                     let Ok(peer) = getsockopt(&sock, sockopt::PeerCredentials) else {
                         continue;
                     };
-                    if !trusted_uid(peer.uid(), me) {
+                    if !trusted_uid(peer.uid(), me) && !trusted_peer(peer.uid(), peer.pid(), me) {
                         continue;
                     }
                     self.limit_unregistered();
@@ -499,9 +499,9 @@ impl Holder {
         // SO_PEERCRED holds the credentials of connect(): a client that execs a
         // set-user-ID program afterwards keeps the uid it connected with.
         let me = nix::unistd::geteuid().as_raw();
-        if !trusted_uid(peer.uid(), me) || !has_net_admin(peer.pid()) {
+        if !trusted_peer(peer.uid(), peer.pid(), me) {
             bail!(
-                "nsrun's holder (uid {me}) serves only nsrun run by root or by uid {me}, with CAP_NET_ADMIN"
+                "nsrun's holder (uid {me}) serves only nsrun with CAP_NET_ADMIN in its user namespace"
             );
         }
         let reply = self
