@@ -255,6 +255,19 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SO
 s.sendto(b'hello', ('$broadcast', 9999))"
         wait $EAR
         expect_eq "$(cat $WORK/heard)" hello "a broadcast on the network's subnet reaches a member"
+        # The whole network, as -v says: tcpdump on its bridge, in its namespace.
+        $NSRUN -v --network lab -- sleep 30 2>"$WORK/v.err" &
+        V=$!
+        wait_sandbox_up $V
+        capture=$(grep -o 'sudo nsenter --net=[^ ]* tcpdump -ni br0' "$WORK/v.err")
+        expect_contains "$capture" "tcpdump -ni br0" "-v says how to capture the network"
+        timeout 10 ${capture#sudo } -c 2 icmp >"$WORK/dump" 2>/dev/null &
+        DUMP=$!
+        sleep 0.5
+        expect_code 0 $NSRUN --network lab -- ping -c5 -i0.2 -W2 web
+        wait $DUMP || true
+        expect_contains "$(cat $WORK/dump)" "> $WEB_IP: ICMP echo request" "member to member, on the bridge"
+        kill $V; wait $V || true
         kill $WEB; wait $WEB || true
         expect_contains "$(tcpdump -nr $WORK/web.pcap 2>/dev/null)" "> $WEB_IP.80: Flags [S]" "the member's port, captured"
         wait_holder_gone
