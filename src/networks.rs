@@ -208,6 +208,9 @@ pub fn join(
     let deadline = Instant::now() + JOIN_WAIT;
     let addr =
         UnixAddr::new_abstract(socket_name(name).as_bytes()).context("a network's socket name")?;
+    // nsrun listens the moment it has bound the name: one that stays bound without a
+    // listener is another program's.
+    let mut refused_since: Option<Instant> = None;
     loop {
         let anchor = seqpacket()?;
         match bind(anchor.as_raw_fd(), &addr) {
@@ -231,7 +234,20 @@ pub fn join(
             Err(e) => return Err(e).with_context(|| format!("bind @{}", socket_name(name))),
         }
         drop(anchor);
-        if let Some(m) = ask(name, &addr, deadline)? {
+        let asked = ask(name, &addr, deadline)?;
+        if let Asked::Refused = asked {
+            let since = *refused_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > NOT_LISTENING {
+                bail!(
+                    "--network {name}: another program holds @{0} without listening (not nsrun's); choose another network name, or find it: ss -xlp | grep {0}",
+                    socket_name(name)
+                );
+            }
+        } else {
+            refused_since = None;
+        }
+        if let Asked::Joined(m) = asked {
+            let m = *m;
             if let Some(want) = want {
                 if want != m.offer.subnet {
                     bail!(
@@ -253,13 +269,25 @@ pub fn join(
     }
 }
 
-/// Asks a member of the running network for it; None when nobody answers yet (it is
-/// being made, or its maker just failed).
-fn ask(name: &str, addr: &UnixAddr, deadline: Instant) -> Result<Option<Membership>> {
+/// What asking a running network's members gave.
+enum Asked {
+    Joined(Box<Membership>),
+    /// Nobody answered yet (it is being made, or its maker just failed).
+    NoAnswer,
+    /// The name is bound but nobody listens.
+    Refused,
+}
+
+/// How long a bound name without a listener is waited out (nsrun listens at once).
+const NOT_LISTENING: Duration = Duration::from_millis(300);
+
+/// Asks a member of the running network for it.
+fn ask(name: &str, addr: &UnixAddr, deadline: Instant) -> Result<Asked> {
     let sock = seqpacket()?;
     match connect(sock.as_raw_fd(), addr) {
         Ok(()) => {}
-        Err(Errno::ECONNREFUSED | Errno::ENOENT | Errno::EAGAIN) => return Ok(None),
+        Err(Errno::ECONNREFUSED) => return Ok(Asked::Refused),
+        Err(Errno::ENOENT | Errno::EAGAIN) => return Ok(Asked::NoAnswer),
         Err(e) => return Err(e).with_context(|| format!("connect to @{}", socket_name(name))),
     }
     // Only root's networks are joined: the answer is a namespace to put the sandbox in.
@@ -279,11 +307,11 @@ fn ask(name: &str, addr: &UnixAddr, deadline: Instant) -> Result<Option<Membersh
     let (bytes, n, mut fds) =
         match crate::sys::recv_with_fds::<64>(&sock, nix::sys::socket::MsgFlags::empty()) {
             Ok(got) => got,
-            Err(Errno::EAGAIN) => return Ok(None),
-            Err(_) => return Ok(None), // its maker failed: try again
+            Err(Errno::EAGAIN) => return Ok(Asked::NoAnswer),
+            Err(_) => return Ok(Asked::NoAnswer), // its maker failed: try again
         };
     if n == 0 || fds.len() != 3 {
-        return Ok(None);
+        return Ok(Asked::NoAnswer);
     }
     let offer = Offer::decode(&bytes[..n]).context("a member's answer is not an offer")?;
     let link_lock = fds.pop().expect("three fds");
@@ -294,7 +322,7 @@ fn ask(name: &str, addr: &UnixAddr, deadline: Instant) -> Result<Option<Membersh
     })?
     .context("open rtnetlink in the network's namespace")?;
     let bridge = link_index(&mut rtnl, BRIDGE)?;
-    Ok(Some(Membership {
+    Ok(Asked::Joined(Box::new(Membership {
         name: name.to_string(),
         offer,
         netns,
@@ -303,7 +331,7 @@ fn ask(name: &str, addr: &UnixAddr, deadline: Instant) -> Result<Option<Membersh
         rtnl,
         bridge,
         created: false,
-    }))
+    })))
 }
 
 fn link_index(rtnl: &mut Socket, name: &str) -> Result<i32> {
@@ -481,8 +509,10 @@ impl Membership {
             }
         }
         for n in names {
+            // A member whose nsrun is gone (its namespace is on its way out) has no name.
             if let Some(m) = present
                 .iter()
+                .filter(|m| m.nsrun_pid.is_none_or(alive))
                 .find(|m| m.names.iter().any(|x| x.eq_ignore_ascii_case(n)))
             {
                 bail!(
@@ -680,8 +710,10 @@ impl Directory {
             None => return Lookup::NotOurs,
         };
         let found = members(&mut self.rtnl).ok().and_then(|all| {
-            all.into_iter()
-                .find(|m| m.names.iter().any(|n| n.eq_ignore_ascii_case(&label)))
+            all.into_iter().find(|m| {
+                m.nsrun_pid.is_some_and(alive)
+                    && m.names.iter().any(|n| n.eq_ignore_ascii_case(&label))
+            })
         });
         match (found, ours) {
             (Some(m), _) => Lookup::Member(m.addr),

@@ -297,6 +297,22 @@ time.sleep(30)' &
         expect_code 125 $NSRUN --network taken -- true
         expect_contains "$ERR" "--network taken: @nsrun-net-taken belongs to uid 65534, not to root" "a squatted name"
         kill $SQUAT; wait $SQUAT || true
+        # One that binds the name without listening: refused at once too, not waited on.
+        setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c '
+import socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.bind(b"\0nsrun-net-mute")
+time.sleep(30)' &
+        SQUAT=$!
+        for _ in $(seq 100); do grep -q '@nsrun-net-mute' /proc/net/unix && break; sleep 0.02; done
+        started=$(date +%s%N)
+        expect_code 125 $NSRUN --network mute -- true
+        expect_contains "$ERR" "another program holds @nsrun-net-mute without listening" "a mute squatter"
+        [ $(( ($(date +%s%N) - started) / 1000000 )) -lt 3000 ] || fail "the mute squatter was waited on"
+        kill $SQUAT; wait $SQUAT || true
+        # A member's name is free again the moment its nsrun has ended (a restart loop).
+        for _ in 1 2 3; do
+          expect_code 0 $NSRUN --network lab --name again -- true
+        done
         kill $A $B; wait $A $B || true
         wait_holder_gone
         expect_clean
