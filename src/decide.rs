@@ -244,12 +244,7 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
                 network: n.name.clone(),
                 subnet: n.subnet,
                 make_subnet,
-                subnet_conflict: make_subnet.and_then(|s| {
-                    net.used
-                        .iter()
-                        .position(|u| u.overlaps(&s))
-                        .map(|i| net.used_by[i].clone())
-                }),
+                subnet_conflict: make_subnet.and_then(|s| net.user_of(&s).map(String::from)),
                 ip,
                 candidates: crate::networks::free_subnets(n.pool, &net.used),
                 sandbox_pool: np.pool,
@@ -259,11 +254,11 @@ fn network(plan: &Plan, np: &NetPlan, facts: &HostFacts) -> Result<NetSetup> {
         }
         (None, Some(ip)) => {
             let fixed = SandboxNet::for_address(ip);
-            if let Some(i) = net.used.iter().position(|u| u.overlaps(&fixed.subnet)) {
+            if let Some(user) = net.user_of(&fixed.subnet) {
                 bail!(
                     "--ip {ip}: {ip} (or its neighbour {}, the host's end of the sandbox's /31) is in use on this host: {}; choose another address{}",
                     fixed.host_addr,
-                    net.used_by[i],
+                    user,
                     example_address(ip, &net.used)
                 );
             }

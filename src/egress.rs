@@ -104,12 +104,20 @@ pub fn address_sets(allow: &[Dest]) -> Vec<AddressSet> {
 }
 
 impl AddressSet {
-    /// Whether the set holds ranges (an interval set): when a prefix is among them, or
-    /// when neighbouring addresses make ranges of fewer elements than the addresses
-    /// (each element is work for the kernel at start-up; a list of consecutive
-    /// addresses becomes a few ranges).
+    /// Whether the set holds ranges (an interval set).
+    #[cfg(test)]
     pub fn interval(&self) -> bool {
-        self.nets.iter().any(|n| n.prefix < 32) || 2 * self.ranges().len() < self.nets.len()
+        self.as_ranges().is_some()
+    }
+
+    /// The set's ranges, when it holds ranges (an interval set): when a prefix is among
+    /// them, or when neighbouring addresses make ranges of fewer elements than the
+    /// addresses (each element is work for the kernel at start-up; a list of
+    /// consecutive addresses becomes a few ranges). None: a hash of the addresses.
+    pub fn as_ranges(&self) -> Option<Vec<(u32, u64)>> {
+        let ranges = self.ranges();
+        let prefix = self.nets.iter().any(|n| n.prefix < 32);
+        (prefix || 2 * ranges.len() < self.nets.len()).then_some(ranges)
     }
 
     /// The set's addresses as ranges [start, end), overlapping and adjacent ones merged

@@ -395,8 +395,7 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
         b.add_address_set(TABLE, &set, crate::egress::SET_SIZE, true);
     }
     for set in crate::egress::address_sets(allow) {
-        if set.interval() {
-            let ranges = set.ranges();
+        if let Some(ranges) = set.as_ranges() {
             b.add_range_set(TABLE, &set.name, 2 * ranges.len() as u32);
             for chunk in ranges.chunks(512) {
                 b.add_ranges(TABLE, &set.name, chunk);

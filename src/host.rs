@@ -202,6 +202,16 @@ pub struct NetFacts {
     pub routed: Vec<u32>,
 }
 
+impl NetFacts {
+    /// Who on the host has addresses in `net`, if anyone: "address 10.0.0.1/24 of eth1".
+    pub fn user_of(&self, net: &Ipv4Net) -> Option<&str> {
+        self.used
+            .iter()
+            .position(|u| u.overlaps(net))
+            .map(|i| self.used_by[i].as_str())
+    }
+}
+
 pub fn net_facts(rtnl: &mut Socket) -> Result<NetFacts> {
     let addrs: Vec<route::Addr> = rtnl
         .dump(route::dump_addrs(), "RTM_GETADDR dump")?

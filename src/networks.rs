@@ -27,8 +27,7 @@ use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, accept4, bind, connect, getsockopt,
-    listen, socket, sockopt,
+    Backlog, SockFlag, UnixAddr, accept4, bind, connect, getsockopt, listen, sockopt,
 };
 use nix::unistd::Pid;
 
@@ -185,13 +184,7 @@ pub struct Membership {
 }
 
 fn seqpacket() -> Result<OwnedFd> {
-    socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .context("unix socket for a network")
+    crate::locks::seqpacket("a network")
 }
 
 /// Joins network `name`, or makes it when nobody runs it: with `want` as its subnet, or
@@ -307,8 +300,8 @@ fn ask(name: &str, addr: &UnixAddr, deadline: Instant) -> Result<Asked> {
     let (bytes, n, mut fds) =
         match crate::sys::recv_with_fds::<64>(&sock, nix::sys::socket::MsgFlags::empty()) {
             Ok(got) => got,
-            Err(Errno::EAGAIN) => return Ok(Asked::NoAnswer),
-            Err(_) => return Ok(Asked::NoAnswer), // its maker failed: try again
+            // No answer in time, or its maker failed: try again.
+            Err(_) => return Ok(Asked::NoAnswer),
         };
     if n == 0 || fds.len() != 3 {
         return Ok(Asked::NoAnswer);

@@ -336,14 +336,18 @@ impl Relay {
     }
 
     /// A member's own network's names: answered here, at once, never asked upstream.
-    fn answer_locally(&mut self, query: &[u8]) -> Option<Vec<u8>> {
+    fn answer_locally(
+        &mut self,
+        query: &[u8],
+        question: Option<&crate::egress::Question>,
+    ) -> Option<Vec<u8>> {
         let directory = self.directory.as_mut()?;
-        let question = crate::egress::parse_question(query)?;
+        let question = question?;
         match directory.lookup(&question.name) {
             crate::networks::Lookup::NotOurs => None,
-            crate::networks::Lookup::Absent => Some(crate::egress::refusal(query, &question)),
+            crate::networks::Lookup::Absent => Some(crate::egress::refusal(query, question)),
             crate::networks::Lookup::Member(addr) => Some(crate::egress::local_answer(
-                query, &question, addr, MEMBER_TTL,
+                query, question, addr, MEMBER_TTL,
             )),
         }
     }
@@ -427,7 +431,11 @@ impl Relay {
                 if self.queries.len() >= MAX_QUERIES {
                     continue; // dropped: the client retries
                 }
-                if let Some(answer) = self.answer_locally(&buf[..n]) {
+                // Read once, for the network's names and for --allow's.
+                let question = (self.directory.is_some() || self.filter.is_some())
+                    .then(|| crate::egress::parse_question(&buf[..n]))
+                    .flatten();
+                if let Some(answer) = self.answer_locally(&buf[..n], question.as_ref()) {
                     let _ = self.udp.send_to(&answer, client);
                     continue;
                 }
@@ -435,7 +443,7 @@ impl Relay {
                 // never asked upstream; one that is allowed is remembered with its sets.
                 let mut allowed = None;
                 if let Some(filter) = &self.filter {
-                    let Some(question) = crate::egress::parse_question(&buf[..n]) else {
+                    let Some(question) = question else {
                         continue; // not a query: dropped
                     };
                     let sets = filter.sets_for(&question.name);

@@ -11,9 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, connect, send, socket,
-};
+use nix::sys::socket::{MsgFlags, UnixAddr, connect, send};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -112,13 +110,7 @@ fn running_pids() -> Vec<u32> {
 
 /// Sends one request to nsrun `pid` and reads its answer (with any descriptors).
 fn ask(pid: u32, request: &Request, timeout: Option<Duration>) -> Result<(Reply, Vec<OwnedFd>)> {
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .context("unix socket")?;
+    let sock = crate::locks::seqpacket("a running sandbox's control socket")?;
     let name = control::socket_name(pid);
     let addr = UnixAddr::new_abstract(name.as_bytes()).context("control socket name")?;
     connect(sock.as_raw_fd(), &addr).with_context(|| format!("connect to @{name}"))?;

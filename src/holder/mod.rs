@@ -72,8 +72,8 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::sys::socket::{
-    AddressFamily, Backlog, MsgFlags, SockFlag, SockProtocol, SockType, UnixAddr, accept4, bind,
-    connect, getsockopt, listen, recv, send, socket, sockopt,
+    Backlog, MsgFlags, SockFlag, SockProtocol, UnixAddr, accept4, bind, connect, getsockopt,
+    listen, recv, send, sockopt,
 };
 use nix::unistd::pipe2;
 
@@ -114,13 +114,7 @@ fn addr() -> UnixAddr {
 }
 
 fn seqpacket() -> Result<OwnedFd> {
-    socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .context("unix socket for nsrun's holder")
+    crate::locks::seqpacket("nsrun's holder")
 }
 
 /// Who the holder and its clients trust: root, and the uid the other runs as (a

@@ -341,21 +341,38 @@ impl Batch {
     /// start element each, and an end element (flag interval end, the first address past
     /// it) unless it reaches the top of the address space.
     pub fn add_ranges(&mut self, table: &str, set: &str, ranges: &[(u32, u64)]) {
+        let end = be32(NFT_SET_ELEM_INTERVAL_END).to_vec();
+        self.elements(
+            table,
+            set,
+            ranges.iter().flat_map(|(start, past)| {
+                let last = u32::try_from(*past)
+                    .ok()
+                    .map(|e| (e.to_be_bytes(), Some((NFTA_SET_ELEM_FLAGS, end.clone()))));
+                std::iter::once((start.to_be_bytes(), None)).chain(last)
+            }),
+        );
+    }
+
+    /// `add element TABLE SET { ... }`: each element an address key and at most one more
+    /// attribute (its timeout, its flags).
+    fn elements(
+        &mut self,
+        table: &str,
+        set: &str,
+        elements: impl Iterator<Item = ([u8; 4], Option<(u16, Vec<u8>)>)>,
+    ) {
         let at = self.object(NFT_MSG_NEWSETELEM, NLM_F_CREATE);
         self.msg.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
         self.msg.attr_str(NFTA_SET_ELEM_LIST_SET, set);
         let list = self.msg.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-        for (start, end) in ranges {
+        for (key, extra) in elements {
             let elem = self.msg.nest(NFTA_LIST_ELEM);
-            data_value(&mut self.msg, NFTA_SET_ELEM_KEY, &start.to_be_bytes());
-            self.msg.nest_end(elem);
-            if let Ok(end) = u32::try_from(*end) {
-                let elem = self.msg.nest(NFTA_LIST_ELEM);
-                data_value(&mut self.msg, NFTA_SET_ELEM_KEY, &end.to_be_bytes());
-                self.msg
-                    .attr(NFTA_SET_ELEM_FLAGS, &be32(NFT_SET_ELEM_INTERVAL_END));
-                self.msg.nest_end(elem);
+            data_value(&mut self.msg, NFTA_SET_ELEM_KEY, &key);
+            if let Some((ty, value)) = extra {
+                self.msg.attr(ty, &value);
             }
+            self.msg.nest_end(elem);
         }
         self.msg.nest_end(list);
         self.msg.end(at);
@@ -379,21 +396,15 @@ impl Batch {
 
     /// `add element TABLE SET { ADDR timeout MS, ... }`; a timeout of 0: for good.
     pub fn add_addresses(&mut self, table: &str, set: &str, elements: &[(Ipv4Addr, u64)]) {
-        let at = self.object(NFT_MSG_NEWSETELEM, NLM_F_CREATE);
-        self.msg.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
-        self.msg.attr_str(NFTA_SET_ELEM_LIST_SET, set);
-        let list = self.msg.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-        for (addr, timeout_ms) in elements {
-            let elem = self.msg.nest(NFTA_LIST_ELEM);
-            data_value(&mut self.msg, NFTA_SET_ELEM_KEY, &addr.octets());
-            if *timeout_ms > 0 {
-                self.msg
-                    .attr(NFTA_SET_ELEM_TIMEOUT, &timeout_ms.to_be_bytes());
-            }
-            self.msg.nest_end(elem);
-        }
-        self.msg.nest_end(list);
-        self.msg.end(at);
+        self.elements(
+            table,
+            set,
+            elements.iter().map(|(addr, timeout_ms)| {
+                let timeout = (*timeout_ms > 0)
+                    .then(|| (NFTA_SET_ELEM_TIMEOUT, timeout_ms.to_be_bytes().to_vec()));
+                (addr.octets(), timeout)
+            }),
+        );
     }
 
     /// Appends `rule` to `table`/`chain`.
