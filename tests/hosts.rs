@@ -241,6 +241,42 @@ fn an_nftables_forward_policy_drop_works_and_a_killed_holders_rules_are_adopted(
     );
 }
 
+/// A firewall that starts while a sandbox runs (Docker or ufw started after a service's
+/// sandbox) is let through within a second or so, with no notification: the holder
+/// listens to nf_tables' notifications only while another firewall holds its rules
+/// (while anyone listens, the kernel writes a notification for every change in every
+/// namespace, each sandbox's table and allow-list included). From then on, a reload that
+/// drops nsrun's rules is repaired at once.
+#[test]
+fn a_firewall_started_while_a_sandbox_runs_is_let_through() {
+    host_world(
+        &[],
+        r#"
+        start_dns up 198.51.100.1
+        # Sockets subscribed to nf_tables' notifications (NETLINK_NETFILTER, groups set).
+        nft_listeners() { awk '$2 == 12 && $4 != "00000000"' /proc/net/netlink | wc -l; }
+        snapshot
+        start_sandbox
+        expect_eq "$(nft_listeners)" 0 "no notifications while no other firewall holds nsrun's rules"
+        nft add table inet filter
+        nft add chain inet filter forward '{ type filter hook forward priority 0; policy drop; }'
+        for _ in $(seq 40); do nft list chain inet filter forward | grep -q 'nsrun: ' && break; sleep 0.1; done
+        expect_code 0 in_sandbox $SANDBOX curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the running sandbox through a firewall that started after it"
+        expect_eq "$(nft_listeners)" 1 "notifications while another firewall holds nsrun's rules"
+        # A reload that drops nsrun's rules: back at once.
+        nft flush chain inet filter forward
+        expect_code 0 in_sandbox $SANDBOX curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the running sandbox right after a reload"
+        stop_sandbox
+        wait_holder_gone
+        expect_eq "$(nft list chain inet filter forward | grep -c 'nsrun: ')" 0 "nsrun's rules leave with the holder"
+        nft delete table inet filter
+        expect_clean
+        "#,
+    );
+}
+
 /// iptables-legacy (x_tables): FORWARD policy DROP works out of the box, through the
 /// same entries, written as iptables-legacy writes them; iptables-legacy lists them and
 /// its table is as before afterwards.

@@ -94,6 +94,10 @@ const FORWARD_CHECK_TTL: Duration = Duration::from_millis(200);
 const NFNLGRP_NFTABLES: u32 = 7;
 const RTNLGRP_IPV4_NETCONF: u32 = 24;
 const LEGACY_CHECK: Duration = Duration::from_secs(1);
+/// How often, while sandboxes are routed and no notifications come, the holder reads
+/// the host's nf_tables generation for a firewall that started or changed (Docker
+/// starting after a service's sandbox).
+const GEN_CHECK: Duration = Duration::from_secs(1);
 /// How often the holder looks whether each published port is still its client's alone.
 const PORTS_CHECK: Duration = Duration::from_millis(500);
 use crate::firewall::{GUARD_MARK, GUARD_TABLE};

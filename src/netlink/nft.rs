@@ -43,6 +43,8 @@ const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
 
 /// Table family `inet`: one table for IPv4 and IPv6.
 pub const NFPROTO_INET: u8 = 1;
@@ -719,6 +721,23 @@ pub fn parse_rule(payload: &[u8]) -> Option<RuleInfo> {
 pub fn table_flags(payload: &[u8]) -> Option<u32> {
     super::attrs(payload.get(4..)?)
         .find(|(ty, _)| *ty == NFTA_TABLE_FLAGS)
+        .and_then(|(_, v)| Some(u32::from_be_bytes(v.try_into().ok()?)))
+}
+
+/// `NFT_MSG_GETGEN`: the namespace's nf_tables generation, which every committed batch
+/// (anyone's) moves on by one; read with [`gen_id`].
+pub fn get_gen() -> Msg {
+    let mut m = Msg::new();
+    let at = m.begin((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST);
+    nfgenmsg(&mut m, 0, 0);
+    m.end(at);
+    m
+}
+
+/// The generation in a NEWGEN message's payload (nfgenmsg, then NFTA_GEN_ID).
+pub fn gen_id(payload: &[u8]) -> Option<u32> {
+    super::attrs(payload.get(4..)?)
+        .find(|(ty, _)| *ty == NFTA_GEN_ID)
         .and_then(|(_, v)| Some(u32::from_be_bytes(v.try_into().ok()?)))
 }
 

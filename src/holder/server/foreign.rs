@@ -52,6 +52,8 @@ impl Holder {
     /// Lets the sandboxes' traffic through other firewalls (iptables-legacy's, then every
     /// nf_tables one), and keeps what stands in the way, if anything, for 200 ms.
     pub(super) fn open_paths(&mut self) {
+        // The generation before the look: a change while looking is seen next time.
+        self.nft_gen = self.host_gen();
         let obstacle = match self.open_legacy() {
             Err(e) => Some(e),
             Ok(()) => self.open_forward_path().err().map(|e| format!("{e:#}")),
@@ -194,7 +196,7 @@ impl Holder {
                 family_name(chain.family),
                 chain.table
             );
-            self.nft.transact(msg, &acked, &what)?;
+            self.commit(msg, &acked, &what)?;
             self.note_opened(chain.family, &chain.table, &chain.name);
         }
         Ok(())
@@ -209,6 +211,53 @@ impl Holder {
         if !self.opened.contains(&opened) {
             self.opened.push(opened);
         }
+        self.watch_firewalls();
+    }
+
+    /// Listens to nf_tables' change notifications exactly while other firewalls'
+    /// chains hold nsrun's rules: a reload (firewalld, ufw) that drops them is repaired
+    /// at once. Not otherwise: while anyone listens, the kernel writes a notification
+    /// for every change in every namespace, every sandbox's table and allow-list
+    /// included, and discards it; [`Holder::firewall_unchanged`] notices changes then.
+    pub(super) fn watch_firewalls(&mut self) {
+        if self.opened.is_empty() {
+            self.nft_events = None;
+        } else if self.nft_events.is_none() {
+            self.nft_events =
+                Socket::open_groups(SockProtocol::NetlinkNetFilter, 1 << (NFNLGRP_NFTABLES - 1))
+                    .ok();
+        }
+    }
+
+    /// The host's nf_tables generation.
+    pub(super) fn host_gen(&mut self) -> Option<u32> {
+        let reply = self.nft.get(nft::get_gen(), "NFT_MSG_GETGEN").ok()?;
+        nft::gen_id(&reply)
+    }
+
+    /// Whether nobody but the holder changed the host's nf_tables since its last look.
+    pub(super) fn firewall_unchanged(&mut self) -> bool {
+        let now = self.host_gen();
+        now.is_some() && now == self.nft_gen
+    }
+
+    /// One batch of the holder's into the host's nf_tables. Its generation moves on by
+    /// exactly one when nobody else committed meanwhile; otherwise the last look is
+    /// stale, and stays so.
+    pub(super) fn commit(
+        &mut self,
+        msg: netlink::Msg,
+        acked: &[usize],
+        what: &str,
+    ) -> std::io::Result<Vec<Vec<u8>>> {
+        let replies = self.nft.transact(msg, acked, what)?;
+        let before = self.nft_gen;
+        let after = self.host_gen();
+        self.nft_gen = match (before, after) {
+            (Some(b), Some(a)) if a == b.wrapping_add(1) => Some(a),
+            _ => None,
+        };
+        Ok(replies)
     }
 
     /// Something changed in nf_tables. If it was another firewall's table while
@@ -248,6 +297,7 @@ impl Holder {
                 tables.push((o.family, o.table));
             }
         }
+        self.watch_firewalls();
         for (family, table) in tables {
             let Ok(rules) = self.nft.dump(nft::dump_rules(family, &table), "list rules") else {
                 continue;
@@ -261,9 +311,7 @@ impl Holder {
                 let mut batch = nft::Batch::new(family);
                 batch.del_rule(&table, &r.chain, r.handle);
                 let (msg, acked) = batch.finish();
-                let _ = self
-                    .nft
-                    .transact(msg, &acked, "remove nsrun's rule from another firewall");
+                let _ = self.commit(msg, &acked, "remove nsrun's rule from another firewall");
             }
         }
     }

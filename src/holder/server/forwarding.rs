@@ -61,8 +61,7 @@ impl Holder {
     pub(super) fn guard(&mut self, index: u32, name: &str) -> Result<()> {
         let batch = firewall::guard(index, name);
         let (msg, acked) = batch.finish();
-        self.nft
-            .transact(msg, &acked, &format!("guard forwarding on {name}"))?;
+        self.commit(msg, &acked, &format!("guard forwarding on {name}"))?;
         Ok(())
     }
 
@@ -121,8 +120,6 @@ impl Holder {
         let mut batch = nft::Batch::new(nft::NFPROTO_INET);
         batch.del_table(GUARD_TABLE);
         let (msg, acked) = batch.finish();
-        let _ = self
-            .nft
-            .transact(msg, &acked, "delete table inet nsrun-guard");
+        let _ = self.commit(msg, &acked, "delete table inet nsrun-guard");
     }
 }

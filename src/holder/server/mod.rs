@@ -94,10 +94,6 @@ fn run(ready: OwnedFd) -> ! {
         listener.as_raw_fd(),
         nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
     );
-    // nf_tables' change notifications: a firewall that reloads while sandboxes run
-    // (firewalld, ufw) loses nsrun's accept rules, which go back in at once.
-    let nft_events =
-        Socket::open_groups(SockProtocol::NetlinkNetFilter, 1 << (NFNLGRP_NFTABLES - 1)).ok();
     // IPv4 forwarding's changes: someone who makes the whole host a router meanwhile
     // (Docker, libvirt, an admin) takes over the links nsrun switched on.
     let netconf_events =
@@ -105,7 +101,8 @@ fn run(ready: OwnedFd) -> ! {
     say("ok");
     drop(ready);
     let mut holder = Holder {
-        nft_events,
+        nft_events: None,
+        nft_gen: None,
         netconf_events,
         listener: Some(listener),
         nft: tables,
@@ -194,7 +191,13 @@ struct Client {
 
 struct Holder {
     listener: Option<OwnedFd>,
+    /// nf_tables' change notifications, while other firewalls' chains hold nsrun's
+    /// rules (see [`Holder::watch_firewalls`]).
     nft_events: Option<Socket>,
+    /// The host's nf_tables generation as of the holder's last look at the forward
+    /// path, moved on by the holder's own batches: another value means someone else
+    /// changed the host's firewall since.
+    nft_gen: Option<u32>,
     netconf_events: Option<Socket>,
     nft: Socket,
     rtnl: Socket,
@@ -217,6 +220,7 @@ impl Holder {
     fn serve(&mut self) -> ! {
         let mut idle_since = Some(Instant::now());
         let mut legacy_checked = Instant::now();
+        let mut gen_checked = Instant::now();
         let mut ports_checked = Instant::now();
         loop {
             let now = Instant::now();
@@ -225,6 +229,8 @@ impl Holder {
             // iptables-legacy sends no notifications: while its FORWARD holds nsrun's
             // entries, look every second whether a restore dropped them.
             let legacy = self.legacy_opened.then_some(legacy_checked + LEGACY_CHECK);
+            let routed = self.clients.iter().any(|c| c.addr.is_some());
+            let firewall = routed.then_some(gen_checked + GEN_CHECK);
             let ports = self
                 .clients
                 .iter()
@@ -233,6 +239,7 @@ impl Holder {
             if let Some(at) = deadlines
                 .chain(self.names.iter().map(|(_, at)| *at))
                 .chain(legacy)
+                .chain(firewall)
                 .chain(ports)
                 .min()
             {
@@ -328,6 +335,12 @@ impl Holder {
                 legacy_checked = Instant::now();
                 if self.clients.iter().any(|c| c.addr.is_some()) {
                     let _ = self.open_legacy();
+                }
+            }
+            if gen_checked.elapsed() >= GEN_CHECK {
+                gen_checked = Instant::now();
+                if self.clients.iter().any(|c| c.addr.is_some()) && !self.firewall_unchanged() {
+                    self.open_paths();
                 }
             }
             if ports_checked.elapsed() >= PORTS_CHECK {
@@ -547,12 +560,14 @@ impl Holder {
         if !on_link {
             bail!("{sandbox} is not the sandbox's address on link {ifindex}");
         }
-        // The host's forward path, looked at again at most every 200 ms: when many
-        // sandboxes start at once they share one look.
+        // The host's forward path, looked at again at most every 200 ms, and whenever
+        // someone else changed the host's nf_tables since: when many sandboxes start at
+        // once they share one look.
         let fresh = self
             .forward_checked
             .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < FORWARD_CHECK_TTL);
+            .is_some_and(|(at, _)| at.elapsed() < FORWARD_CHECK_TTL)
+            && self.firewall_unchanged();
         if !fresh {
             self.open_paths();
         }
@@ -563,8 +578,7 @@ impl Holder {
         batch.add_rule_echo(TABLE, "postrouting", &firewall::masquerade(sandbox));
         let (msg, acked) = batch.finish();
         let replies = self
-            .nft
-            .transact(msg, &acked, &format!("add masquerade for {sandbox}"))?;
+            .commit(msg, &acked, &format!("add masquerade for {sandbox}"))?;
         self.clients[i].handle = replies.iter().find_map(|p| nft::rule_handle(p));
         #[cfg(debug_assertions)]
         eprintln!(

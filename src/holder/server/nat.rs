@@ -27,9 +27,7 @@ impl Holder {
             batch.add_rule_echo(TABLE, firewall::HOST_EXCEPTIONS, rule);
         }
         let (msg, acked) = batch.finish();
-        let replies = self
-            .nft
-            .transact(msg, &acked, "let a sandbox reach the host")?;
+        let replies = self.commit(msg, &acked, "let a sandbox reach the host")?;
         for handle in replies.iter().filter_map(|r| nft::rule_handle(r)) {
             self.clients[i]
                 .published
@@ -53,7 +51,7 @@ impl Holder {
             let mut batch = nft::Batch::new(nft::NFPROTO_INET);
             batch.add_rule_echo(TABLE, chain, &rule);
             let (msg, acked) = batch.finish();
-            let replies = self.nft.transact(
+            let replies = self.commit(
                 msg,
                 &acked,
                 &format!(
@@ -89,9 +87,7 @@ impl Holder {
                     let mut batch = nft::Batch::new(nft::NFPROTO_INET);
                     batch.del_rule(TABLE, chain, handle);
                     let (msg, acked) = batch.finish();
-                    let _ = self
-                        .nft
-                        .transact(msg, &acked, "delete a port no longer held");
+                    let _ = self.commit(msg, &acked, "delete a port no longer held");
                     self.clients[i].published.retain(|h| *h != (chain, handle));
                 }
             }
@@ -162,7 +158,7 @@ impl Holder {
             let mut batch = nft::Batch::new(nft::NFPROTO_INET);
             batch.del_rule(TABLE, chain, *handle);
             let (msg, acked) = batch.finish();
-            let _ = self.nft.transact(msg, &acked, "delete a published port");
+            let _ = self.commit(msg, &acked, "delete a published port");
         }
         #[cfg(debug_assertions)]
         eprintln!(
@@ -175,7 +171,7 @@ impl Holder {
             let mut batch = nft::Batch::new(nft::NFPROTO_INET);
             batch.del_rule(TABLE, "postrouting", handle);
             let (msg, acked) = batch.finish();
-            let _ = self.nft.transact(msg, &acked, "delete a masquerade rule");
+            let _ = self.commit(msg, &acked, "delete a masquerade rule");
         }
         if let (Some(index), false) = (client.ifindex, client.shared) {
             self.links.push((index, Instant::now() + LINK_GRACE));
