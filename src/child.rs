@@ -42,6 +42,10 @@ pub struct ChildConfig {
     pub report_write: OwnedFd,
     /// Signals nsrun blocked before the clone; the init reads them from a signalfd.
     pub signals: SigSet,
+    /// A networked sandbox's table, as far as nothing on the host's side decides it
+    /// (firewall::table_batches, with the sets of these allowed destinations): made
+    /// before "go", whose Firewall adds the rest.
+    pub table: Option<crate::egress::AllowList>,
 }
 
 /// nsrun to init: host addresses that appeared while the sandbox runs.
@@ -163,8 +167,33 @@ pub fn init(cfg: ChildConfig) -> ! {
     sys::set_name(c"nsrun-init");
     sys::set_cmdline(b"nsrun-init");
 
+    // The sandbox's table, while nsrun makes its link (an error is the Firewall step's,
+    // reported when "go" comes).
+    let table = cfg.table.as_deref().map(make_table);
     // Wait for the host side. EOF means nsrun failed or died before PDEATHSIG was set:
     // nothing to report to.
+    let buf = read_go(&cfg);
+    let Some(ops) = go::decode(&buf) else {
+        fail(&cfg.report_write, "decode the go message", libc::EPROTO)
+    };
+    drop(buf);
+    // Nothing runs in an order that breaks a promise, whoever built the list.
+    if let Some(problem) = go::order_problem(&ops) {
+        fail(
+            &cfg.report_write,
+            &format!("check the go message's operations: {problem}"),
+            libc::EPROTO,
+        )
+    }
+
+    match setup(&cfg, &ops, table) {
+        Ok(started) => supervise(&cfg, started),
+        Err(StepError(step, errno)) => fail(&cfg.report_write, &step, errno),
+    }
+}
+
+/// One message from nsrun before the command runs, whole.
+fn read_go(cfg: &ChildConfig) -> Vec<u8> {
     // Its size first (a host with thousands of addresses makes a large filter batch).
     let size = loop {
         let mut probe = [0u8; 1];
@@ -188,23 +217,8 @@ pub fn init(cfg: ChildConfig) -> ! {
             Ok(n) => break n,
         }
     };
-    let Some(ops) = go::decode(&buf[..n]) else {
-        fail(&cfg.report_write, "decode the go message", libc::EPROTO)
-    };
-    drop(buf);
-    // Nothing runs in an order that breaks a promise, whoever built the list.
-    if let Some(problem) = go::order_problem(&ops) {
-        fail(
-            &cfg.report_write,
-            &format!("check the go message's operations: {problem}"),
-            libc::EPROTO,
-        )
-    }
-
-    match setup(&cfg, &ops) {
-        Ok(started) => supervise(&cfg, started),
-        Err(StepError(step, errno)) => fail(&cfg.report_write, &step, errno),
-    }
+    buf.truncate(n);
+    buf
 }
 
 /// What the init keeps while the command runs.
@@ -254,6 +268,8 @@ struct Progress {
     rtnl: Option<Socket>,
     eth0: Option<i32>,
     firewall: Option<Socket>,
+    /// The table made before "go", and the socket that made it.
+    table: Option<Result<Socket, StepError>>,
     files: Option<PrivateFiles>,
     command: Option<Pid>,
 }
@@ -285,10 +301,40 @@ impl Progress {
     }
 }
 
+/// The first part of the sandbox's table (firewall::table_batches), on a socket that
+/// goes on to add the rest.
+fn make_table(allow: &[crate::egress::Dest]) -> Result<Socket, StepError> {
+    let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
+        .step(|| "open nf_tables in the sandbox".into())?;
+    for batch in crate::firewall::table_batches(Some(allow)) {
+        let (batch, _) = batch.finish();
+        transact_batch(&mut nft, &batch.buf)
+            .step(|| "create the sandbox's nf_tables table inet nsrun".into())?;
+    }
+    Ok(nft)
+}
+
+/// Sends one batch, every message of it acknowledged.
+fn transact_batch(nft: &mut Socket, batch: &[u8]) -> std::io::Result<Vec<Vec<u8>>> {
+    let msg = crate::netlink::Msg {
+        buf: batch.to_vec(),
+    };
+    let count = msg.count();
+    let acked: Vec<usize> = (1..count.saturating_sub(1)).collect();
+    nft.transact(msg, &acked, "the sandbox's nf_tables table")
+}
+
 /// Carries out the operations nsrun sent, in their order (checked by
 /// go::order_problem before this runs).
-fn setup(cfg: &ChildConfig, ops: &[InitOp]) -> Result<Started, StepError> {
-    let mut done = Progress::default();
+fn setup(
+    cfg: &ChildConfig,
+    ops: &[InitOp],
+    table: Option<Result<Socket, StepError>>,
+) -> Result<Started, StepError> {
+    let mut done = Progress {
+        table,
+        ..Progress::default()
+    };
     for op in ops {
         run_op(cfg, op, &mut done)?;
     }
@@ -313,13 +359,14 @@ fn run_op(cfg: &ChildConfig, op: &InitOp, done: &mut Progress) -> Result<(), Ste
             if let Err(e) = crate::failpoint::hit("init-network") {
                 return Err(StepError(format!("{e}"), libc::EINTR));
             }
-            let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
-                .step(|| "open nf_tables in the sandbox".into())?;
-            let firewall = crate::netlink::Msg { buf: batch.clone() };
-            let count = firewall.count();
-            let acked: Vec<usize> = (1..count.saturating_sub(1)).collect();
-            nft.transact(firewall, &acked, "create the sandbox's nf_tables table")
-                .step(|| "create the sandbox's nf_tables table inet nsrun".into())?;
+            let mut nft = done.table.take().ok_or_else(|| {
+                StepError(
+                    "the sandbox's table was not made before go".into(),
+                    libc::EPROTO,
+                )
+            })??;
+            transact_batch(&mut nft, batch)
+                .step(|| "add the rules of the sandbox's nf_tables table inet nsrun".into())?;
             done.firewall = Some(nft);
             Ok(())
         }

@@ -48,7 +48,7 @@ pub struct NetSetup {
     pub allow_host: bool,
     pub block_lan: bool,
     /// --allow (None: not given) and --deny.
-    pub allow: Option<Vec<crate::egress::Dest>>,
+    pub allow: Option<crate::egress::AllowList>,
     pub deny: Vec<crate::egress::Dest>,
     /// --audit: report what the lists would refuse, refuse nothing of it.
     pub audit: bool,
@@ -384,7 +384,8 @@ pub fn init_ops(setup: &Setup, link: Option<(&NetSetup, &SandboxNet)>) -> Vec<In
     let mut ops = vec![InitOp::PrivateMounts, InitOp::LoopbackUp];
     let mut hosts = None;
     if let Some((net, sandbox)) = link {
-        let (batch, _) = firewall::sandbox_batch(&net.policy(sandbox)).finish();
+        // Into the table the init made before "go" (firewall::table_batches).
+        let (batch, _) = firewall::rules_batch(&net.policy(sandbox)).finish();
         ops.push(InitOp::Firewall(batch.buf));
         // Before the link is up: no refusal goes unreported.
         if net.report_refusals {
@@ -532,7 +533,7 @@ mod tests {
             let addr = at(|o| matches!(o, InitOp::Address { .. })).unwrap();
             let route = at(|o| matches!(o, InitOp::DefaultRoute(_))).unwrap();
             assert!(table < addr && table < up && table < route, "{ops:?}");
-            let (batch, _) = firewall::sandbox_batch(&n.policy(&link)).finish();
+            let (batch, _) = firewall::rules_batch(&n.policy(&link)).finish();
             assert_eq!(ops[table], InitOp::Firewall(batch.buf));
         }
         let lock = at(|o| *o == InitOp::LockProcSys).unwrap();

@@ -163,7 +163,7 @@ pub struct Policy {
     /// Published (protocol, sandbox port): anyone may connect in there.
     pub published: Vec<(u8, u16)>,
     /// --allow: only these (and the nameservers); None: everything not refused.
-    pub allow: Option<Vec<crate::egress::Dest>>,
+    pub allow: Option<crate::egress::AllowList>,
     /// --deny: refused, even if allowed.
     pub deny: Vec<crate::egress::Dest>,
     /// --audit: what --allow and --deny would refuse is reported, not refused.
@@ -377,9 +377,68 @@ pub fn from_host_rules(p: &Policy) -> Vec<Rule> {
 
 const LOOPBACK: Ipv4Net = Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8);
 
-/// One batch that creates the sandbox's table, to be sent from inside its netns.
+/// One batch that creates the sandbox's whole table, to be sent from inside its netns:
+/// [`table_batch`] then [`rules_batch`].
+#[cfg(test)]
 pub fn sandbox_batch(p: &Policy) -> Batch {
     let mut b = Batch::new(NFPROTO_INET);
+    add_table(&mut b, p.allow.as_deref());
+    add_rules(&mut b, p);
+    b
+}
+
+/// The part of the sandbox's table that nothing on the host's side decides: the table,
+/// its refuse chain, and the allow-list's sets with their addresses. The init makes it
+/// as soon as it exists, while nsrun makes the sandbox's link: a long --allow-file's
+/// thousands of addresses cost the kernel time off the start's path. Several batches,
+/// the addresses at most [`ELEMENTS_PER_BATCH`] to one: the kernel takes one batch at a time, of every namespace's (the holder's
+/// masquerade rule for this very sandbox among them), and a link that enters the
+/// namespace waits for its table's batch; none waits long.
+pub fn table_batches(allow: Option<&[crate::egress::Dest]>) -> Vec<Batch> {
+    let mut first = Batch::new(NFPROTO_INET);
+    let elements = add_sets(&mut first, allow.unwrap_or_default());
+    let mut out = vec![first];
+    for (set, chunk) in elements {
+        let mut b = Batch::new(NFPROTO_INET);
+        match chunk {
+            Elements::Ranges(r) => b.add_ranges(TABLE, &set, &r),
+            Elements::Addresses(a) => b.add_addresses(TABLE, &set, &a),
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Addresses or ranges at most to one batch (see [`table_batches`]).
+const ELEMENTS_PER_BATCH: usize = 256;
+
+/// Elements of one set, for one batch.
+enum Elements {
+    Ranges(Vec<(u32, u64)>),
+    Addresses(Vec<(Ipv4Addr, u64)>),
+}
+
+/// The rest of the sandbox's table, into the one [`table_batch`] made: its chains and
+/// rules, which the sandbox's address and the host's decide.
+pub fn rules_batch(p: &Policy) -> Batch {
+    let mut b = Batch::new(NFPROTO_INET);
+    add_rules(&mut b, p);
+    b
+}
+
+#[cfg(test)]
+fn add_table(b: &mut Batch, allow: Option<&[crate::egress::Dest]>) {
+    for (set, chunk) in add_sets(b, allow.unwrap_or_default()) {
+        match chunk {
+            Elements::Ranges(r) => b.add_ranges(TABLE, &set, &r),
+            Elements::Addresses(a) => b.add_addresses(TABLE, &set, &a),
+        }
+    }
+}
+
+/// The table, its refuse chain and the allow-list's sets, empty; returns their elements
+/// in chunks, each with its set's name.
+fn add_sets(b: &mut Batch, allow: &[crate::egress::Dest]) -> Vec<(String, Elements)> {
     b.add_table(TABLE, 0, true);
     b.add_regular_chain(TABLE, "refuse");
     // Every refusal is reported to whoever listens in the namespace (nsrun, with -v or
@@ -390,24 +449,30 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     }
     // The addresses nsrun's resolver answers for each allowed name, before the rules
     // that look them up.
-    let allow = p.allow.as_deref().unwrap_or_default();
     for (_, set) in crate::egress::name_sets(allow) {
         b.add_address_set(TABLE, &set, crate::egress::SET_SIZE, true);
     }
+    let mut elements = Vec::new();
     for set in crate::egress::address_sets(allow) {
+        let set = set.distinct();
         if let Some(ranges) = set.as_ranges() {
             b.add_range_set(TABLE, &set.name, 2 * ranges.len() as u32);
-            for chunk in ranges.chunks(512) {
-                b.add_ranges(TABLE, &set.name, chunk);
+            // Two elements a range: a start and an end.
+            for chunk in ranges.chunks(ELEMENTS_PER_BATCH / 2) {
+                elements.push((set.name.clone(), Elements::Ranges(chunk.to_vec())));
             }
             continue;
         }
         b.add_address_set(TABLE, &set.name, set.nets.len() as u32, false);
         let forever: Vec<(Ipv4Addr, u64)> = set.nets.iter().map(|n| (n.addr, 0)).collect();
-        for chunk in forever.chunks(1024) {
-            b.add_addresses(TABLE, &set.name, chunk);
+        for chunk in forever.chunks(ELEMENTS_PER_BATCH) {
+            elements.push((set.name.clone(), Elements::Addresses(chunk.to_vec())));
         }
     }
+    elements
+}
+
+fn add_rules(b: &mut Batch, p: &Policy) {
     b.add_regular_chain(TABLE, CABLE);
     b.add_regular_chain(TABLE, "host");
     // The whole pool in one rule: every other sandbox's host end (a host address) and
@@ -450,7 +515,6 @@ pub fn sandbox_batch(p: &Policy) -> Batch {
     for r in input_rules(p) {
         b.add_rule(TABLE, "input", &r);
     }
-    b
 }
 
 /// A batch that closes host addresses added after the sandbox started.
@@ -1114,7 +1178,7 @@ mod tests {
     fn an_allow_list_opens_only_its_destinations_and_deny_wins() {
         let dest = |s: &str| crate::egress::parse_dest(s, "--allow").unwrap();
         let mut p = policy(false, true);
-        p.allow = Some(vec![dest("203.0.113.0/24"), dest("198.51.100.7:443/tcp")]);
+        p.allow = Some(vec![dest("203.0.113.0/24"), dest("198.51.100.7:443/tcp")].into());
         p.deny = vec![dest("203.0.113.66")];
         let out = output_rules(&p);
         let host = host_rules(&["198.51.100.2".parse().unwrap()]);
@@ -1384,6 +1448,26 @@ mod tests {
             verdict(&chains, "postrouting", &pkt("10.200.0.10", "eth0")),
             None
         );
+    }
+
+    #[test]
+    fn a_long_allow_list_loads_in_small_batches() {
+        let dest = |s: &str| crate::egress::parse_dest(s, "--allow").unwrap();
+        let scattered: Vec<crate::egress::Dest> = (0..1000u32)
+            .map(|i| dest(&Ipv4Addr::from(i.wrapping_mul(2_654_435_761) | 1).to_string()))
+            .collect();
+        let batches = table_batches(Some(&scattered));
+        // The table, its chain and the set; then the addresses.
+        assert_eq!(batches.len(), 1 + 1000usize.div_ceil(ELEMENTS_PER_BATCH));
+        let consecutive: Vec<crate::egress::Dest> = (0..1000u32)
+            .map(|i| dest(&format!("203.0.{}.{}", i / 250, i % 250 + 1)))
+            .collect();
+        assert_eq!(
+            table_batches(Some(&consecutive)).len(),
+            2,
+            "4 ranges: one batch"
+        );
+        assert_eq!(table_batches(None).len(), 1);
     }
 
     #[test]

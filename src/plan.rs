@@ -132,7 +132,7 @@ pub struct NetPlan {
     pub block_lan: bool,
     /// --allow and --allow-file: None when neither is given (everything not refused
     /// by default is open).
-    pub allow: Option<Vec<crate::egress::Dest>>,
+    pub allow: Option<crate::egress::AllowList>,
     /// --deny.
     pub deny: Vec<crate::egress::Dest>,
     /// --audit.
@@ -235,7 +235,7 @@ pub fn from_cli(cli: Cli) -> Result<Plan> {
             ip: cli.ip.as_deref().map(parse_ip).transpose()?,
             allow_host: cli.allow_host,
             block_lan: cli.block_lan,
-            allow,
+            allow: allow.map(Into::into),
             deny,
             audit: cli.audit,
             network: network_plan(&cli)?,

@@ -373,6 +373,10 @@ pub fn run(plan: Plan) -> Result<i32> {
         control: init_control,
         report_write,
         signals,
+        table: match (&prep, &setup.net) {
+            (Some(_), Some(net)) => Some(net.allow.clone().unwrap_or_else(|| Vec::new().into())),
+            _ => None,
+        },
     };
     let pid = match crate::sys::clone_into(flags) {
         Ok(None) => child::init(cfg),

@@ -577,8 +577,7 @@ impl Holder {
         let mut batch = nft::Batch::new(nft::NFPROTO_INET);
         batch.add_rule_echo(TABLE, "postrouting", &firewall::masquerade(sandbox));
         let (msg, acked) = batch.finish();
-        let replies = self
-            .commit(msg, &acked, &format!("add masquerade for {sandbox}"))?;
+        let replies = self.commit(msg, &acked, &format!("add masquerade for {sandbox}"))?;
         self.clients[i].handle = replies.iter().find_map(|p| nft::rule_handle(p));
         #[cfg(debug_assertions)]
         eprintln!(
