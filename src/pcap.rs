@@ -99,7 +99,7 @@ impl Drop for Capture {
 /// How much the capture gathers before it writes: packets are received straight into
 /// this buffer, after room for their record header, so each byte is copied once on its
 /// way to the file.
-const CHUNK: usize = 8 << 20;
+const CHUNK: usize = 1 << 20;
 
 /// The capture loop: (packets written, left out for the size, dropped by the kernel).
 fn capture(
