@@ -268,10 +268,36 @@ fn a_firewall_started_while_a_sandbox_runs_is_let_through() {
         nft flush chain inet filter forward
         expect_code 0 in_sandbox $SANDBOX curl -s --max-time 2 http://198.51.100.1/
         expect_eq "$OUT" 198.51.100.2 "the running sandbox right after a reload"
+        # The firewall gone: nothing holds nsrun's rules, no more notifications.
+        nft delete table inet filter
+        for _ in $(seq 30); do [ "$(nft_listeners)" = 0 ] && break; sleep 0.1; done
+        expect_eq "$(nft_listeners)" 0 "no notifications once the other firewall is gone"
+        expect_code 0 in_sandbox $SANDBOX curl -s --max-time 2 http://198.51.100.1/
         stop_sandbox
         wait_holder_gone
-        expect_eq "$(nft list chain inet filter forward | grep -c 'nsrun: ')" 0 "nsrun's rules leave with the holder"
-        nft delete table inet filter
+        expect_clean
+        "#,
+    );
+}
+
+/// iptables-legacy's FORWARD set to DROP while a sandbox runs (it has no notifications
+/// and no generation): let through within a second or so.
+#[test]
+fn an_iptables_legacy_drop_set_while_a_sandbox_runs_is_let_through() {
+    host_world(
+        &["iptables-legacy"],
+        r#"
+        start_dns up 198.51.100.1
+        iptables-legacy -L FORWARD >/dev/null
+        snapshot
+        start_sandbox
+        iptables-legacy -P FORWARD DROP
+        for _ in $(seq 40); do iptables-legacy -S FORWARD | grep -q 'nsrun: ' && break; sleep 0.1; done
+        expect_code 0 in_sandbox $SANDBOX curl -s --max-time 2 http://198.51.100.1/
+        expect_eq "$OUT" 198.51.100.2 "the running sandbox through a FORWARD DROP set after it"
+        stop_sandbox
+        wait_holder_gone
+        iptables-legacy -P FORWARD ACCEPT
         expect_clean
         "#,
     );

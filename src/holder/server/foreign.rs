@@ -107,6 +107,22 @@ impl Holder {
     /// what a killed holder left, leaves alone a chain whose owner let nsrun's
     /// interfaces through already.
     pub(super) fn open_forward_path(&mut self) -> Result<()> {
+        // What holds nsrun's rules is what this look finds (a firewall deleted or
+        // flushed since holds none); what was known stays known if the look fails.
+        let known = std::mem::take(&mut self.opened);
+        let looked = self.look_and_open();
+        if looked.is_err() {
+            for o in known {
+                if !self.opened.contains(&o) {
+                    self.opened.push(o);
+                }
+            }
+        }
+        self.watch_firewalls();
+        looked
+    }
+
+    fn look_and_open(&mut self) -> Result<()> {
         const NF_INET_FORWARD: u32 = 2;
         let chains: Vec<nft::ChainInfo> = self
             .nft

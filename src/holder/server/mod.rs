@@ -339,8 +339,14 @@ impl Holder {
             }
             if gen_checked.elapsed() >= GEN_CHECK {
                 gen_checked = Instant::now();
-                if self.clients.iter().any(|c| c.addr.is_some()) && !self.firewall_unchanged() {
-                    self.open_paths();
+                if self.clients.iter().any(|c| c.addr.is_some()) {
+                    if !self.firewall_unchanged() {
+                        self.open_paths();
+                    } else if !self.legacy_opened {
+                        // iptables-legacy has no generation: a FORWARD policy DROP set
+                        // since is seen here.
+                        let _ = self.open_legacy();
+                    }
                 }
             }
             if ports_checked.elapsed() >= PORTS_CHECK {
