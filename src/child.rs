@@ -304,6 +304,9 @@ impl Progress {
 /// The first part of the sandbox's table (firewall::table_batches), on a socket that
 /// goes on to add the rest.
 fn make_table(allow: &[crate::egress::Dest]) -> Result<Socket, StepError> {
+    if let Err(e) = crate::failpoint::hit("init-table") {
+        return Err(StepError(format!("{e}"), libc::EINTR));
+    }
     let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
         .step(|| "open nf_tables in the sandbox".into())?;
     for batch in crate::firewall::table_batches(Some(allow)) {

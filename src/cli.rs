@@ -56,6 +56,9 @@ examples; so does 'man nsrun'.";
 /// the sandbox ends when the command does, or when nsrun is killed.
 #[derive(Debug, Parser)]
 #[command(
+    // What only a new sandbox takes, which --join, --stop, --list, --disconnect and
+    // --reconnect (a running one's) refuse.
+    group(clap::ArgGroup::new("sandbox").multiple(true).conflicts_with("runtime")),
     name = "nsrun",
     version,
     about = "Run a command in its own network, mount and PID namespaces",
@@ -70,21 +73,21 @@ pub struct Cli {
     /// Works without root where the kernel allows unprivileged user namespaces. Ports
     /// below 1024 stay closed to the command there (the kernel's default), unlike in a
     /// sandbox with a network.
-    #[arg(long, help_heading = NETWORK, conflicts_with_all = ["allow_host", "block_lan", "pool", "dns"])]
+    #[arg(group = "sandbox", long, help_heading = NETWORK, conflicts_with_all = ["allow_host", "block_lan", "pool", "dns"])]
     pub no_net: bool,
 
     /// Let the sandbox connect to the host's own addresses
     ///
     /// Also to the ports the host publishes on them with DNAT (Docker's `-p`, NodePorts).
     /// Refused by default.
-    #[arg(long, help_heading = NETWORK)]
+    #[arg(group = "sandbox", long, help_heading = NETWORK)]
     pub allow_host: bool,
 
     /// Also block the LAN: the private ranges
     ///
     /// 10/8, 172.16/12, 192.168/16 and 100.64/10 are refused; the sandbox's nameservers
     /// stay reachable.
-    #[arg(long, help_heading = NETWORK)]
+    #[arg(group = "sandbox", long, help_heading = NETWORK)]
     pub block_lan: bool,
 
     /// Let the sandbox reach only these destinations (repeatable)
@@ -96,18 +99,18 @@ pub struct Cli {
     /// if allowed. Names resolve through nsrun's resolver only, which refuses the others
     /// and lets the sandbox reach the addresses it answered. Enforced by the kernel in the
     /// sandbox's own table, for every program and protocol.
-    #[arg(long, value_name = "DEST", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "DEST", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::Other)]
     pub allow: Vec<String>,
 
     /// Read --allow destinations from FILE, one per line (`#` comments)
-    #[arg(long, value_name = "FILE", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::FilePath)]
+    #[arg(group = "sandbox", long, value_name = "FILE", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::FilePath)]
     pub allow_file: Vec<std::path::PathBuf>,
 
     /// Refuse these destinations, even if allowed (repeatable)
     ///
     /// The form of --allow, e.g. `--deny 198.51.100.0/24`; without --allow it narrows
     /// what is open by default.
-    #[arg(long, value_name = "DEST", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "DEST", action = ArgAction::Append, conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::Other)]
     pub deny: Vec<String>,
 
     /// Report what --allow and --deny would refuse, and refuse none of it
@@ -116,7 +119,7 @@ pub struct Cli {
     /// refuse (and every name nsrun's resolver would not answer) is reported as with -v
     /// or --refusals, and let through. The default refusals (host, metadata, other
     /// sandboxes) still refuse.
-    #[arg(long, help_heading = NETWORK)]
+    #[arg(group = "sandbox", long, help_heading = NETWORK)]
     pub audit: bool,
 
     /// Write each refused destination to FILE, one JSON object per line
@@ -125,7 +128,7 @@ pub struct Cli {
     /// --block-lan); each destination once: {"time", "verdict" ("refused" or, with
     /// --audit, "would refuse"), "proto", "address", "port", "name"}. FILE belongs to the
     /// invoking user.
-    #[arg(long, value_name = "FILE", conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::FilePath)]
+    #[arg(group = "sandbox", long, value_name = "FILE", conflicts_with = "no_net", help_heading = NETWORK, value_hint = ValueHint::FilePath)]
     pub refusals: Option<std::path::PathBuf>,
 
     /// Join the private network NAME (made on first use) with other sandboxes
@@ -136,7 +139,7 @@ pub struct Cli {
     /// NAME.NETWORK.nsrun.internal. Everything else holds as for a lone sandbox: NAT,
     /// -p, the refusals of the host, metadata services, other networks and sandboxes.
     /// The network ends with its last member. Needs root.
-    #[arg(long, value_name = "NAME", help_heading = NETWORK, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "NAME", help_heading = NETWORK, value_hint = ValueHint::Other)]
     pub network: Option<String>,
 
     /// The subnet of the --network this run makes, e.g. `--subnet 10.10.0.0/24`
@@ -144,14 +147,14 @@ pub struct Cli {
     /// Only when the network is not running yet; a member that joins a running network
     /// may give its subnet, and must give the same. Default: the first /24 of 10.201.0.0/16
     /// (or of --pool) that the host does not route.
-    #[arg(long, value_name = "CIDR", requires = "network", help_heading = NETWORK, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "CIDR", requires = "network", help_heading = NETWORK, value_hint = ValueHint::Other)]
     pub subnet: Option<String>,
 
     /// Nameserver for the sandbox, instead of the host's (up to 3 times)
     ///
     /// An IPv4 address for the sandbox's /etc/resolv.conf, e.g. `--dns 192.0.2.53`. The
     /// host's resolv.conf is then not read.
-    #[arg(long, value_name = "ADDR", action = ArgAction::Append, help_heading = NETWORK, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "ADDR", action = ArgAction::Append, help_heading = NETWORK, value_hint = ValueHint::Other)]
     pub dns: Vec<String>,
 
     /// IPv4 pool the sandbox's subnet is taken from
@@ -160,7 +163,7 @@ pub struct Cli {
     /// (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10), e.g.
     /// `--pool 10.201.0.0/16`. Subnets in use on the host, in any routing table, are
     /// skipped.
-    #[arg(long, value_name = "CIDR", default_value = DEFAULT_POOL, help_heading = NETWORK, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "CIDR", default_value = DEFAULT_POOL, help_heading = NETWORK, value_hint = ValueHint::Other)]
     pub pool: String,
 
     /// Run the command as USER (and GROUP), by name or number
@@ -206,7 +209,7 @@ pub struct Cli {
     ///
     /// A UTS namespace of its own with this host name; NAME also resolves inside the
     /// sandbox through a private /etc/hosts.
-    #[arg(long, value_name = "NAME", help_heading = IDENTITY, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "NAME", help_heading = IDENTITY, value_hint = ValueHint::Other)]
     pub hostname: Option<String>,
 
     /// Give the sandbox exactly this private IPv4 address
@@ -214,7 +217,7 @@ pub struct Cli {
     /// The host's end of the link is its /31 neighbour; e.g. `--ip 10.77.0.2`: the host reaches a service
     /// there, and a restart gets the same address. An address in use on the host or by
     /// another sandbox is an error that says who has it.
-    #[arg(long, value_name = "ADDR", conflicts_with_all = ["no_net", "pool"], help_heading = SERVICES, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "ADDR", conflicts_with_all = ["no_net", "pool"], help_heading = SERVICES, value_hint = ValueHint::Other)]
     pub ip: Option<String>,
 
     /// Publish a port of the sandbox on the host, e.g. `-p 8080:80`
@@ -223,7 +226,7 @@ pub struct Cli {
     /// (repeatable). Other machines reach it through the host's addresses (their source
     /// address preserved), the host through its own addresses and, for TCP, through
     /// localhost. A host port that is taken is an error.
-    #[arg(short = 'p', long, value_name = "[HOST_IP:]PORT:PORT", action = ArgAction::Append, conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", short = 'p', long, value_name = "[HOST_IP:]PORT:PORT", action = ArgAction::Append, conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::Other)]
     pub publish: Vec<String>,
 
     /// Name the sandbox's network namespace (/run/netns/NAME)
@@ -231,7 +234,7 @@ pub struct Cli {
     /// It appears as /run/netns/NAME while the sandbox runs, for `ip netns exec NAME ...` and `nsenter --net=/run/netns/NAME`, and
     /// NAME is also its host name unless --hostname says otherwise. Removed when the
     /// sandbox ends, also when nsrun is killed; e.g. `--name web`.
-    #[arg(long, value_name = "NAME", conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "NAME", conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::Other)]
     pub name: Option<String>,
 
     /// Keep the sandbox's addresses and ports in FILE (JSON) while it runs
@@ -243,7 +246,7 @@ pub struct Cli {
     /// object: "nsrun_pid", "init_pid", "name" (null without --name), "address",
     /// "prefix", "gateway", "host_link", "netns", "ports" (a list of {"proto",
     /// "host_ip", "host_port", "sandbox_port"}) and "started" (unix seconds).
-    #[arg(long, value_name = "FILE", conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::FilePath)]
+    #[arg(group = "sandbox", long, value_name = "FILE", conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::FilePath)]
     pub info_file: Option<std::path::PathBuf>,
 
     /// Write every packet of the sandbox to FILE, in pcap format
@@ -251,13 +254,13 @@ pub struct Cli {
     /// Both directions, captured on the host's end of the sandbox's link (the command
     /// can neither hide nor forge a packet there), for `tcpdump -r FILE` and wireshark.
     /// FILE belongs to the invoking user; see --pcap-size, e.g. `--pcap web.pcap`.
-    #[arg(long, value_name = "FILE", conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::FilePath)]
+    #[arg(group = "sandbox", long, value_name = "FILE", conflicts_with = "no_net", help_heading = SERVICES, value_hint = ValueHint::FilePath)]
     pub pcap: Option<std::path::PathBuf>,
 
     /// The most --pcap writes; the rest is counted
     ///
     /// Bytes, or with K, M or G (powers of 1024), e.g. `--pcap-size 10M`.
-    #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size, requires = "pcap", help_heading = SERVICES, value_hint = ValueHint::Other)]
+    #[arg(group = "sandbox", long, value_name = "SIZE", default_value = "100M", value_parser = parse_size, requires = "pcap", help_heading = SERVICES, value_hint = ValueHint::Other)]
     pub pcap_size: u64,
 
     /// Seconds the command has to end after a signal, then SIGKILL
@@ -281,7 +284,7 @@ pub struct Cli {
     /// one kernel grace period; by default nsrun returns as soon as the sandbox's
     /// processes are gone and its link is down, and the kernel removes the rest within
     /// a fraction of a second.
-    #[arg(long, help_heading = ADVANCED)]
+    #[arg(group = "sandbox", long, help_heading = ADVANCED)]
     pub wait_teardown: bool,
 
     /// Say what nsrun sets up, on stderr

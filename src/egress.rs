@@ -167,6 +167,11 @@ impl AddressSet {
 pub const MAX_DESTS: usize = 65_536;
 
 fn example(option: &str) -> String {
+    // A line of a file: what the line may hold.
+    if option.starts_with("--allow-file ") {
+        return "e.g. a line '203.0.113.0/24', '198.51.100.7:443' or '198.51.100.7:5000-5010/udp'"
+            .into();
+    }
     format!(
         "e.g. '{option} 203.0.113.0/24', '{option} 198.51.100.7:443' or '{option} 198.51.100.7:5000-5010/udp'"
     )
@@ -535,6 +540,15 @@ mod tests {
         assert_eq!(got.len(), 2);
         let e = parse_file("203.0.113.0/24\nno..pe\n", "p.txt").unwrap_err();
         assert!(e.to_string().contains("--allow-file p.txt line 2:"), "{e}");
+        assert!(
+            e.to_string().contains("e.g. a line '203.0.113.0/24'"),
+            "{e}"
+        );
+        let e = parse_file("300.1.1.1\n", "p.txt").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--allow-file p.txt line 1: \"300.1.1.1\": not an IPv4 address or prefix; e.g. a line '203.0.113.0/24', '198.51.100.7:443' or '198.51.100.7:5000-5010/udp'"
+        );
     }
 
     #[test]

@@ -7,9 +7,10 @@ use anyhow::Result;
 
 /// The named steps, in the order a run reaches them (tests iterate over this list).
 #[cfg_attr(not(debug_assertions), allow(dead_code))]
-pub const STEPS: [&str; 10] = [
+pub const STEPS: [&str; 11] = [
     "start",
     "after-clone",
+    "init-table",
     "after-veth",
     "after-address",
     "after-nat",

@@ -96,6 +96,18 @@ fn usage_error(e: &clap::Error) -> String {
                 .unwrap_or_default();
             format!("{first}{tip}; put the command after '--' if the option is its own, e.g. 'nsrun -- ls -l' (see 'nsrun --help')")
         }
+        // An option of a new sandbox with --join, --stop, --list, --disconnect or
+        // --reconnect (clap lists them all).
+        ErrorKind::ArgumentConflict if rendered.contains("\n  --join <") => {
+            let arg = match e.get(clap::error::ContextKind::InvalidArg) {
+                Some(clap::error::ContextValue::String(a)) => a.clone(),
+                _ => "this option".into(),
+            };
+            let arg = arg.split(' ').next().unwrap_or_default();
+            format!(
+                "{arg} is for starting a sandbox; --join, --stop, --list, --disconnect and --reconnect act on a running one, which keeps the options it started with, e.g. 'nsrun --name web -p 8080:80 -- ./server', then 'nsrun --join web -- ss -ltn'"
+            )
+        }
         _ => format!("{}; see 'nsrun --help'", one_line(first)),
     }
 }

@@ -434,12 +434,16 @@ pub fn run(plan: Plan) -> Result<i32> {
             "nsrun: the command runs as root (uid 0, no capabilities) because nsrun was started by root without sudo; it can still change the host's files; run it as an unprivileged user with --user, e.g. '--user nobody' ('--user root' keeps root and silences this)",
         );
     }
-    send(
+    match send(
         control.as_raw_fd(),
         &crate::proto::init::encode(&ops),
         MsgFlags::MSG_NOSIGNAL,
-    )
-    .context("start the sandbox")?;
+    ) {
+        // The init is gone already (killed while it made the table): what ended it is
+        // said below, as when it dies later.
+        Ok(_) | Err(nix::errno::Errno::EPIPE) => {}
+        Err(e) => return Err(e).context("start the sandbox"),
+    }
     failpoint::hit("after-go")?;
     // The relay runs in a thread of its own: a slow or silent upstream resolver can
     // delay only DNS, never the forwarding of signals in the loop below. It ends with

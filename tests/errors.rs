@@ -98,6 +98,63 @@ fn unknown_flag() {
     assert!(e.contains("'nsrun -- ls -l'"), "{e}");
 }
 
+/// A new sandbox's option given to --join, --stop, --list, --disconnect or --reconnect
+/// is refused (a running sandbox keeps the options it started with), not ignored;
+/// --join's own (--user, -e, -w, -t, -v) and --stop's --stop-timeout are not.
+#[test]
+fn a_new_sandboxs_option_with_a_running_one_is_refused() {
+    for (args, option) in [
+        (
+            &["--join", "web", "--allow", "203.0.113.5", "--", "true"][..],
+            "--allow",
+        ),
+        (
+            &[
+                "--join",
+                "web",
+                "--allow-file",
+                "/etc/hostname",
+                "--",
+                "true",
+            ],
+            "--allow-file",
+        ),
+        (&["--stop", "web", "-p", "8080:80"], "--publish"),
+        (&["--list", "--pool", "10.0.0.0/8"], "--pool"),
+        (&["--disconnect", "web", "--pcap", "/tmp/x.pcap"], "--pcap"),
+        (&["--reconnect", "web", "--no-net"], "--no-net"),
+    ] {
+        let e = usage_error(args);
+        assert!(
+            e.starts_with(&format!("nsrun: {option} is for starting a sandbox;")),
+            "{args:?}: {e}"
+        );
+        assert!(e.contains("'nsrun --join web -- ss -ltn'"), "{e}");
+    }
+    // Not a usage error: --join's own options get as far as looking for the sandbox.
+    let out = Command::new(NSRUN)
+        .args([
+            "--join",
+            "no-such-sandbox",
+            "--user",
+            "nobody",
+            "-e",
+            "A=1",
+            "-w",
+            "/",
+            "-v",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--join no-such-sandbox: no running sandbox"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn missing_command() {
     let e = usage_error(&["--no-net"]);

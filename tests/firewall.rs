@@ -69,7 +69,7 @@ fn a_crash_or_error_at_every_step_leaves_nothing_and_never_opens_the_filter() {
     world(&format!(
         r#"{UDP_WORLD}
         snapshot
-        for step in start after-clone after-veth after-address after-nat after-forwarding after-go supervise after-status init-network; do
+        for step in start after-clone init-table after-veth after-address after-nat after-forwarding after-go supervise after-status init-network; do
           for action in kill error; do
             rm -f "$TMPDIR/streaming"
             set +e
@@ -78,7 +78,7 @@ fn a_crash_or_error_at_every_step_leaves_nothing_and_never_opens_the_filter() {
             set -e
             case $action in
               # The init's own failure is nsrun's failure: 125.
-              kill) [ $step = init-network ] && want=125 || want=137
+              kill) case $step in init-*) want=125 ;; *) want=137 ;; esac
                     expect_eq "$code" $want "nsrun killed at $step" ;;
               error) expect_eq "$code" 125 "nsrun failed at $step"
                      expect_contains "$(cat $WORK/err)" "failpoint" "the error names the step ($step)" ;;

@@ -230,18 +230,25 @@ impl Holder {
         self.watch_firewalls();
     }
 
-    /// Listens to nf_tables' change notifications exactly while other firewalls'
-    /// chains hold nsrun's rules: a reload (firewalld, ufw) that drops them is repaired
-    /// at once. Not otherwise: while anyone listens, the kernel writes a notification
-    /// for every change in every namespace, every sandbox's table and allow-list
-    /// included, and discards it; [`Holder::firewall_unchanged`] notices changes then.
+    /// Listens to nf_tables' change notifications while other firewalls' chains hold
+    /// nsrun's rules: a reload (firewalld, ufw) that drops them is repaired at once.
+    /// Not otherwise: while anyone listens, the kernel writes a notification for every
+    /// change in every namespace, every sandbox's table and allow-list included, and
+    /// discards it; [`Holder::firewall_unchanged`] notices changes then.
     pub(super) fn watch_firewalls(&mut self) {
-        if self.opened.is_empty() {
-            self.nft_events = None;
-        } else if self.nft_events.is_none() {
+        if !self.opened.is_empty() && self.nft_events.is_none() {
             self.nft_events =
                 Socket::open_groups(SockProtocol::NetlinkNetFilter, 1 << (NFNLGRP_NFTABLES - 1))
                     .ok();
+        }
+    }
+
+    /// Stops listening once nothing holds nsrun's rules. Called every second, not at
+    /// each look: a reload that deletes a firewall's table and makes it anew a moment
+    /// later is still heard.
+    pub(super) fn unwatch_firewalls(&mut self) {
+        if self.opened.is_empty() {
+            self.nft_events = None;
         }
     }
 
@@ -313,7 +320,7 @@ impl Holder {
                 tables.push((o.family, o.table));
             }
         }
-        self.watch_firewalls();
+        self.unwatch_firewalls();
         for (family, table) in tables {
             let Ok(rules) = self.nft.dump(nft::dump_rules(family, &table), "list rules") else {
                 continue;

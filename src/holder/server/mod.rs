@@ -339,6 +339,7 @@ impl Holder {
             }
             if gen_checked.elapsed() >= GEN_CHECK {
                 gen_checked = Instant::now();
+                self.unwatch_firewalls();
                 if self.clients.iter().any(|c| c.addr.is_some()) {
                     if !self.firewall_unchanged() {
                         self.open_paths();
