@@ -378,7 +378,7 @@ pub fn from_host_rules(p: &Policy) -> Vec<Rule> {
 const LOOPBACK: Ipv4Net = Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8);
 
 /// One batch that creates the sandbox's whole table, to be sent from inside its netns:
-/// [`table_batch`] then [`rules_batch`].
+/// [`table_batches`] then [`rules_batch`], in one batch (tests).
 #[cfg(test)]
 pub fn sandbox_batch(p: &Policy) -> Batch {
     let mut b = Batch::new(NFPROTO_INET);
@@ -418,7 +418,7 @@ enum Elements {
     Addresses(Vec<(Ipv4Addr, u64)>),
 }
 
-/// The rest of the sandbox's table, into the one [`table_batch`] made: its chains and
+/// The rest of the sandbox's table, into the one [`table_batches`] made: its chains and
 /// rules, which the sandbox's address and the host's decide.
 pub fn rules_batch(p: &Policy) -> Batch {
     let mut b = Batch::new(NFPROTO_INET);
