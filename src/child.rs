@@ -310,18 +310,14 @@ fn make_table(allow: &[crate::egress::Dest]) -> Result<Socket, StepError> {
     let mut nft = Socket::open(SockProtocol::NetlinkNetFilter)
         .step(|| "open nf_tables in the sandbox".into())?;
     for batch in crate::firewall::table_batches(Some(allow)) {
-        let (batch, _) = batch.finish();
-        transact_batch(&mut nft, &batch.buf)
+        transact_batch(&mut nft, batch.finish().0)
             .step(|| "create the sandbox's nf_tables table inet nsrun".into())?;
     }
     Ok(nft)
 }
 
 /// Sends one batch, every message of it acknowledged.
-fn transact_batch(nft: &mut Socket, batch: &[u8]) -> std::io::Result<Vec<Vec<u8>>> {
-    let msg = crate::netlink::Msg {
-        buf: batch.to_vec(),
-    };
+fn transact_batch(nft: &mut Socket, msg: crate::netlink::Msg) -> std::io::Result<Vec<Vec<u8>>> {
     let count = msg.count();
     let acked: Vec<usize> = (1..count.saturating_sub(1)).collect();
     nft.transact(msg, &acked, "the sandbox's nf_tables table")
@@ -368,7 +364,7 @@ fn run_op(cfg: &ChildConfig, op: &InitOp, done: &mut Progress) -> Result<(), Ste
                     libc::EPROTO,
                 )
             })??;
-            transact_batch(&mut nft, batch)
+            transact_batch(&mut nft, crate::netlink::Msg { buf: batch.clone() })
                 .step(|| "add the rules of the sandbox's nf_tables table inet nsrun".into())?;
             done.firewall = Some(nft);
             Ok(())

@@ -400,10 +400,7 @@ pub fn table_batches(allow: Option<&[crate::egress::Dest]>) -> Vec<Batch> {
     let mut out = vec![first];
     for (set, chunk) in elements {
         let mut b = Batch::new(NFPROTO_INET);
-        match chunk {
-            Elements::Ranges(r) => b.add_ranges(TABLE, &set, &r),
-            Elements::Addresses(a) => b.add_addresses(TABLE, &set, &a),
-        }
+        chunk.add_to(&mut b, &set);
         out.push(b);
     }
     out
@@ -418,6 +415,15 @@ enum Elements {
     Addresses(Vec<(Ipv4Addr, u64)>),
 }
 
+impl Elements {
+    fn add_to(&self, b: &mut Batch, set: &str) {
+        match self {
+            Elements::Ranges(r) => b.add_ranges(TABLE, set, r),
+            Elements::Addresses(a) => b.add_addresses(TABLE, set, a),
+        }
+    }
+}
+
 /// The rest of the sandbox's table, into the one [`table_batches`] made: its chains and
 /// rules, which the sandbox's address and the host's decide.
 pub fn rules_batch(p: &Policy) -> Batch {
@@ -429,10 +435,7 @@ pub fn rules_batch(p: &Policy) -> Batch {
 #[cfg(test)]
 fn add_table(b: &mut Batch, allow: Option<&[crate::egress::Dest]>) {
     for (set, chunk) in add_sets(b, allow.unwrap_or_default()) {
-        match chunk {
-            Elements::Ranges(r) => b.add_ranges(TABLE, &set, &r),
-            Elements::Addresses(a) => b.add_addresses(TABLE, &set, &a),
-        }
+        chunk.add_to(b, &set);
     }
 }
 

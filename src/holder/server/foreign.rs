@@ -118,7 +118,6 @@ impl Holder {
                 }
             }
         }
-        self.watch_firewalls();
         looked
     }
 
